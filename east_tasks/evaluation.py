@@ -1,0 +1,54 @@
+"""Test-set metrics from stored generations: greedy accuracy, maj@k and pass@k, overall and by tier."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from east_tasks.answers import NO_ANSWER
+
+
+def majority_answer(preds: list[str | None]) -> str | None:
+    """Most common extracted answer (answerless responses never win); ties go to the first seen."""
+    counts = Counter(p for p in preds if p is not None and p != NO_ANSWER)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    n_questions: int
+    k: int
+    greedy_acc: float
+    maj_acc: float
+    pass_acc: float
+    by_tier: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _scores(greedy: pd.DataFrame, sampled: pd.DataFrame, gold: dict[str, str]) -> pd.DataFrame:
+    g = greedy.groupby("problem_id").correct.first()
+    rows = []
+    for pid, group in sampled.groupby("problem_id"):
+        preds = [None if pd.isna(p) else p for p in group.pred_answer]
+        maj = majority_answer(preds)
+        rows.append({"problem_id": pid, "maj": maj is not None and maj == gold[pid], "pass": bool(group.correct.any())})
+    out = pd.DataFrame(rows).set_index("problem_id")
+    out["greedy"] = g
+    return out
+
+
+def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame, problems: pd.DataFrame, k: int) -> EvalResult:
+    """`greedy`: one row per question; `sampled`: k rows per question (columns problem_id, pred_answer,
+    correct). pass@k here is "any of the k samples correct" (the unbiased estimator with n = k)."""
+    gold = dict(zip(problems.problem_id, problems.answer, strict=True))
+    scores = _scores(greedy, sampled, gold).join(problems.set_index("problem_id")[["tier"]])
+    by_tier = {
+        str(t): {"n": int(len(s)), "greedy_acc": float(s.greedy.mean()), "maj_acc": float(s["maj"].mean()),
+                 "pass_acc": float(s["pass"].mean())}
+        for t, s in scores.groupby("tier")
+    }
+    return EvalResult(
+        n_questions=len(scores), k=k, greedy_acc=float(scores.greedy.mean()),
+        maj_acc=float(scores["maj"].mean()), pass_acc=float(scores["pass"].mean()), by_tier=by_tier,
+    )

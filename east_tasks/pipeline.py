@@ -1,0 +1,204 @@
+"""The EAST steps as idempotent functions over the store: each computes its key, and skips if present.
+
+Flows call these and log `StepResult`s; nothing here knows about Prefect. Keys (see DESIGN.md):
+  dataset_key = hash of the problem rows;  gen_key = model_hash + dataset_key + split + sampling fields
+  weight_key  = gen_key + weighting fields; ckpt_key = parent model_hash + weight_key + train fields
+  eval_key    = model_hash + dataset_key + eval fields
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+from tqdm.auto import tqdm
+
+from east_tasks.answers import extract_answer, normalize_answer
+from east_tasks.config import ExperimentConfig
+from east_tasks.data.prompts import format_prompt
+from east_tasks.data.sources import load_splits
+from east_tasks.evaluation import evaluate
+from east_tasks.generation import SampleSpec, get_generator, release_generator
+from east_tasks.io import fingerprint, hash_dir
+from east_tasks.selection import cluster_and_score, select_examples
+from east_tasks.store import Store
+from east_tasks.training import train_weighted_sft
+
+
+@dataclass
+class StepResult:
+    step: str
+    key: str
+    cached: bool
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        what = "cached, skipped" if self.cached else f"computed in {self.seconds:.1f}s"
+        details = ", ".join(f"{k}={v}" for k, v in self.info.items())
+        return f"{self.step} [{self.key}]: {what}" + (f" ({details})" if details else "")
+
+
+class ModelRef(BaseModel):
+    """A model directory (or hub name) and its content hash; pydantic so Prefect can pass it around."""
+
+    model_config = ConfigDict(frozen=True)
+    path: str
+    hash: str
+
+
+def model_ref(path: str | Path) -> ModelRef:
+    """Local dirs are hashed by content; hub names by name (pin a revision in the name for stability)."""
+    p = Path(path)
+    return ModelRef(path=str(path), hash=hash_dir(p) if p.is_dir() else fingerprint({"hub": str(path)}))
+
+
+def prepare_data(cfg: ExperimentConfig) -> StepResult:
+    t0 = time.time()
+    key, splits = load_splits(cfg.data)
+    with Store(cfg.store_path) as store:
+        present = store.count("problems", "dataset_key", key)
+        if present == sum(len(df) for df in splits.values()):
+            return StepResult("data", key, True, time.time() - t0, {"problems": present})
+        with store.transaction():
+            store.con.execute("DELETE FROM problems WHERE dataset_key = ?", [key])
+            for split, df in splits.items():
+                store.insert_df("problems", df.assign(dataset_key=key, split=split, idx=range(len(df))))
+    return StepResult("data", key, False, time.time() - t0, {s: len(df) for s, df in splits.items()})
+
+
+def _prompt_seed(seed: int, problem_id: str) -> int:
+    """Per-question seed: samples do not depend on chunking, batching or resume points."""
+    return int(fingerprint([seed, problem_id]), 16) % (2**31 - 1)
+
+
+def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, spec: SampleSpec,
+             seed: int, step: str) -> StepResult:
+    """Samples `spec.n` responses per question of `split`, committing chunk by chunk; resumes a crash."""
+    t0 = time.time()
+    gen_key = fingerprint({"model": model.hash, "data": dataset_key, "split": split, "spec": spec.__dict__,
+                           "seed": seed, "backend": cfg.backend.backend, "prompt": format_prompt("{q}")})
+    with Store(cfg.store_path) as store:
+        if store.step_done(gen_key):
+            return StepResult(step, gen_key, True, time.time() - t0,
+                              {"rows": store.count("generations", "gen_key", gen_key)})
+        problems = store.problems(dataset_key, split)
+        done = set(store.query("SELECT DISTINCT problem_id FROM generations WHERE gen_key = ?",
+                               [gen_key]).problem_id)
+        todo = problems[~problems.problem_id.isin(done)]
+        resumed = len(done)
+        if len(todo):
+            generator = get_generator(model.path, cfg.backend)
+            chunks = range(0, len(todo), cfg.sampling.chunk_size)
+            for start in tqdm(chunks, desc=step, unit="chunk"):
+                chunk = todo.iloc[start : start + cfg.sampling.chunk_size]
+                prompts = [format_prompt(q) for q in chunk.question]
+                outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
+                rows = []
+                for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer, outs,
+                                                          strict=True):
+                    gold_n = normalize_answer(gold)
+                    for i, c in enumerate(completions):
+                        pred = extract_answer(c.text)
+                        rows.append((gen_key, pid, i, prompt, c.text, pred, pred == gold_n, c.num_tokens))
+                df = pd.DataFrame(rows, columns=["gen_key", "problem_id", "sample_idx", "prompt", "text",
+                                                 "pred_answer", "correct", "num_tokens"])
+                with store.transaction():
+                    store.insert_df("generations", df)
+        n_rows = store.count("generations", "gen_key", gen_key)
+        store.mark_step(gen_key, step, cfg.experiment, -1, "done", time.time() - t0, {"rows": n_rows})
+    return StepResult(step, gen_key, False, time.time() - t0,
+                      {"rows": n_rows, "resumed_questions": resumed, "new_questions": len(todo)})
+
+
+def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> StepResult:
+    """Cluster, score, filter and weight: writes clusters, question_stats and training_examples."""
+    t0 = time.time()
+    weight_key = fingerprint({"gen": gen_key, "weighting": cfg.weighting.model_dump()})
+    with Store(cfg.store_path) as store:
+        if store.step_done(weight_key):
+            n = store.count("training_examples", "weight_key", weight_key)
+            return StepResult("select+weight", weight_key, True, time.time() - t0, {"examples": n})
+        gens = store.query("SELECT * FROM generations WHERE gen_key = ? ORDER BY problem_id, sample_idx",
+                           [gen_key])
+        problems = store.problems(dataset_key, "pool")
+        clusters, stats = cluster_and_score(gens, problems)
+        examples = select_examples(gens, stats, cfg.weighting)
+        with store.transaction():
+            if not store.count("clusters", "gen_key", gen_key):
+                store.insert_df("clusters", clusters.assign(gen_key=gen_key))
+            store.con.execute("DELETE FROM question_stats WHERE gen_key = ?", [gen_key])
+            store.insert_df("question_stats", stats.assign(gen_key=gen_key))
+            store.con.execute("DELETE FROM training_examples WHERE weight_key = ?", [weight_key])
+            store.insert_df("training_examples", examples.assign(weight_key=weight_key))
+        reasons = stats.drop_reason.fillna("kept").value_counts().to_dict()
+        info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
+                "mean_entropy_kept": round(float(examples.uncertainty.mean()), 3) if len(examples) else None}
+        store.mark_step(weight_key, "select+weight", cfg.experiment, -1, "done", time.time() - t0, info)
+    return StepResult("select+weight", weight_key, False, time.time() - t0, info)
+
+
+def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[StepResult, ModelRef]:
+    t0 = time.time()
+    ckpt_key = fingerprint({"parent": parent.hash, "weights": weight_key, "train": cfg.train.model_dump()})
+    out_dir = cfg.checkpoint_dir / ckpt_key
+    with Store(cfg.store_path) as store:
+        row = store.query("SELECT model_hash, train_loss FROM checkpoints WHERE ckpt_key = ?", [ckpt_key])
+        if len(row) and out_dir.is_dir() and hash_dir(out_dir) == row.model_hash[0]:
+            return (StepResult("train", ckpt_key, True, time.time() - t0, {"train_loss": row.train_loss[0]}),
+                    ModelRef(path=str(out_dir), hash=row.model_hash[0]))
+        examples = store.query("SELECT * FROM training_examples WHERE weight_key = ? ORDER BY example_idx",
+                               [weight_key])
+    if examples.empty:
+        raise RuntimeError(f"no training examples for weight_key {weight_key}: every question was filtered out")
+    release_generator()  # free the sampling engine's memory and cores before training
+    summary = train_weighted_sft(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
+                                 cfg.backend.trust_remote_code)
+    with Store(cfg.store_path) as store:
+        store.con.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [ckpt_key, str(out_dir), summary["model_hash"], parent.hash, weight_key,
+                           summary["train_loss"], time.time()])
+    info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
+            "examples": summary["n_examples"]}
+    return StepResult("train", ckpt_key, False, time.time() - t0, info), ModelRef(path=str(out_dir),
+                                                                                 hash=summary["model_hash"])
+
+
+def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> list[StepResult]:
+    """Greedy and k-sample generations on the test split, then metrics into `evaluations`."""
+    ev = cfg.eval
+    greedy = generate(cfg, model, dataset_key, "test", SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed,
+                      "generate test greedy")
+    sampled = generate(cfg, model, dataset_key, "test", SampleSpec(ev.k, ev.temperature, 1.0, ev.max_tokens),
+                       ev.seed, f"generate test k={ev.k}")
+    t0 = time.time()
+    eval_key = fingerprint({"greedy": greedy.key, "sampled": sampled.key})
+    with Store(cfg.store_path) as store:
+        row = store.query("SELECT greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?", [eval_key])
+        if len(row):
+            info = {k: round(float(row[k][0]), 4) for k in row.columns}
+            return [greedy, sampled, StepResult("evaluate", eval_key, True, time.time() - t0, info)]
+        gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ?",
+                                   [s.key]) for s in (greedy, sampled)}
+        result = evaluate(gens[greedy.key], gens[sampled.key], store.problems(dataset_key, "test"), ev.k)
+        store.con.execute(
+            "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [eval_key, model.hash, dataset_key, result.n_questions, result.k, result.greedy_acc,
+             result.maj_acc, result.pass_acc, json.dumps(result.by_tier), time.time()],
+        )
+    info = {"greedy_acc": round(result.greedy_acc, 4), "maj_acc": round(result.maj_acc, 4),
+            "pass_acc": round(result.pass_acc, 4)}
+    return [greedy, sampled, StepResult("evaluate", eval_key, False, time.time() - t0, info)]
+
+
+def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, eval_key: str,
+                 gen_key: str | None = None, weight_key: str | None = None) -> None:
+    with Store(cfg.store_path) as store:
+        n_kept = store.count("training_examples", "weight_key", weight_key) if weight_key else None
+        store.record_round(cfg.experiment, round_, model_hash=model.hash, model_path=model.path,
+                           eval_key=eval_key, gen_key=gen_key, weight_key=weight_key, n_kept=n_kept,
+                           config=cfg.model_dump_json())

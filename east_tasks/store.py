@@ -1,0 +1,139 @@
+"""The one DuckDB store: schema, and the few reads and writes the pipeline needs.
+
+Every step's result is keyed by a fingerprint of what it reads (see `east_tasks.io.fingerprint`), so a
+key that is present means "already computed". Writes happen in transactions; a generation step commits
+one chunk of questions at a time, so a crash loses at most that chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS problems (
+    dataset_key VARCHAR, split VARCHAR, idx INTEGER, problem_id VARCHAR,
+    question VARCHAR, answer VARCHAR, tier INTEGER,
+    PRIMARY KEY (dataset_key, split, problem_id));
+CREATE TABLE IF NOT EXISTS generations (
+    gen_key VARCHAR, problem_id VARCHAR, sample_idx INTEGER, prompt VARCHAR, text VARCHAR,
+    pred_answer VARCHAR, correct BOOLEAN, num_tokens INTEGER,
+    PRIMARY KEY (gen_key, problem_id, sample_idx));
+CREATE TABLE IF NOT EXISTS clusters (
+    gen_key VARCHAR, problem_id VARCHAR, answer VARCHAR, size INTEGER, correct BOOLEAN,
+    PRIMARY KEY (gen_key, problem_id, answer));
+CREATE TABLE IF NOT EXISTS question_stats (
+    gen_key VARCHAR, problem_id VARCHAR, entropy DOUBLE, frac_correct DOUBLE, rejected_share DOUBLE,
+    n_clusters INTEGER, n_correct INTEGER, n_wellformed_incorrect INTEGER, drop_reason VARCHAR,
+    PRIMARY KEY (gen_key, problem_id));
+CREATE TABLE IF NOT EXISTS training_examples (
+    weight_key VARCHAR, example_idx INTEGER, problem_id VARCHAR, prompt VARCHAR, response VARCHAR,
+    uncertainty DOUBLE, weight DOUBLE,
+    PRIMARY KEY (weight_key, example_idx));
+CREATE TABLE IF NOT EXISTS checkpoints (
+    ckpt_key VARCHAR PRIMARY KEY, path VARCHAR, model_hash VARCHAR, parent_hash VARCHAR,
+    weight_key VARCHAR, train_loss DOUBLE, created_at DOUBLE);
+CREATE TABLE IF NOT EXISTS evaluations (
+    eval_key VARCHAR PRIMARY KEY, model_hash VARCHAR, dataset_key VARCHAR, n_questions INTEGER, k INTEGER,
+    greedy_acc DOUBLE, maj_acc DOUBLE, pass_acc DOUBLE, by_tier JSON, created_at DOUBLE);
+CREATE TABLE IF NOT EXISTS experiment_rounds (
+    experiment VARCHAR, round INTEGER, model_hash VARCHAR, model_path VARCHAR, eval_key VARCHAR,
+    gen_key VARCHAR, weight_key VARCHAR, n_kept INTEGER, config JSON, updated_at DOUBLE,
+    PRIMARY KEY (experiment, round));
+CREATE TABLE IF NOT EXISTS step_status (
+    step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, round INTEGER, status VARCHAR,
+    wall_s DOUBLE, detail JSON, updated_at DOUBLE);
+"""
+
+
+class Store:
+    """A thin wrapper over one DuckDB file; open it per step (DuckDB allows one writer process)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(self.path))
+        self.con.execute(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # --- generic helpers -------------------------------------------------------------------------------
+    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+        """Appends a DataFrame whose columns are a subset of the table's, by name."""
+        if df.empty:
+            return
+        self.con.register("_incoming", df)
+        try:
+            cols = ", ".join(df.columns)
+            self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
+        return self.con.execute(sql, list(params)).df()
+
+    def count(self, table: str, key_col: str, key: str) -> int:
+        return self.con.execute(f"SELECT count(*) FROM {table} WHERE {key_col} = ?", [key]).fetchone()[0]
+
+    # --- step status ------------------------------------------------------------------------------------
+    def step_done(self, step_key: str) -> bool:
+        row = self.con.execute("SELECT status FROM step_status WHERE step_key = ?", [step_key]).fetchone()
+        return row is not None and row[0] == "done"
+
+    def mark_step(self, step_key: str, step: str, experiment: str, round_: int, status: str,
+                  wall_s: float = 0.0, detail: dict | None = None) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO step_status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [step_key, step, experiment, round_, status, wall_s, json.dumps(detail or {}), time.time()],
+        )
+
+    # --- problems ---------------------------------------------------------------------------------------
+    def problems(self, dataset_key: str, split: str) -> pd.DataFrame:
+        return self.query(
+            "SELECT * FROM problems WHERE dataset_key = ? AND split = ? ORDER BY idx", [dataset_key, split]
+        )
+
+    # --- rounds -----------------------------------------------------------------------------------------
+    def record_round(self, experiment: str, round_: int, **fields: Any) -> None:
+        fields = {"experiment": experiment, "round": round_, "updated_at": time.time(), **fields}
+        cols = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        self.con.execute(f"INSERT OR REPLACE INTO experiment_rounds ({cols}) VALUES ({marks})",
+                         list(fields.values()))
+
+    def round_table(self, experiment: str) -> pd.DataFrame:
+        return self.query(
+            """SELECT r.round, r.n_kept, e.greedy_acc, e.maj_acc, e.pass_acc, e.k, e.n_questions, e.by_tier,
+                      r.model_hash, r.model_path
+               FROM experiment_rounds r LEFT JOIN evaluations e USING (eval_key)
+               WHERE r.experiment = ? ORDER BY r.round""",
+            [experiment],
+        )
+
+    def experiments(self) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT DISTINCT experiment FROM experiment_rounds ORDER BY experiment").fetchall()]

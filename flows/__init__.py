@@ -1,0 +1,1 @@
+"""Prefect wiring over `east_tasks`: the only package that imports Prefect."""

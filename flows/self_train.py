@@ -1,0 +1,116 @@
+"""`self-train` (bootstrap check, backbone eval, R rounds) and the `east-round` subflow.
+
+The DuckDB store is the cache (keys in `east_tasks.pipeline`), so Prefect's own task caching is off:
+a retried or re-triggered run recomputes nothing the store already holds, and each task logs whether it
+computed or skipped.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from east_tasks import pipeline
+from east_tasks.config import ExperimentConfig
+from east_tasks.generation import SampleSpec, release_generator
+from east_tasks.pipeline import ModelRef, StepResult
+from east_tasks.report import plot_rounds, round_results, to_markdown, to_records
+from east_tasks.store import Store
+
+
+def _log(results: StepResult | list[StepResult]) -> None:
+    logger = get_run_logger()
+    for r in results if isinstance(results, list) else [results]:
+        logger.info(r.describe())
+
+
+@task(name="prepare-data", cache_policy=NO_CACHE)
+def prepare_data(cfg: ExperimentConfig) -> str:
+    result = pipeline.prepare_data(cfg)
+    _log(result)
+    return result.key
+
+
+@task(name="resolve-model", cache_policy=NO_CACHE)
+def resolve_model(path: str) -> ModelRef:
+    ref = pipeline.model_ref(path)
+    get_run_logger().info(f"model {ref.path} hash={ref.hash}")
+    return ref
+
+
+@task(name="generate-pool", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int) -> str:
+    s = cfg.sampling
+    result = pipeline.generate(cfg, model, dataset_key, "pool",
+                               SampleSpec(s.n, s.temperature, s.top_p, s.max_tokens),
+                               s.seed + round_, f"generate pool round {round_}")
+    _log(result)
+    return result.key
+
+
+@task(name="select-and-weight", cache_policy=NO_CACHE)
+def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> str:
+    result = pipeline.select_and_weight(cfg, gen_key, dataset_key)
+    _log(result)
+    return result.key
+
+
+@task(name="train", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> ModelRef:
+    result, model = pipeline.train(cfg, parent, weight_key)
+    _log(result)
+    return model
+
+
+@task(name="evaluate", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> str:
+    results = pipeline.evaluate_model(cfg, model, dataset_key)
+    _log(results)
+    return results[-1].key
+
+
+def _round_run_name() -> str:
+    params = flow_run.parameters
+    return f"{params['cfg'].experiment}-round-{params['round_']}"
+
+
+@flow(name="east-round", flow_run_name=_round_run_name)
+def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef:
+    """One EAST round: sample the pool with the parent, weight by answer entropy, fine-tune, evaluate."""
+    gen_key = generate_pool(cfg, parent, dataset_key, round_)
+    weight_key = select_and_weight(cfg, gen_key, dataset_key)
+    model = train(cfg, parent, weight_key)
+    eval_key = evaluate(cfg, model, dataset_key)
+    pipeline.record_round(cfg, round_, model, eval_key, gen_key, weight_key)
+    return model
+
+
+def publish_results(cfg: ExperimentConfig) -> list[dict]:
+    with Store(cfg.store_path) as store:
+        df = round_results(store, cfg.experiment)
+    records = to_records(df)
+    key = cfg.experiment.lower().replace("_", "-").replace(".", "-")
+    create_table_artifact(key=f"{key}-accuracy", table=[{k: v for k, v in r.items() if k != "by_tier"}
+                                                        for r in records],
+                          description=f"Test accuracy per round of {cfg.experiment}")
+    png = plot_rounds(df, cfg.experiment, cfg.data_dir / "plots" / f"{cfg.experiment}-rounds.png")
+    create_markdown_artifact(key=f"{key}-summary",
+                             markdown=to_markdown(df, cfg.experiment) + f"\n\nPlot: `{png.resolve()}`")
+    return records
+
+
+@flow(name="self-train", flow_run_name="{cfg.experiment}")
+def self_train(cfg: ExperimentConfig) -> list[dict]:
+    """Evaluates the base model (round 0), then runs `cfg.rounds` EAST rounds, each from the last."""
+    try:
+        dataset_key = prepare_data(cfg)
+        model = resolve_model(cfg.base_model)
+        eval_key = evaluate(cfg, model, dataset_key)
+        pipeline.record_round(cfg, 0, model, eval_key)
+        for r in range(1, cfg.rounds + 1):
+            model = east_round(cfg, r, model, dataset_key)
+    finally:
+        release_generator()
+    return publish_results(cfg)
