@@ -1,3 +1,10 @@
+import os
+import tempfile
+
+# Prefect keeps its SQLite database under PREFECT_HOME; never touch the user's (ENVIRONMENT.md).
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="east-prefect-home-")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
 import pytest
 
 from east_tasks.data.arith import make_split
@@ -9,3 +16,12 @@ from east_tasks.models.tiny import build_tokenizer
 def tiny_tokenizer():
     corpus = [format_prompt(p.question) + format_completion(p.solution) for p in make_split(300, seed=7)]
     return build_tokenizer(corpus)
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real ephemeral Prefect API with its own temporary database for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,6 +1,13 @@
 import pytest
 
-from east_tasks.answers import NO_ANSWER, Cluster, cluster_answers, extract_answer, is_correct, normalize_answer
+from east_tasks.answers import (
+    NO_ANSWER,
+    Cluster,
+    cluster_answers,
+    extract_answer,
+    is_correct,
+    normalize_answer,
+)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,8 @@ def test_stats_and_filters() -> None:
     select_examples(GENS, stats, WeightingConfig())
     by_id = stats.set_index("problem_id")
     assert by_id.entropy.to_dict() == pytest.approx({"a": 1.0, "b": 2.0, "c": 0.0, "d": 1.5})
-    assert by_id.drop_reason.fillna("kept").to_dict() == {"a": "kept", "b": "kept", "c": "all_correct", "d": "no_correct"}
+    reasons = by_id.drop_reason.fillna("kept").to_dict()
+    assert reasons == {"a": "kept", "b": "kept", "c": "all_correct", "d": "no_correct"}
 
 
 @pytest.mark.parametrize(("a", "expected"), [(0.0, [1.0, 1.0]), (1.0, [2 / 3, 4 / 3]), (2.0, [0.4, 1.6])])

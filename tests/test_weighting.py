@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from east_tasks.answers import cluster_answers
-from east_tasks.weighting import cluster_entropy, drop_reason, entropy_weights, map_uncertainty, question_stats
+from east_tasks.weighting import (
+    cluster_entropy,
+    drop_reason,
+    entropy_weights,
+    map_uncertainty,
+    question_stats,
+)
 
 
 def test_cluster_entropy_hand_values() -> None:

@@ -1,0 +1,48 @@
+"""Sampling throughput, vLLM vs transformers `generate`, on the same prompts in one run.
+
+    .venv/bin/python bench/generation_throughput.py [--prompts 128] [--n 16] [--model DIR]
+
+Prints samples/s for each backend (engine start-up excluded and reported separately) and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from east_tasks.config import BackendConfig
+from east_tasks.data.arith import make_split
+from east_tasks.data.prompts import format_prompt
+from east_tasks.generation import SampleSpec, get_generator, release_generator
+from east_tasks.models import BACKBONE_DIR
+
+
+def measure(backend: str, model: str, prompts: list[str], spec: SampleSpec) -> tuple[float, float]:
+    t0 = time.time()
+    gen = get_generator(model, BackendConfig(backend=backend))
+    startup = time.time() - t0
+    gen.generate(prompts[:4], list(range(4)), spec)  # warm-up
+    t0 = time.time()
+    out = gen.generate(prompts, list(range(len(prompts))), spec)
+    rate = sum(len(o) for o in out) / (time.time() - t0)
+    release_generator()
+    return startup, rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, default=128)
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--model", default=str(BACKBONE_DIR))
+    args = parser.parse_args()
+    prompts = [format_prompt(p.question) for p in make_split(args.prompts, seed=5)]
+    spec = SampleSpec(args.n, 0.8, 1.0, args.max_tokens)
+    results = {b: measure(b, args.model, prompts, spec) for b in ("hf", "vllm")}
+    for b, (startup, rate) in results.items():
+        print(f"{b:5s} start-up {startup:6.1f}s  {rate:7.1f} samples/s")
+    print(f"vllm / hf throughput: {results['vllm'][1] / results['hf'][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

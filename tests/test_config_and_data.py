@@ -1,0 +1,66 @@
+import pytest
+from pydantic import ValidationError
+
+from east_tasks.config import load_config
+from east_tasks.data.arith import arith_splits, make_problem
+from east_tasks.data.sources import load_splits
+
+
+def test_presets_validate_and_overrides_merge() -> None:
+    cfg = load_config("tiny", weighting={"a": 1.5, "mapping": "exp"}, rounds=3)
+    assert (cfg.weighting.a, cfg.weighting.mapping, cfg.rounds) == (1.5, "exp", 3)
+    assert cfg.weighting.drop_all_correct  # untouched defaults survive a partial override
+    gpu = load_config("gsm8k-1b")
+    assert gpu.backend.dtype == "bfloat16" and gpu.data.source == "gsm8k"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"weighting": {"mapping": "linear"}}, "weighting.mapping"),
+        ({"sampling": {"n": 0}}, "sampling.n"),
+        ({"backend": {"backend": "tgi"}}, "backend.backend"),
+        ({"weighting": {"alpha": 1}}, "weighting.alpha"),  # typos are errors, not silently ignored
+        ({"experiment": "bad name/.."}, "experiment"),
+    ],
+)
+def test_invalid_config_names_the_field(overrides: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        load_config("tiny", **overrides)
+    assert field in str(err.value)
+
+
+def test_unknown_preset_lists_allowed() -> None:
+    with pytest.raises(ValueError, match="allowed: tiny, tiny-test, gsm8k-1b"):
+        load_config("huge")
+
+
+def test_arith_problems_are_deterministic_and_splits_disjoint() -> None:
+    import random
+
+    p = make_problem(random.Random(3), tier=3)
+    assert p == make_problem(random.Random(3), tier=3)
+    steps = p.solution.split(" #### ")[0].split(". ")
+    assert len(steps) == 4 and p.solution.endswith(f"#### {p.answer}")
+    splits = arith_splits(300, 120, seed=0)
+    assert not {q.question for q in splits.pool} & {q.question for q in splits.test}
+    assert {q.tier for q in splits.test} == {1, 2, 3}
+
+
+def test_reference_solutions_compute_their_answers() -> None:
+    """Each step `x op k = y.` is arithmetically right and chains into the next."""
+    for p in arith_splits(200, 10).pool:
+        value = None
+        for step in p.solution.split(" #### ")[0].rstrip(".").split(". "):
+            lhs, rhs = step.split(" = ")
+            x, op, k = lhs.split()
+            assert value is None or int(x) == value
+            value = {"+": int(x) + int(k), "-": int(x) - int(k), "*": int(x) * int(k)}[op]
+            assert value == int(rhs) and value >= 0
+        assert str(value) == p.answer
+
+
+def test_dataset_key_changes_with_the_data() -> None:
+    k1, s1 = load_splits(load_config("tiny-test").data)
+    k2, _ = load_splits(load_config("tiny-test", data={"seed": 1}).data)
+    assert k1 != k2 and len(s1["pool"]) == 160 and len(s1["test"]) == 90

@@ -1,0 +1,66 @@
+"""The real `self_train` flow: real Prefect server, real vLLM CPU build, real DuckDB, the real backbone."""
+
+import json
+import time
+
+import numpy as np
+from typer.testing import CliRunner
+
+from east_tasks.config import load_config
+from east_tasks.store import Store
+from flows.cli import app
+from flows.self_train import self_train
+
+TABLES = ["problems", "generations", "clusters", "question_stats", "training_examples", "checkpoints",
+          "evaluations", "experiment_rounds", "step_status"]
+
+
+def _counts(cfg) -> dict[str, int]:
+    with Store(cfg.store_path) as s:
+        return {t: s.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> None:
+    cfg = load_config("tiny-test", experiment="it", data_dir=tmp_path, weighting={"a": 1.0})
+    pool, test, n, k = cfg.data.pool_size, cfg.data.test_size, cfg.sampling.n, cfg.eval.k
+
+    t0 = time.time()
+    first = self_train(cfg)
+    cold = time.time() - t0
+    counts = _counts(cfg)
+
+    assert [r["round"] for r in first] == [0, 1, 2]
+    for r in first:
+        assert 0 <= r["greedy_acc"] <= r["pass_acc"] <= 1 and 0 <= r["maj_acc"] <= r["pass_acc"]
+        assert r["n_questions"] == test and r["k"] == k
+    assert first[0]["greedy_acc"] > 0.1  # the backbone has learned the task
+    # 2 rounds of pool sampling; greedy + k samples on the test set for 3 models (backbone, round 1, 2)
+    assert counts["generations"] == 2 * pool * n + 3 * test * (1 + k)
+    assert counts["problems"] == pool + test
+    assert counts["checkpoints"] == 2 and counts["evaluations"] == 3 and counts["experiment_rounds"] == 3
+    assert counts["question_stats"] == 2 * pool
+
+    with Store(cfg.store_path) as s:
+        ex = s.query("SELECT weight_key, uncertainty, weight FROM training_examples")
+        rounds = s.query("SELECT round, n_kept, model_hash FROM experiment_rounds ORDER BY round")
+        steps = s.query("SELECT step, status FROM step_status")
+    for _, group in ex.groupby("weight_key"):
+        assert np.isclose(group.weight.mean(), 1.0)  # normalised per round
+        # a = 1, power mapping: weight proportional to entropy
+        np.testing.assert_allclose(group.weight, group.uncertainty / group.uncertainty.mean())
+    assert sorted(rounds.n_kept[1:]) == sorted(ex.groupby("weight_key").size())
+    assert rounds.model_hash.nunique() == 3  # each round produced a new model
+    assert set(steps.status) == {"done"}
+
+    t0 = time.time()
+    second = self_train(cfg)
+    cached = time.time() - t0
+    assert _counts(cfg) == counts  # nothing regenerated, retrained or re-evaluated
+    assert second == first
+    assert cached < 0.25 * cold, (cached, cold)
+
+    out = CliRunner().invoke(app, ["report", "--json", "--data-dir", str(tmp_path), "--experiment", "it"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)["it"]
+    assert [r["greedy_acc"] for r in report] == [r["greedy_acc"] for r in first]
+    assert (tmp_path / "plots" / "it-rounds.png").stat().st_size > 1000

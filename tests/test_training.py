@@ -1,0 +1,39 @@
+"""Weighted SFT on the real backbone: weights change what is learned, checkpoints are atomic."""
+
+import pandas as pd
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from east_tasks.config import TrainConfig
+from east_tasks.data.arith import make_split
+from east_tasks.data.prompts import format_completion, format_prompt
+from east_tasks.io import hash_dir
+from east_tasks.models import BACKBONE_DIR
+from east_tasks.training import WeightedSFTDataset, collate, per_example_sft_loss, train_weighted_sft
+
+
+def _losses(model_dir, examples: pd.DataFrame) -> torch.Tensor:
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    batch = collate(tok.pad_token_id)(list(WeightedSFTDataset(examples, tok, 256)))
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return per_example_sft_loss(logits, batch["labels"])
+
+
+def test_heavier_examples_are_learned_more(tmp_path) -> None:
+    problems = [p for p in make_split(40, seed=99) if p.tier == 3][:8]
+    # Wrong-but-well-formed solutions the backbone finds unlikely, so learning them is visible.
+    examples = pd.DataFrame({
+        "prompt": [format_prompt(p.question) for p in problems],
+        "response": [format_completion(p.solution.replace(f"#### {p.answer}", "#### 7")) for p in problems],
+        "weight": [1.9] * 4 + [0.1] * 4,
+    })
+    before = _losses(BACKBONE_DIR, examples)
+    cfg = TrainConfig(lr=1e-3, epochs=3, batch_size=8, warmup_ratio=0.0)
+    summary = train_weighted_sft(str(BACKBONE_DIR), examples, cfg, tmp_path / "ckpt")
+    after = _losses(tmp_path / "ckpt", examples)
+    drop = (before - after) / before
+    assert summary["steps"] == 3 and summary["model_hash"] == hash_dir(tmp_path / "ckpt")
+    assert drop[:4].mean() > 2 * drop[4:].mean() > 0  # heavy examples' loss falls at least twice as much
+    assert not list(tmp_path.glob(".*tmp-*"))  # the temp dir was renamed into place, nothing left behind
