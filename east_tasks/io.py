@@ -19,10 +19,19 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def hash_dir(path: Path, suffixes: tuple[str, ...] = (".safetensors", ".json", ".model")) -> str:
-    """Content hash of a model directory (weights, config, tokenizer), independent of mtimes."""
+MODEL_FILES = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template.jinja"}
+
+
+def _is_model_file(p: Path) -> bool:
+    return p.is_file() and (p.name in MODEL_FILES or p.suffix in {".safetensors", ".bin", ".model"})
+
+
+def hash_dir(path: Path) -> str:
+    """Content hash of what determines a model's behaviour (weights, config, tokenizer); ignores notes,
+    manifests and mtimes, so a copied or re-downloaded model keeps its cache keys."""
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file() and p.suffix in suffixes):
+    for f in sorted(p for p in Path(path).rglob("*") if _is_model_file(p)):
         h.update(f.relative_to(path).as_posix().encode())
         with f.open("rb") as fh:
             for block in iter(lambda fh=fh: fh.read(1 << 20), b""):

@@ -65,7 +65,7 @@ def prepare_data(cfg: ExperimentConfig) -> StepResult:
         if present == sum(len(df) for df in splits.values()):
             return StepResult("data", key, True, time.time() - t0, {"problems": present})
         with store.transaction():
-            store.con.execute("DELETE FROM problems WHERE dataset_key = ?", [key])
+            store.execute("DELETE FROM problems WHERE dataset_key = ?", [key])
             for split, df in splits.items():
                 store.insert_df("problems", df.assign(dataset_key=key, split=split, idx=range(len(df))))
     return StepResult("data", key, False, time.time() - t0, {s: len(df) for s, df in splits.items()})
@@ -131,9 +131,9 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> 
         with store.transaction():
             if not store.count("clusters", "gen_key", gen_key):
                 store.insert_df("clusters", clusters.assign(gen_key=gen_key))
-            store.con.execute("DELETE FROM question_stats WHERE gen_key = ?", [gen_key])
+            store.execute("DELETE FROM question_stats WHERE gen_key = ?", [gen_key])
             store.insert_df("question_stats", stats.assign(gen_key=gen_key))
-            store.con.execute("DELETE FROM training_examples WHERE weight_key = ?", [weight_key])
+            store.execute("DELETE FROM training_examples WHERE weight_key = ?", [weight_key])
             store.insert_df("training_examples", examples.assign(weight_key=weight_key))
         reasons = stats.drop_reason.fillna("kept").value_counts().to_dict()
         info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
@@ -159,7 +159,7 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[Ste
     summary = train_weighted_sft(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
                                  cfg.backend.trust_remote_code)
     with Store(cfg.store_path) as store:
-        store.con.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+        store.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
                           [ckpt_key, str(out_dir), summary["model_hash"], parent.hash, weight_key,
                            summary["train_loss"], time.time()])
     info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
@@ -185,7 +185,7 @@ def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> 
         gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ?",
                                    [s.key]) for s in (greedy, sampled)}
         result = evaluate(gens[greedy.key], gens[sampled.key], store.problems(dataset_key, "test"), ev.k)
-        store.con.execute(
+        store.execute(
             "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [eval_key, model.hash, dataset_key, result.n_questions, result.k, result.greedy_acc,
              result.maj_acc, result.pass_acc, json.dumps(result.by_tier), time.time()],

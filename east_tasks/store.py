@@ -60,7 +60,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
-        self.con.execute(SCHEMA)
+        self.execute(SCHEMA)
 
     def close(self) -> None:
         self.con.close()
@@ -73,13 +73,13 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.con.execute("BEGIN TRANSACTION")
+        self.execute("BEGIN TRANSACTION")
         try:
             yield self.con
         except BaseException:
-            self.con.execute("ROLLBACK")
+            self.execute("ROLLBACK")
             raise
-        self.con.execute("COMMIT")
+        self.execute("COMMIT")
 
     # --- generic helpers -------------------------------------------------------------------------------
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
@@ -89,24 +89,28 @@ class Store:
         self.con.register("_incoming", df)
         try:
             cols = ", ".join(df.columns)
-            self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+            self.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
         finally:
             self.con.unregister("_incoming")
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """Runs a statement and drains its result (DuckDB 2 refuses new work while a result is pending)."""
+        return self.con.execute(sql, list(params)).fetchall()
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
         return self.con.execute(sql, list(params)).df()
 
     def count(self, table: str, key_col: str, key: str) -> int:
-        return self.con.execute(f"SELECT count(*) FROM {table} WHERE {key_col} = ?", [key]).fetchone()[0]
+        return self.execute(f"SELECT count(*) FROM {table} WHERE {key_col} = ?", [key])[0][0]
 
     # --- step status ------------------------------------------------------------------------------------
     def step_done(self, step_key: str) -> bool:
-        row = self.con.execute("SELECT status FROM step_status WHERE step_key = ?", [step_key]).fetchone()
-        return row is not None and row[0] == "done"
+        rows = self.execute("SELECT status FROM step_status WHERE step_key = ?", [step_key])
+        return bool(rows) and rows[0][0] == "done"
 
     def mark_step(self, step_key: str, step: str, experiment: str, round_: int, status: str,
                   wall_s: float = 0.0, detail: dict | None = None) -> None:
-        self.con.execute(
+        self.execute(
             "INSERT OR REPLACE INTO step_status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [step_key, step, experiment, round_, status, wall_s, json.dumps(detail or {}), time.time()],
         )
@@ -122,8 +126,7 @@ class Store:
         fields = {"experiment": experiment, "round": round_, "updated_at": time.time(), **fields}
         cols = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
-        self.con.execute(f"INSERT OR REPLACE INTO experiment_rounds ({cols}) VALUES ({marks})",
-                         list(fields.values()))
+        self.execute(f"INSERT OR REPLACE INTO experiment_rounds ({cols}) VALUES ({marks})", fields.values())
 
     def round_table(self, experiment: str) -> pd.DataFrame:
         return self.query(
@@ -135,5 +138,4 @@ class Store:
         )
 
     def experiments(self) -> list[str]:
-        return [r[0] for r in self.con.execute(
-            "SELECT DISTINCT experiment FROM experiment_rounds ORDER BY experiment").fetchall()]
+        return [r[0] for r in self.execute("SELECT DISTINCT experiment FROM experiment_rounds ORDER BY experiment")]

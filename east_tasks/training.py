@@ -100,7 +100,8 @@ def train_weighted_sft(base_model: str, examples: pd.DataFrame, cfg: TrainConfig
             warmup_steps=math.ceil(cfg.warmup_ratio * cfg.epochs * math.ceil(len(dataset) / cfg.batch_size)),
             lr_scheduler_type="cosine",
             max_grad_norm=cfg.max_grad_norm,
-            bf16=cfg.bf16,
+            bf16=cfg.bf16,  # on CPU this is autocast over fp32 weights
+            use_cpu=not torch.cuda.is_available(),
             seed=cfg.seed,
             data_seed=cfg.seed,
             logging_steps=10,

@@ -15,10 +15,10 @@ def test_atomic_dir_keeps_the_old_version_when_writing_fails(tmp_path) -> None:
 
 
 def test_atomic_write_and_hashes(tmp_path) -> None:
-    atomic_write(tmp_path / "a.json", lambda p: p.write_text("{}"))
+    atomic_write(tmp_path / "config.json", lambda p: p.write_text("{}"))
     h1 = hash_dir(tmp_path)
-    (tmp_path / "notes.txt").write_text("ignored: not a model file")
+    (tmp_path / "bootstrap_manifest.json").write_text("{}")  # notes and manifests do not change the model
     assert hash_dir(tmp_path) == h1
-    (tmp_path / "a.json").write_text('{"x": 1}')
+    (tmp_path / "config.json").write_text('{"x": 1}')
     assert hash_dir(tmp_path) != h1
     assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})

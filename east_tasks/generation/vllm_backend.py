@@ -24,6 +24,7 @@ class VLLMGenerator:
             max_model_len=cfg.max_model_len,
             trust_remote_code=cfg.trust_remote_code,
             seed=0,
+            enable_chunked_prefill=False,
         )
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], spec: SampleSpec) -> list[list[Completion]]:
