@@ -47,8 +47,9 @@ class WeightingConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    lr: float = Field(3e-4, gt=0.0)
-    epochs: float = Field(2.0, gt=0.0)
+    # On the tiny task lr 1e-3 lost 5 points in one round and 3e-4 lost ~1; 1e-4 held accuracy.
+    lr: float = Field(1e-4, gt=0.0)
+    epochs: float = Field(3.0, gt=0.0)
     batch_size: int = Field(16, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)

@@ -35,17 +35,18 @@ def weighted_sft_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch
     return (weights.float() * per_example_sft_loss(logits, labels)).mean()
 
 
-class WeightedSFTDataset(Dataset):
-    """Tokenised prompt + response + EOS with the prompt masked out of the labels."""
+def encode_example(tokenizer, prompt: str, response: str, weight: float = 1.0, max_len: int = 256) -> dict:
+    """Prompt + response + EOS, labels masked to IGNORE on the prompt: the loss is on the response only."""
+    p_ids = tokenizer(prompt).input_ids
+    r_ids = tokenizer(response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    return {"input_ids": (p_ids + r_ids)[:max_len], "labels": ([IGNORE] * len(p_ids) + r_ids)[:max_len],
+            "weight": float(weight)}
 
+
+class WeightedSFTDataset(Dataset):
     def __init__(self, examples: pd.DataFrame, tokenizer, max_len: int):
-        self.items = []
-        for ex in examples.itertuples(index=False):
-            p_ids = tokenizer(ex.prompt).input_ids
-            r_ids = tokenizer(ex.response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-            ids = (p_ids + r_ids)[:max_len]
-            labels = ([IGNORE] * len(p_ids) + r_ids)[:max_len]
-            self.items.append({"input_ids": ids, "labels": labels, "weight": float(ex.weight)})
+        self.items = [encode_example(tokenizer, ex.prompt, ex.response, ex.weight, max_len)
+                      for ex in examples.itertuples(index=False)]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -55,6 +56,8 @@ class WeightedSFTDataset(Dataset):
 
 
 def collate(pad_id: int):
+    """Right-pads a list of encoded examples into input_ids / attention_mask / labels / weights tensors."""
+
     def _collate(batch: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(b["input_ids"]) for b in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)

@@ -21,6 +21,7 @@ from east_tasks.data.arith import TIERS, arith_splits, make_split, stream
 from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.io import atomic_dir, hash_dir
 from east_tasks.models.tiny import build_tiny_model, build_tokenizer, save_model_dir
+from east_tasks.training import IGNORE, collate, encode_example
 
 
 @dataclass(frozen=True)
@@ -47,23 +48,6 @@ def lr_at(step: int, cfg: BootstrapConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def encode_batch(tokenizer, prompts: list[str], completions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded input ids and labels with prompt and padding masked to -100 (loss on solution + EOS)."""
-    rows, labels = [], []
-    for p, c in zip(prompts, completions, strict=True):
-        p_ids = tokenizer(p).input_ids
-        c_ids = tokenizer(c, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        rows.append(p_ids + c_ids)
-        labels.append([-100] * len(p_ids) + c_ids)
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    lab = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (r, lb) in enumerate(zip(rows, labels, strict=True)):
-        ids[i, : len(r)] = torch.tensor(r)
-        lab[i, : len(lb)] = torch.tensor(lb)
-    return ids, lab
-
-
 def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), progress: bool = True) -> dict:
     """Builds tokenizer + model, trains, and writes `out_dir` atomically. Returns the manifest."""
     torch.set_num_threads(cfg.threads)
@@ -82,6 +66,7 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
     streams = {t: stream(splits.bootstrap_seed + t, tier=t, exclude=held_out)
                for t in TIERS}
     tier_rng = random.Random(cfg.seed)
+    pad = collate(tokenizer.pad_token_id)
     model.train()
     start, losses = time.time(), []
     bar = tqdm(range(cfg.steps), desc="bootstrap", disable=not progress)
@@ -89,14 +74,15 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
         batch = [next(streams[tier_rng.choice(TIERS)]) for _ in range(1)]
         tier = batch[0].tier
         batch += [next(streams[tier]) for _ in range(cfg.batch_size - 1)]
-        ids, labels = encode_batch(tokenizer, [format_prompt(p.question) for p in batch],
-                                   [format_completion(p.solution) for p in batch])
+        encoded = pad([encode_example(tokenizer, format_prompt(p.question), format_completion(p.solution))
+                       for p in batch])
+        ids, labels = encoded["input_ids"], encoded["labels"]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(input_ids=ids, attention_mask=ids.ne(tokenizer.pad_token_id)).logits
+            logits = model(input_ids=ids, attention_mask=encoded["attention_mask"]).logits
         loss = torch.nn.functional.cross_entropy(
-            logits.float()[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100
+            logits.float()[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=IGNORE
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
