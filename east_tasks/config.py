@@ -21,6 +21,7 @@ class DataConfig(_Strict):
 
     source: Literal["arith", "gsm8k"] = "arith"
     path: str | None = Field(None, description="gsm8k: hub name (openai/gsm8k) or a dir with train/test.jsonl")
+    # arith: the committed backbone never saw the first 2,000 pool / 600 test questions of seed 0.
     pool_size: int = Field(2000, ge=1, description="unlabelled self-training questions (only answers used)")
     test_size: int = Field(600, ge=1)
     seed: int = 0
@@ -36,7 +37,6 @@ class SamplingConfig(_Strict):
 
 
 class WeightingConfig(_Strict):
-    strategy: Literal["entropy"] = "entropy"
     mapping: Literal["power", "exp"] = "power"
     a: float = Field(0.0, ge=-10.0, le=10.0, description="sharpness; 0 = vanilla self-training")
     eps: float = Field(1e-6, gt=0.0)

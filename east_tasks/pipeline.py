@@ -110,7 +110,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
                 with store.transaction():
                     store.insert_df("generations", df)
         n_rows = store.count("generations", "gen_key", gen_key)
-        store.mark_step(gen_key, step, cfg.experiment, -1, "done", time.time() - t0, {"rows": n_rows})
+        store.mark_step(gen_key, step, cfg.experiment, "done", time.time() - t0, {"rows": n_rows})
     return StepResult(step, gen_key, False, time.time() - t0,
                       {"rows": n_rows, "resumed_questions": resumed, "new_questions": len(todo)})
 
@@ -131,14 +131,14 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> 
         with store.transaction():
             if not store.count("clusters", "gen_key", gen_key):
                 store.insert_df("clusters", clusters.assign(gen_key=gen_key))
-            store.execute("DELETE FROM question_stats WHERE gen_key = ?", [gen_key])
-            store.insert_df("question_stats", stats.assign(gen_key=gen_key))
+            store.execute("DELETE FROM question_stats WHERE weight_key = ?", [weight_key])
+            store.insert_df("question_stats", stats.assign(weight_key=weight_key, gen_key=gen_key))
             store.execute("DELETE FROM training_examples WHERE weight_key = ?", [weight_key])
             store.insert_df("training_examples", examples.assign(weight_key=weight_key))
         reasons = stats.drop_reason.fillna("kept").value_counts().to_dict()
         info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
                 "mean_entropy_kept": round(float(examples.uncertainty.mean()), 3) if len(examples) else None}
-        store.mark_step(weight_key, "select+weight", cfg.experiment, -1, "done", time.time() - t0, info)
+        store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info)
     return StepResult("select+weight", weight_key, False, time.time() - t0, info)
 
 

@@ -19,8 +19,8 @@ def round_results(store: Store, experiment: str) -> pd.DataFrame:
 
 def to_records(df: pd.DataFrame) -> list[dict]:
     cols = ["round", "greedy_acc", "maj_acc", "pass_acc", "k", "n_questions", "n_kept", "by_tier", "model_hash"]
-    return [{c: (None if pd.isna(v) else v) if not isinstance(v, dict) else v for c, v in r.items()}
-            for r in df[cols].to_dict("records")]
+    records = df[cols].astype(object).to_dict("records")
+    return [{c: None if not isinstance(v, dict) and pd.isna(v) else v for c, v in r.items()} for r in records]
 
 
 def to_markdown(df: pd.DataFrame, experiment: str) -> str:

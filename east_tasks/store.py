@@ -30,9 +30,10 @@ CREATE TABLE IF NOT EXISTS clusters (
     gen_key VARCHAR, problem_id VARCHAR, answer VARCHAR, size INTEGER, correct BOOLEAN,
     PRIMARY KEY (gen_key, problem_id, answer));
 CREATE TABLE IF NOT EXISTS question_stats (
-    gen_key VARCHAR, problem_id VARCHAR, entropy DOUBLE, frac_correct DOUBLE, rejected_share DOUBLE,
-    n_clusters INTEGER, n_correct INTEGER, n_wellformed_incorrect INTEGER, drop_reason VARCHAR,
-    PRIMARY KEY (gen_key, problem_id));
+    weight_key VARCHAR, gen_key VARCHAR, problem_id VARCHAR, entropy DOUBLE, frac_correct DOUBLE,
+    rejected_share DOUBLE, n_clusters INTEGER, n_correct INTEGER, n_wellformed_incorrect INTEGER,
+    drop_reason VARCHAR,  -- NULL = kept; depends on the weighting options, hence keyed by weight_key
+    PRIMARY KEY (weight_key, problem_id));
 CREATE TABLE IF NOT EXISTS training_examples (
     weight_key VARCHAR, example_idx INTEGER, problem_id VARCHAR, prompt VARCHAR, response VARCHAR,
     uncertainty DOUBLE, weight DOUBLE,
@@ -48,8 +49,8 @@ CREATE TABLE IF NOT EXISTS experiment_rounds (
     gen_key VARCHAR, weight_key VARCHAR, n_kept INTEGER, config JSON, updated_at DOUBLE,
     PRIMARY KEY (experiment, round));
 CREATE TABLE IF NOT EXISTS step_status (
-    step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, round INTEGER, status VARCHAR,
-    wall_s DOUBLE, detail JSON, updated_at DOUBLE);
+    step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, status VARCHAR, wall_s DOUBLE,
+    detail JSON, updated_at DOUBLE);
 """
 
 
@@ -108,11 +109,12 @@ class Store:
         rows = self.execute("SELECT status FROM step_status WHERE step_key = ?", [step_key])
         return bool(rows) and rows[0][0] == "done"
 
-    def mark_step(self, step_key: str, step: str, experiment: str, round_: int, status: str,
-                  wall_s: float = 0.0, detail: dict | None = None) -> None:
+    def mark_step(self, step_key: str, step: str, experiment: str, status: str, wall_s: float = 0.0,
+                  detail: dict | None = None) -> None:
+        """`experiment` is the one that computed the step; any experiment with the same key reuses it."""
         self.execute(
-            "INSERT OR REPLACE INTO step_status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [step_key, step, experiment, round_, status, wall_s, json.dumps(detail or {}), time.time()],
+            "INSERT OR REPLACE INTO step_status VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [step_key, step, experiment, status, wall_s, json.dumps(detail or {}), time.time()],
         )
 
     # --- problems ---------------------------------------------------------------------------------------

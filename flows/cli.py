@@ -39,7 +39,7 @@ def run(
     pool_size: Annotated[int | None, typer.Option(help="unlabelled questions per round")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Bootstrap-free EAST self-training from the preset's base model, cached step by step in DuckDB."""
+    """EAST self-training rounds from the preset's base model, every step cached in the DuckDB store."""
     cfg = _config_or_exit(
         preset, experiment=experiment, rounds=rounds, data_dir=data_dir,
         weighting={k: v for k, v in {"a": a, "mapping": mapping}.items() if v is not None},

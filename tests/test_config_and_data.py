@@ -64,3 +64,14 @@ def test_dataset_key_changes_with_the_data() -> None:
     k1, s1 = load_splits(load_config("tiny-test").data)
     k2, _ = load_splits(load_config("tiny-test", data={"seed": 1}).data)
     assert k1 != k2 and len(s1["pool"]) == 160 and len(s1["test"]) == 90
+
+
+def test_cli_rejects_bad_values_before_loading_anything(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    out = CliRunner().invoke(app, ["run", "--mapping", "linear", "--data-dir", str(tmp_path)])
+    assert out.exit_code == 2
+    assert "weighting.mapping" in out.output and "'power' or 'exp'" in out.output
+    assert not (tmp_path / "east.duckdb").exists()  # nothing was started or written

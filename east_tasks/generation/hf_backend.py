@@ -52,10 +52,9 @@ class HFGenerator:
 
     def _completion(self, ids: torch.Tensor) -> Completion:
         ids = ids.tolist()
-        eos = self.tokenizer.eos_token_id
+        eos = self.tokenizer.eos_token_id  # finished rows are padded after their EOS: cut there
         if eos in ids:
             ids = ids[: ids.index(eos) + 1]
-        ids = [t for t in ids if t != self.tokenizer.pad_token_id or t == eos]
         return Completion(self.tokenizer.decode(ids, skip_special_tokens=True), len(ids))
 
     def close(self) -> None:
