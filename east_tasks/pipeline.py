@@ -89,30 +89,29 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
         problems = store.problems(dataset_key, split)
         done = set(store.query("SELECT DISTINCT problem_id FROM generations WHERE gen_key = ?",
                                [gen_key]).problem_id)
-        todo = problems[~problems.problem_id.isin(done)]
-        resumed = len(done)
-        if len(todo):
-            generator = get_generator(model.path, cfg.backend)
-            chunks = range(0, len(todo), cfg.sampling.chunk_size)
-            for start in tqdm(chunks, desc=step, unit="chunk"):
-                chunk = todo.iloc[start : start + cfg.sampling.chunk_size]
-                prompts = [format_prompt(q) for q in chunk.question]
-                outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
-                rows = []
-                for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer, outs,
-                                                          strict=True):
-                    gold_n = normalize_answer(gold)
-                    for i, c in enumerate(completions):
-                        pred = extract_answer(c.text)
-                        rows.append((gen_key, pid, i, prompt, c.text, pred, pred == gold_n, c.num_tokens))
-                df = pd.DataFrame(rows, columns=["gen_key", "problem_id", "sample_idx", "prompt", "text",
-                                                 "pred_answer", "correct", "num_tokens"])
-                with store.transaction():
-                    store.insert_df("generations", df)
+    todo = problems[~problems.problem_id.isin(done)]
+    if len(todo):
+        generator = get_generator(model.path, cfg.backend)
+        for start in tqdm(range(0, len(todo), cfg.sampling.chunk_size), desc=step, unit="chunk"):
+            chunk = todo.iloc[start : start + cfg.sampling.chunk_size]
+            prompts = [format_prompt(q) for q in chunk.question]
+            outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
+            rows = []
+            for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer, outs, strict=True):
+                gold_n = normalize_answer(gold)
+                for i, c in enumerate(completions):
+                    pred = extract_answer(c.text)
+                    rows.append((gen_key, pid, i, prompt, c.text, pred, pred == gold_n, c.num_tokens))
+            df = pd.DataFrame(rows, columns=["gen_key", "problem_id", "sample_idx", "prompt", "text",
+                                             "pred_answer", "correct", "num_tokens"])
+            # The store is opened per chunk, so readers (`east report`) can get in between chunks.
+            with Store(cfg.store_path) as store, store.transaction():
+                store.insert_df("generations", df)
+    with Store(cfg.store_path) as store:
         n_rows = store.count("generations", "gen_key", gen_key)
         store.mark_step(gen_key, step, cfg.experiment, "done", time.time() - t0, {"rows": n_rows})
     return StepResult(step, gen_key, False, time.time() - t0,
-                      {"rows": n_rows, "resumed_questions": resumed, "new_questions": len(todo)})
+                      {"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo)})
 
 
 def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> StepResult:
@@ -149,7 +148,7 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[Ste
     with Store(cfg.store_path) as store:
         row = store.query("SELECT model_hash, train_loss FROM checkpoints WHERE ckpt_key = ?", [ckpt_key])
         if len(row) and out_dir.is_dir() and hash_dir(out_dir) == row.model_hash[0]:
-            return (StepResult("train", ckpt_key, True, time.time() - t0, {"train_loss": row.train_loss[0]}),
+            return (StepResult("train", ckpt_key, True, time.time() - t0, {"train_loss": round(float(row.train_loss[0]), 4)}),
                     ModelRef(path=str(out_dir), hash=row.model_hash[0]))
         examples = store.query("SELECT * FROM training_examples WHERE weight_key = ? ORDER BY example_idx",
                                [weight_key])
