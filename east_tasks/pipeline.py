@@ -148,8 +148,9 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[Ste
     with Store(cfg.store_path) as store:
         row = store.query("SELECT model_hash, train_loss FROM checkpoints WHERE ckpt_key = ?", [ckpt_key])
         if len(row) and out_dir.is_dir() and hash_dir(out_dir) == row.model_hash[0]:
-            return (StepResult("train", ckpt_key, True, time.time() - t0, {"train_loss": round(float(row.train_loss[0]), 4)}),
-                    ModelRef(path=str(out_dir), hash=row.model_hash[0]))
+            cached = StepResult("train", ckpt_key, True, time.time() - t0,
+                                {"train_loss": round(float(row.train_loss[0]), 4)})
+            return cached, ModelRef(path=str(out_dir), hash=row.model_hash[0])
         examples = store.query("SELECT * FROM training_examples WHERE weight_key = ? ORDER BY example_idx",
                                [weight_key])
     if examples.empty:

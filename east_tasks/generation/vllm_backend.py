@@ -14,6 +14,8 @@ class VLLMGenerator:
     def __init__(self, model_path: str, cfg: BackendConfig):
         # On the CPU build vLLM keeps one core for itself by default; on a 2-core box that halves speed.
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+        # vLLM logs every engine detail at INFO; the pipeline's own step log is what people read.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM
 
         self.llm = LLM(
