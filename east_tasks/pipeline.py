@@ -24,6 +24,8 @@ from east_tasks.data.sources import load_splits
 from east_tasks.evaluation import evaluate
 from east_tasks.generation import SampleSpec, get_generator, release_generator
 from east_tasks.io import fingerprint, hash_dir
+from east_tasks.models import BACKBONE_DIR
+from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
 from east_tasks.selection import cluster_and_score, select_examples
 from east_tasks.store import Store
 from east_tasks.training import train_weighted_sft
@@ -55,6 +57,17 @@ def model_ref(path: str | Path) -> ModelRef:
     """Local dirs are hashed by content; hub names by name (pin a revision in the name for stability)."""
     p = Path(path)
     return ModelRef(path=str(path), hash=hash_dir(p) if p.is_dir() else fingerprint({"hub": str(path)}))
+
+
+def ensure_backbone(cfg: ExperimentConfig) -> StepResult:
+    """Rebuilds the embedded backbone if the experiment starts from it and it is missing (~10 min)."""
+    t0 = time.time()
+    is_embedded = Path(cfg.base_model).resolve() == BACKBONE_DIR.resolve()
+    if not is_embedded or (BACKBONE_DIR / "model.safetensors").exists():
+        return StepResult("backbone", "present", True, time.time() - t0)
+    manifest = bootstrap_backbone(BACKBONE_DIR, BootstrapConfig())
+    return StepResult("backbone", manifest["model_hash"], False, time.time() - t0,
+                      {"final_loss": round(manifest["final_loss"], 4)})
 
 
 def prepare_data(cfg: ExperimentConfig) -> StepResult:
@@ -160,12 +173,13 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[Ste
                                  cfg.backend.trust_remote_code)
     with Store(cfg.store_path) as store:
         store.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          [ckpt_key, str(out_dir), summary["model_hash"], parent.hash, weight_key,
-                           summary["train_loss"], time.time()])
-    info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
-            "examples": summary["n_examples"]}
-    return StepResult("train", ckpt_key, False, time.time() - t0, info), ModelRef(path=str(out_dir),
-                                                                                 hash=summary["model_hash"])
+                      [ckpt_key, str(out_dir), summary["model_hash"], parent.hash, weight_key,
+                       summary["train_loss"], time.time()])
+        info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
+                "examples": summary["n_examples"]}
+        store.mark_step(ckpt_key, "train", cfg.experiment, "done", time.time() - t0, info)
+    model = ModelRef(path=str(out_dir), hash=summary["model_hash"])
+    return StepResult("train", ckpt_key, False, time.time() - t0, info), model
 
 
 def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> list[StepResult]:
@@ -190,8 +204,9 @@ def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> 
             [eval_key, model.hash, dataset_key, result.n_questions, result.k, result.greedy_acc,
              result.maj_acc, result.pass_acc, json.dumps(result.by_tier), time.time()],
         )
-    info = {"greedy_acc": round(result.greedy_acc, 4), "maj_acc": round(result.maj_acc, 4),
-            "pass_acc": round(result.pass_acc, 4)}
+        info = {"greedy_acc": round(result.greedy_acc, 4), "maj_acc": round(result.maj_acc, 4),
+                "pass_acc": round(result.pass_acc, 4)}
+        store.mark_step(eval_key, "evaluate", cfg.experiment, "done", time.time() - t0, info)
     return [greedy, sampled, StepResult("evaluate", eval_key, False, time.time() - t0, info)]
 
 

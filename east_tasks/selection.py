@@ -44,8 +44,10 @@ def select_examples(gens: pd.DataFrame, stats: pd.DataFrame, cfg: WeightingConfi
     for pid, group in correct.groupby("problem_id", sort=True):
         if pid not in kept.index:
             continue
-        picks = [group.iloc[rng.randrange(len(group))]] if cfg.responses_per_question == "one" else \
-            [r for _, r in group.iterrows()]
+        if cfg.responses_per_question == "one":
+            picks = [group.iloc[rng.randrange(len(group))]]
+        else:
+            picks = [row for _, row in group.iterrows()]
         rows += [{"problem_id": pid, "prompt": r.prompt, "response": r.text,
                   "uncertainty": kept.at[pid, "entropy"]} for r in picks]
     examples = pd.DataFrame(rows, columns=["problem_id", "prompt", "response", "uncertainty"])

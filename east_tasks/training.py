@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from east_tasks.config import TrainConfig
 from east_tasks.io import atomic_dir, hash_dir
@@ -35,7 +36,8 @@ def weighted_sft_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch
     return (weights.float() * per_example_sft_loss(logits, labels)).mean()
 
 
-def encode_example(tokenizer, prompt: str, response: str, weight: float = 1.0, max_len: int = 256) -> dict:
+def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, weight: float = 1.0,
+                   max_len: int = 256) -> dict:
     """Prompt + response + EOS, labels masked to IGNORE on the prompt: the loss is on the response only."""
     p_ids = tokenizer(prompt).input_ids
     r_ids = tokenizer(response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
@@ -44,7 +46,7 @@ def encode_example(tokenizer, prompt: str, response: str, weight: float = 1.0, m
 
 
 class WeightedSFTDataset(Dataset):
-    def __init__(self, examples: pd.DataFrame, tokenizer, max_len: int):
+    def __init__(self, examples: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_len: int):
         self.items = [encode_example(tokenizer, ex.prompt, ex.response, ex.weight, max_len)
                       for ex in examples.itertuples(index=False)]
 
@@ -55,7 +57,7 @@ class WeightedSFTDataset(Dataset):
         return self.items[i]
 
 
-def collate(pad_id: int):
+def collate(pad_id: int) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
     """Right-pads a list of encoded examples into input_ids / attention_mask / labels / weights tensors."""
 
     def _collate(batch: list[dict]) -> dict[str, torch.Tensor]:
@@ -75,7 +77,8 @@ def collate(pad_id: int):
 class WeightedSFTTrainer(Trainer):
     """`transformers.Trainer` whose loss is `weighted_sft_loss`; everything else is stock."""
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor | tuple:
         weights = inputs.pop("weights")
         labels = inputs.pop("labels")
         outputs = model(**inputs)

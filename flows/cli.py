@@ -69,7 +69,12 @@ def report(
         console.print(f"[red]no store at {store_path}[/red]; run `east run` first")
         raise typer.Exit(1)
     with Store(store_path) as store:
-        names = [experiment] if experiment else store.experiments()
+        known = store.experiments()
+        if experiment and experiment not in known:
+            listed = ", ".join(known) or "none"
+            console.print(f"[red]no experiment {experiment!r} in {store_path}[/red]; known: {listed}")
+            raise typer.Exit(1)
+        names = [experiment] if experiment else known
         out = {name: to_records(round_results(store, name)) for name in names}
     if as_json:
         print(json.dumps(out, indent=2, default=str))

@@ -1,4 +1,4 @@
-"""`self-train` (bootstrap check, backbone eval, R rounds) and the `east-round` subflow.
+"""`self-train` (bootstrap if needed, evaluate the base model, R rounds) and the `east-round` subflow.
 
 The DuckDB store is the cache (keys in `east_tasks.pipeline`), so Prefect's own task caching is off:
 a retried or re-triggered run recomputes nothing the store already holds, and each task logs whether it
@@ -24,6 +24,11 @@ def _log(results: StepResult | list[StepResult]) -> None:
     logger = get_run_logger()
     for r in results if isinstance(results, list) else [results]:
         logger.info(r.describe())
+
+
+@task(name="ensure-backbone", cache_policy=NO_CACHE)
+def ensure_backbone(cfg: ExperimentConfig) -> None:
+    _log(pipeline.ensure_backbone(cfg))
 
 
 @task(name="prepare-data", cache_policy=NO_CACHE)
@@ -105,6 +110,7 @@ def publish_results(cfg: ExperimentConfig) -> list[dict]:
 def self_train(cfg: ExperimentConfig) -> list[dict]:
     """Evaluates the base model (round 0), then runs `cfg.rounds` EAST rounds, each from the last."""
     try:
+        ensure_backbone(cfg)
         dataset_key = prepare_data(cfg)
         model = resolve_model(cfg.base_model)
         eval_key = evaluate(cfg, model, dataset_key)

@@ -51,6 +51,9 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert sorted(rounds.n_kept[1:]) == sorted(ex.groupby("weight_key").size())
     assert rounds.model_hash.nunique() == 3  # each round produced a new model
     assert set(steps.status) == {"done"}
+    # 2 pool generations, 2 x 3 test generations, 2 selections, 2 trainings, 3 evaluations
+    assert steps.step.str.startswith("generate pool").sum() == 2 and (steps.step == "train").sum() == 2
+    assert (steps.step == "evaluate").sum() == 3 and len(steps) == 2 + 6 + 2 + 2 + 3
 
     t0 = time.time()
     second = self_train(cfg)
@@ -64,3 +67,5 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     report = json.loads(out.output)["it"]
     assert [r["greedy_acc"] for r in report] == [r["greedy_acc"] for r in first]
     assert (tmp_path / "plots" / "it-rounds.png").stat().st_size > 1000
+    missing = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path), "--experiment", "nope"])
+    assert missing.exit_code == 1 and "known: it" in missing.output
