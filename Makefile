@@ -1,5 +1,5 @@
 # One command to set up and run the demo, one to run the tests (README.md).
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 

@@ -68,4 +68,4 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert [r["greedy_acc"] for r in report] == [r["greedy_acc"] for r in first]
     assert (tmp_path / "plots" / "it-rounds.png").stat().st_size > 1000
     missing = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path), "--experiment", "nope"])
-    assert missing.exit_code == 1 and "known: it" in missing.output
+    assert missing.exit_code == 1 and "known: it" in " ".join(missing.output.split())
