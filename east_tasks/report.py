@@ -52,3 +52,45 @@ def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
     return Path(path)
+
+
+def selection_summary(stats: pd.DataFrame, examples: pd.DataFrame) -> dict:
+    """What the select+weight step did to one round's pool: why questions were dropped, the weights' spread."""
+    reasons = stats.drop_reason.fillna("kept").value_counts()
+    kept = stats[stats.drop_reason.isna()]
+    return {
+        "questions": len(stats),
+        **{f"n_{k}": int(v) for k, v in reasons.items()},
+        "entropy_kept_mean": float(kept.entropy.mean()) if len(kept) else None,
+        "entropy_kept_median": float(kept.entropy.median()) if len(kept) else None,
+        "weight_min": float(examples.weight.min()) if len(examples) else None,
+        "weight_max": float(examples.weight.max()) if len(examples) else None,
+    }
+
+
+def selection_markdown(summary: dict, name: str, histogram: Path) -> str:
+    rows = [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
+    return "\n".join([f"### {name}: training questions", "", "| | |", "|---|---|", *rows, "",
+                      f"Entropy histogram: `{Path(histogram).resolve()}`"])
+
+
+def plot_entropy_histogram(stats: pd.DataFrame, title: str, path: Path) -> Path:
+    """Answer entropy of every pool question, kept vs dropped (the paper's training-question distribution)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    kept = stats.drop_reason.isna()
+    top = max(float(stats.entropy.max()), 1e-3)
+    bins = [top * i / 20 for i in range(21)]
+    ax.hist([stats.entropy[kept], stats.entropy[~kept]], bins=bins, stacked=True, label=["kept", "dropped"])
+    ax.set_xlabel("answer entropy (bits)")
+    ax.set_ylabel("questions")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return Path(path)

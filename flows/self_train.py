@@ -16,8 +16,21 @@ from east_tasks import pipeline
 from east_tasks.config import ExperimentConfig
 from east_tasks.generation import SampleSpec, release_generator
 from east_tasks.pipeline import ModelRef, StepResult
-from east_tasks.report import plot_rounds, round_results, to_markdown, to_records
+from east_tasks.report import (
+    plot_entropy_histogram,
+    plot_rounds,
+    round_results,
+    selection_markdown,
+    selection_summary,
+    to_markdown,
+    to_records,
+)
 from east_tasks.store import Store
+
+
+def _artifact_key(name: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
 
 
 def _log(results: StepResult | list[StepResult]) -> None:
@@ -56,9 +69,19 @@ def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, roun
 
 
 @task(name="select-and-weight", cache_policy=NO_CACHE)
-def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> str:
+def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int) -> str:
     result = pipeline.select_and_weight(cfg, gen_key, dataset_key)
     _log(result)
+    with Store(cfg.store_path) as store:
+        stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [result.key])
+        examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [result.key])
+    name = f"{cfg.experiment}-round-{round_}"
+    png = plot_entropy_histogram(stats, name, cfg.data_dir / "plots" / f"{name}-entropy.png")
+    create_markdown_artifact(
+        key=f"{_artifact_key(name)}-selection",
+        markdown=selection_markdown(selection_summary(stats, examples), name, png),
+        description=f"Which pool questions round {round_} trained on, and their weights",
+    )
     return result.key
 
 
@@ -85,7 +108,7 @@ def _round_run_name() -> str:
 def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef:
     """One EAST round: sample the pool with the parent, weight by answer entropy, fine-tune, evaluate."""
     gen_key = generate_pool(cfg, parent, dataset_key, round_)
-    weight_key = select_and_weight(cfg, gen_key, dataset_key)
+    weight_key = select_and_weight(cfg, gen_key, dataset_key, round_)
     model = train(cfg, parent, weight_key)
     eval_key = evaluate(cfg, model, dataset_key)
     pipeline.record_round(cfg, round_, model, eval_key, gen_key, weight_key)
@@ -96,7 +119,7 @@ def publish_results(cfg: ExperimentConfig) -> list[dict]:
     with Store(cfg.store_path) as store:
         df = round_results(store, cfg.experiment)
     records = to_records(df)
-    key = cfg.experiment.lower().replace("_", "-").replace(".", "-")
+    key = _artifact_key(cfg.experiment)
     create_table_artifact(key=f"{key}-accuracy", table=[{k: v for k, v in r.items() if k != "by_tier"}
                                                         for r in records],
                           description=f"Test accuracy per round of {cfg.experiment}")

@@ -67,5 +67,6 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     report = json.loads(out.output)["it"]
     assert [r["greedy_acc"] for r in report] == [r["greedy_acc"] for r in first]
     assert (tmp_path / "plots" / "it-rounds.png").stat().st_size > 1000
+    assert all((tmp_path / "plots" / f"it-round-{r}-entropy.png").stat().st_size > 1000 for r in (1, 2))
     missing = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path), "--experiment", "nope"])
     assert missing.exit_code == 1 and "known: it" in " ".join(missing.output.split())
