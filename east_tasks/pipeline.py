@@ -59,6 +59,30 @@ def model_ref(path: str | Path) -> ModelRef:
     return ModelRef(path=str(path), hash=hash_dir(p) if p.is_dir() else fingerprint({"hub": str(path)}))
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_experiment(cfg: ExperimentConfig) -> None:
+    """An experiment name means one configuration (only `rounds` may grow): refuse to mix results."""
+    with Store(cfg.store_path) as store:
+        rows = store.execute("SELECT config FROM experiment_rounds WHERE experiment = ? ORDER BY round LIMIT 1",
+                             [cfg.experiment])
+    if not rows:
+        return
+    ignored = {"rounds", "data_dir"}  # more rounds continue an experiment; the store's location is moot
+    old = _flatten({k: v for k, v in json.loads(rows[0][0]).items() if k not in ignored})
+    new = _flatten(json.loads(cfg.model_dump_json(exclude=ignored)))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ValueError(f"experiment {cfg.experiment!r} already exists in {cfg.store_path} with another "
+                         f"configuration ({diffs}); choose a new experiment name")
+
+
 def ensure_backbone(cfg: ExperimentConfig) -> StepResult:
     """Rebuilds the embedded backbone if the experiment starts from it and it is missing (~10 min)."""
     t0 = time.time()

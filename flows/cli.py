@@ -46,8 +46,14 @@ def run(
         backend={"backend": backend} if backend else {},
         data={"pool_size": pool_size} if pool_size else {},
     )
+    from east_tasks.pipeline import check_experiment
     from flows.self_train import self_train
 
+    try:
+        check_experiment(cfg)
+    except ValueError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from err
     t0 = time.time()
     records = self_train(cfg)
     _print_table(cfg.experiment, records)
