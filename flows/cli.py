@@ -20,6 +20,26 @@ console = Console()
 DataDir = Annotated[Path, typer.Option(help="where the DuckDB store, checkpoints and plots live")]
 
 
+def _parse_sets(items: list[str]) -> dict:
+    """`a.b=1` -> {"a": {"b": 1}}; values are JSON when they parse as JSON, else strings."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            console.print(f"[red]--set {item!r}: expected FIELD=VALUE, e.g. train.lr=1e-5[/red]")
+            raise typer.Exit(2)
+        path, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *parents, leaf = path.strip().split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
 def _config_or_exit(preset: str, **overrides) -> ExperimentConfig:
     try:
         return load_config(preset, **overrides)
@@ -38,14 +58,15 @@ def run(
     backend: Annotated[str | None, typer.Option(help="vllm | hf")] = None,
     pool_size: Annotated[int | None, typer.Option(help="unlabelled questions per round")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, e.g. --set train.lr=1e-5 "
+                                                    "--set data.path=/data/gsm8k (repeatable)")] = None,
 ) -> None:
     """EAST self-training rounds from the preset's base model, every step cached in the DuckDB store."""
-    cfg = _config_or_exit(
-        preset, experiment=experiment, rounds=rounds, data_dir=data_dir,
-        weighting={k: v for k, v in {"a": a, "mapping": mapping}.items() if v is not None},
-        backend={"backend": backend} if backend else {},
-        data={"pool_size": pool_size} if pool_size else {},
-    )
+    overrides = _parse_sets(set_ or [])
+    for section, values in (("weighting", {"a": a, "mapping": mapping}), ("backend", {"backend": backend}),
+                            ("data", {"pool_size": pool_size})):
+        overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    cfg = _config_or_exit(preset, experiment=experiment, rounds=rounds, data_dir=data_dir, **overrides)
     from east_tasks.pipeline import check_experiment
     from flows.self_train import self_train
 

@@ -75,3 +75,16 @@ def test_cli_rejects_bad_values_before_loading_anything(tmp_path) -> None:
     assert out.exit_code == 2
     assert "weighting.mapping" in out.output and "'power' or 'exp'" in out.output
     assert not (tmp_path / "east.duckdb").exists()  # nothing was started or written
+
+
+def test_cli_set_reaches_any_field_and_is_validated(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import _parse_sets, app
+
+    assert _parse_sets(["train.lr=1e-5", "data.path=/d/gsm8k", "weighting.drop_all_correct=false"]) == {
+        "train": {"lr": 1e-5}, "data": {"path": "/d/gsm8k"}, "weighting": {"drop_all_correct": False}}
+    out = CliRunner().invoke(app, ["run", "--set", "sampling.n=0", "--data-dir", str(tmp_path)])
+    assert out.exit_code == 2 and "sampling.n" in out.output
+    out = CliRunner().invoke(app, ["run", "--set", "sampling.n", "--data-dir", str(tmp_path)])
+    assert out.exit_code == 2 and "expected FIELD=VALUE" in out.output
