@@ -126,6 +126,8 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
         problems = store.problems(dataset_key, split)
         done = set(store.query("SELECT DISTINCT problem_id FROM generations WHERE gen_key = ?",
                                [gen_key]).problem_id)
+        # Stays "running" if the process dies: the next run resumes after the last committed chunk.
+        store.mark_step(gen_key, step, cfg.experiment, "running", detail={"resumed_questions": len(done)})
     todo = problems[~problems.problem_id.isin(done)]
     if len(todo):
         generator = get_generator(model.path, cfg.backend)
