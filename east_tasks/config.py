@@ -77,7 +77,7 @@ class BackendConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     experiment: str = Field("tiny", pattern=r"^[A-Za-z0-9_.-]+$")
-    preset: str = "tiny"
+    preset: str = Field("tiny", description="the preset these values came from (recorded; `load_config` applies it)")
     rounds: int = Field(2, ge=0, le=100)
     base_model: str = Field(str(BACKBONE_DIR), description="local dir or hub name of an HF causal LM")
     data_dir: Path = DEFAULT_DATA_DIR
