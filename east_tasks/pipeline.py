@@ -66,8 +66,12 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_experiment(cfg: ExperimentConfig) -> None:
-    """An experiment name means one configuration (only `rounds` may grow): refuse to mix results."""
+def preflight(cfg: ExperimentConfig) -> None:
+    """Checks that need the filesystem, before anything expensive: the base model is where it is said to
+    be, and an experiment name means one configuration (only `rounds` may grow), so results never mix."""
+    base = cfg.base_model
+    if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().is_dir():
+        raise ValueError(f"base_model {base!r}: no such directory (give a local model dir or a hub name)")
     with Store(cfg.store_path) as store:
         rows = store.execute("SELECT config FROM experiment_rounds WHERE experiment = ? ORDER BY round LIMIT 1",
                              [cfg.experiment])

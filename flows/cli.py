@@ -67,11 +67,11 @@ def run(
                             ("data", {"pool_size": pool_size})):
         overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     cfg = _config_or_exit(preset, experiment=experiment, rounds=rounds, data_dir=data_dir, **overrides)
-    from east_tasks.pipeline import check_experiment
+    from east_tasks.pipeline import preflight
     from flows.self_train import self_train
 
     try:
-        check_experiment(cfg)
+        preflight(cfg)
     except ValueError as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from err

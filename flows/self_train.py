@@ -132,7 +132,7 @@ def publish_results(cfg: ExperimentConfig) -> list[dict]:
 @flow(name="self-train", flow_run_name="{cfg.experiment}")
 def self_train(cfg: ExperimentConfig) -> list[dict]:
     """Evaluates the base model (round 0), then runs `cfg.rounds` EAST rounds, each from the last."""
-    pipeline.check_experiment(cfg)  # before anything is loaded or written
+    pipeline.preflight(cfg)  # before anything is loaded or written
     try:
         ensure_backbone(cfg)
         dataset_key = prepare_data(cfg)
