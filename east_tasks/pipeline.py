@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
-from east_tasks.answers import extract_answer, normalize_answer
+from east_tasks.answers import extract_answer, is_correct
 from east_tasks.config import ExperimentConfig
 from east_tasks.data.prompts import format_prompt
 from east_tasks.data.sources import load_splits
@@ -141,10 +141,9 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
             outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
             rows = []
             for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer, outs, strict=True):
-                gold_n = normalize_answer(gold)
                 for i, c in enumerate(completions):
                     pred = extract_answer(c.text)
-                    rows.append((gen_key, pid, i, prompt, c.text, pred, pred == gold_n, c.num_tokens))
+                    rows.append((gen_key, pid, i, prompt, c.text, pred, is_correct(pred, gold), c.num_tokens))
             df = pd.DataFrame(rows, columns=["gen_key", "problem_id", "sample_idx", "prompt", "text",
                                              "pred_answer", "correct", "num_tokens"])
             # The store is opened per chunk, so readers (`east report`) can get in between chunks.
