@@ -31,6 +31,10 @@ class Problem:
     tier: int
 
 
+def _apply(value: int, op: str, k: int) -> int:
+    return value + k if op == "+" else value - k if op == "-" else value * k
+
+
 def _steps(rng: random.Random, tier: int) -> tuple[int, list[tuple[str, int]]]:
     if tier == 1:
         start, n_steps, hi, ops = rng.randint(2, 20), 2, 9, "+-"
@@ -51,7 +55,7 @@ def _steps(rng: random.Random, tier: int) -> tuple[int, list[tuple[str, int]]]:
         else:
             k = rng.randint(1, hi)
         steps.append((op, k))
-        value = value + k if op == "+" else value - k if op == "-" else value * k
+        value = _apply(value, op, k)
     return start, steps
 
 
@@ -63,9 +67,8 @@ def make_problem(rng: random.Random, tier: int) -> Problem:
     for op, k in steps:
         template = rng.choice({"+": ADD, "-": SUB, "*": MUL}[op])
         sentences.append(template.format(n=name, k=k, item=item))
-        new = value + k if op == "+" else value - k if op == "-" else value * k
-        symbol = {"+": "+", "-": "-", "*": "*"}[op]
-        lines.append(f"{value} {symbol} {k} = {new}.")
+        new = _apply(value, op, k)
+        lines.append(f"{value} {op} {k} = {new}.")
         value = new
     sentences.append(f"How many {item} does {name} have now?")
     question = " ".join(sentences)

@@ -63,17 +63,15 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.98),
     )
-    streams = {t: stream(splits.bootstrap_seed + t, tier=t, exclude=held_out)
-               for t in TIERS}
+    streams = {t: stream(splits.bootstrap_seed + t, tier=t, exclude=held_out) for t in TIERS}
     tier_rng = random.Random(cfg.seed)
     pad = collate(tokenizer.pad_token_id)
     model.train()
     start, losses = time.time(), []
     bar = tqdm(range(cfg.steps), desc="bootstrap", disable=not progress)
     for step in bar:
-        batch = [next(streams[tier_rng.choice(TIERS)]) for _ in range(1)]
-        tier = batch[0].tier
-        batch += [next(streams[tier]) for _ in range(cfg.batch_size - 1)]
+        tier = tier_rng.choice(TIERS)
+        batch = [next(streams[tier]) for _ in range(cfg.batch_size)]
         encoded = pad([encode_example(tokenizer, format_prompt(p.question), format_completion(p.solution))
                        for p in batch])
         ids, labels = encoded["input_ids"], encoded["labels"]
