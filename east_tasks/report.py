@@ -33,13 +33,27 @@ def to_markdown(df: pd.DataFrame, experiment: str) -> str:
     return "\n".join(lines)
 
 
-def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
+def _new_axes():
+    """A figure on the headless Agg backend (matplotlib is imported only when a plot is made)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    return plt.subplots(figsize=(5, 3.5))
+
+
+def _save_png(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
+    fig, ax = _new_axes()
     for col, label in (("greedy_acc", "greedy"), ("maj_acc", "maj@k"), ("pass_acc", "pass@k")):
         ax.plot(df["round"], df[col], marker="o", label=label)
     ax.set_xlabel("self-training round (0 = backbone)")
@@ -48,10 +62,7 @@ def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
     ax.set_xticks(list(df["round"]))
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return Path(path)
+    return _save_png(fig, path)
 
 
 def selection_summary(stats: pd.DataFrame, examples: pd.DataFrame) -> dict:
@@ -76,12 +87,7 @@ def selection_markdown(summary: dict, name: str, histogram: Path) -> str:
 
 def plot_entropy_histogram(stats: pd.DataFrame, title: str, path: Path) -> Path:
     """Answer entropy of every pool question, kept vs dropped (the paper's training-question distribution)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _new_axes()
     kept = stats.drop_reason.isna()
     top = max(float(stats.entropy.max()), 1e-3)
     bins = [top * i / 20 for i in range(21)]
@@ -90,7 +96,4 @@ def plot_entropy_histogram(stats: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_ylabel("questions")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return Path(path)
+    return _save_png(fig, path)
