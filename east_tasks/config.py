@@ -37,6 +37,9 @@ class SamplingConfig(_Strict):
 
 
 class WeightingConfig(_Strict):
+    # entropy = EAST; the rest are the paper's baselines: local (the response's own mean token log-prob),
+    # accuracy (1 - fraction correct), rejected (number of incorrect responses).
+    strategy: Literal["entropy", "local", "accuracy", "rejected"] = "entropy"
     mapping: Literal["power", "exp"] = "power"
     a: float = Field(0.0, ge=-10.0, le=10.0, description="sharpness; 0 = vanilla self-training")
     eps: float = Field(1e-6, gt=0.0)
@@ -47,6 +50,9 @@ class WeightingConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    loss: Literal["sft", "dpo", "kto"] = "sft"
+    beta: float = Field(0.1, gt=0.0, description="DPO / KTO temperature on the policy-reference log-ratio")
+    max_pairs_per_question: int = Field(4, ge=1, description="DPO pairs (KTO: singles of each kind) per question")
     # On the tiny task lr 1e-3 lost 5 points in one round and 3e-4 lost ~1; 1e-4 held accuracy.
     lr: float = Field(1e-4, gt=0.0)
     epochs: float = Field(3.0, gt=0.0)
