@@ -16,15 +16,70 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataConfig(_Strict):
-    """Where questions come from. `arith` is the embedded task; `gsm8k` a hub name or local JSONL dir."""
+class ColumnMap(_Strict):
+    """Which dataset columns hold what. The gold answer is `answer` where that column exists and the row's
+    value is non-empty, else the final answer of `solution` (gsm8k style: its `#### N`; math: its last
+    \\boxed{}). Unset names take the source's defaults (`SOURCE_DEFAULTS`)."""
 
-    source: Literal["arith", "gsm8k"] = "arith"
-    path: str | None = Field(None, description="gsm8k: hub name (openai/gsm8k) or a dir with train/test.jsonl")
+    question: str | None = None
+    answer: str | None = None
+    solution: str | None = None
+    tier: str | None = Field(None, description="optional difficulty column (e.g. MATH's `level`), for per-tier metrics")
+
+
+# Per-source defaults, applied by DataConfig's validator (and so recorded with each run).
+SOURCE_DEFAULTS: dict[str, dict] = {
+    "arith": {"answer_style": "gsm8k", "prompt": "zeroshot"},  # the backbone was trained on "Q: {q}\nA:"
+    # The release's `answer` field is a solution ending in `#### N`.
+    "gsm8k": {"answer_style": "gsm8k", "hub_config": "main", "columns": {"question": "question", "solution": "answer"}},
+    "math": {"answer_style": "math", "columns": {"question": "problem", "answer": "answer", "solution": "solution",
+                                                 "tier": "level"}},
+    "table": {"columns": {"question": "question", "answer": "answer"}},
+}
+
+
+class DataConfig(_Strict):
+    """Where questions come from: `arith` is the embedded task; `gsm8k`, `math` and `table` (any JSONL / Parquet /
+    CSV with a column mapping) read a hub dataset name or a local dir with `<split>.jsonl|.json|.parquet|.csv`."""
+
+    source: Literal["arith", "gsm8k", "math", "table"] = "arith"
+    path: str | None = Field(None, description="hub name (openai/gsm8k) or a dir with <split>.jsonl|.parquet|.csv")
+    hub_config: str | None = Field(None, description="the hub dataset's config name for `path` (gsm8k: main)")
+    pool_split: str = Field("train", description="split of `path` the unlabelled questions come from")
+    test_split: str = "test"
+    test_path: str | None = Field(None, description="take the test split from this dataset instead (e.g. MATH-500)")
+    columns: ColumnMap | None = None
+    answer_style: Literal["gsm8k", "math"] | None = Field(None, description="how answers are extracted and compared")
+    # zeroshot: "Q: {q}\nA:"; fewshot: worked examples in that format first; chat: the tokenizer's chat template;
+    # auto: chat when the tokenizer has a template, else fewshot.
+    prompt: Literal["auto", "chat", "fewshot", "zeroshot"] = "auto"
+    stop: tuple[str, ...] | None = Field(None, description="stop strings (default: '\\nQ:' for plain prompts)")
     # arith: the committed backbone never saw the first 2,000 pool / 600 test questions of seed 0.
     pool_size: int = Field(2000, ge=1, description="unlabelled self-training questions (only answers used)")
     test_size: int = Field(600, ge=1)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_defaults(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        defaults = SOURCE_DEFAULTS.get(data.get("source", "arith"), {})
+        out = {**{k: v for k, v in defaults.items() if k != "columns"}, **{k: v for k, v in data.items()
+                                                                           if v is not None}}
+        if "columns" in defaults:
+            given = data.get("columns") or {}
+            given = given.model_dump(exclude_none=True) if isinstance(given, ColumnMap) else given
+            out["columns"] = {**defaults["columns"], **given}
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.source != "arith" and not self.path:
+            raise ValueError(f"data.path is required for source {self.source!r} (hub name or local dir)")
+        if self.answer_style is None:
+            raise ValueError(f"data.answer_style is required for source {self.source!r}: 'gsm8k' or 'math'")
+        return self
 
 
 class SamplingConfig(_Strict):
@@ -49,6 +104,16 @@ class WeightingConfig(_Strict):
     seed: int = 0
 
 
+class LoraConfig(_Strict):
+    """Low-rank adapters (peft) instead of full fine-tuning, for models too big to fine-tune whole. The
+    adapters are merged into the weights before the checkpoint is saved, so vLLM serves it like any other."""
+
+    r: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0.0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 class TrainConfig(_Strict):
     loss: Literal["sft", "dpo", "kto"] = "sft"
     beta: float = Field(0.1, gt=0.0, description="DPO / KTO temperature on the policy-reference log-ratio")
@@ -61,6 +126,7 @@ class TrainConfig(_Strict):
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
     bf16: bool = True
+    lora: LoraConfig | None = Field(None, description="train LoRA adapters (then merge them) instead of all weights")
     seed: int = 0
 
 
@@ -94,12 +160,6 @@ class ExperimentConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     backend: BackendConfig = BackendConfig()
 
-    @model_validator(mode="after")
-    def _check(self) -> ExperimentConfig:
-        if self.data.source == "gsm8k" and not self.data.path:
-            raise ValueError("data.path is required for source 'gsm8k' (hub name or local dir)")
-        return self
-
     @property
     def store_path(self) -> Path:
         return self.data_dir / "east.duckdb"
@@ -119,7 +179,9 @@ PRESETS: dict[str, dict] = {
         "sampling": {"n": 8, "chunk_size": 64},
         "eval": {"k": 4},
     },
-    # A GPU preset for a 1B instruct model on GSM8K (documented; not run on the CPU machines).
+    # GPU presets (documented and config-tested; not run on the CPU machines). Data and models are hub names;
+    # point them at local copies with --set data.path=/dir --set base_model=/dir. Prompts use each model's chat
+    # template; max_tokens is per dataset (MATH solutions run longer than GSM8K's).
     "gsm8k-1b": {
         "rounds": 3,
         "base_model": "meta-llama/Llama-3.2-1B-Instruct",
@@ -127,7 +189,32 @@ PRESETS: dict[str, dict] = {
         "sampling": {"n": 16, "temperature": 0.8, "max_tokens": 512, "chunk_size": 512},
         "train": {"lr": 2e-6, "epochs": 3, "batch_size": 16},
         "eval": {"k": 8, "max_tokens": 512},
-        "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "max_model_len": 2048},
+        "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
+                    "max_model_len": 2048},
+    },
+    # MATH train (7,500) as the pool, MATH-500 as the test set.
+    "math-1.5b": {
+        "rounds": 3,
+        "base_model": "Qwen/Qwen2.5-Math-1.5B-Instruct",
+        "data": {"source": "math", "path": "DigitalLearningGmbH/MATH-lighteval", "pool_size": 7500,
+                 "test_path": "HuggingFaceH4/MATH-500", "test_size": 500},
+        "sampling": {"n": 16, "temperature": 0.8, "max_tokens": 1024, "chunk_size": 512},
+        "train": {"lr": 2e-6, "epochs": 3, "batch_size": 16},
+        "eval": {"k": 8, "max_tokens": 1024},
+        "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
+                    "max_model_len": 4096},
+    },
+    # An 8B model with LoRA adapters (merged into each round's checkpoint); raise tensor_parallel_size to
+    # spread vLLM over more GPUs.
+    "gsm8k-8b-lora": {
+        "rounds": 3,
+        "base_model": "meta-llama/Llama-3.1-8B-Instruct",
+        "data": {"source": "gsm8k", "path": "openai/gsm8k", "pool_size": 7473, "test_size": 1319},
+        "sampling": {"n": 16, "temperature": 0.8, "max_tokens": 512, "chunk_size": 512},
+        "train": {"lr": 1e-4, "epochs": 3, "batch_size": 16, "lora": {"r": 16, "alpha": 32}},
+        "eval": {"k": 8, "max_tokens": 512},
+        "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
+                    "max_model_len": 2048},
     },
 }
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from east_tasks.answers import NO_ANSWER
+from east_tasks.answers import NO_ANSWER, answers_match, canonical_answers
 
 
 def majority_answer(preds: list[str | None]) -> str | None:
@@ -26,23 +26,24 @@ class EvalResult:
     by_tier: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _scores(greedy: pd.DataFrame, sampled: pd.DataFrame, gold: dict[str, str]) -> pd.DataFrame:
+def _scores(greedy: pd.DataFrame, sampled: pd.DataFrame, gold: dict[str, str], style: str) -> pd.DataFrame:
     g = greedy.groupby("problem_id").correct.first()
     rows = []
     for pid, group in sampled.groupby("problem_id"):
-        preds = [None if pd.isna(p) else p for p in group.pred_answer]
-        maj = majority_answer(preds)
-        rows.append({"problem_id": pid, "maj": maj is not None and maj == gold[pid], "pass": bool(group.correct.any())})
+        # votes go to clusters of equivalent answers (the same equivalence as the EAST clustering)
+        maj = majority_answer(canonical_answers([None if pd.isna(p) else p for p in group.pred_answer], style))
+        rows.append({"problem_id": pid, "maj": answers_match(maj, gold[pid], style),
+                     "pass": bool(group.correct.any())})
     out = pd.DataFrame(rows).set_index("problem_id")
     out["greedy"] = g
     return out
 
 
-def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame, problems: pd.DataFrame, k: int) -> EvalResult:
+def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame, problems: pd.DataFrame, k: int, style: str) -> EvalResult:
     """`greedy`: one row per question; `sampled`: k rows per question (columns problem_id, pred_answer,
     correct). pass@k here is "any of the k samples correct" (the unbiased estimator with n = k)."""
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))
-    scores = _scores(greedy, sampled, gold).join(problems.set_index("problem_id")[["tier"]])
+    scores = _scores(greedy, sampled, gold, style).join(problems.set_index("problem_id")[["tier"]])
     by_tier = {
         str(t): {"n": int(len(s)), "greedy_acc": float(s.greedy.mean()), "maj_acc": float(s["maj"].mean()),
                  "pass_acc": float(s["pass"].mean())}

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm.auto import tqdm
 
-from east_tasks.answers import extract_answer, is_correct
+from east_tasks.answers import answers_match, extract_answer
 from east_tasks.config import ExperimentConfig
-from east_tasks.data.prompts import format_prompt
+from east_tasks.data.prompts import Prompter, make_prompter
 from east_tasks.data.sources import load_splits
 from east_tasks.evaluation import evaluate
 from east_tasks.generation import SampleSpec, get_generator, release_generator
@@ -78,7 +79,10 @@ def preflight(cfg: ExperimentConfig) -> None:
     if not rows:
         return
     ignored = {"rounds", "data_dir"}  # more rounds continue an experiment; the store's location is moot
-    old = _flatten({k: v for k, v in json.loads(rows[0][0]).items() if k not in ignored})
+    recorded = json.loads(rows[0][0])
+    with suppress(ValidationError):  # read through today's model: fields added since compare as their defaults
+        recorded = json.loads(ExperimentConfig.model_validate(recorded).model_dump_json())
+    old = _flatten({k: v for k, v in recorded.items() if k not in ignored})
     new = _flatten(json.loads(cfg.model_dump_json(exclude=ignored)))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
@@ -112,6 +116,16 @@ def prepare_data(cfg: ExperimentConfig) -> StepResult:
     return StepResult("data", key, False, time.time() - t0, {s: len(df) for s, df in splits.items()})
 
 
+def prompter_for(cfg: ExperimentConfig, model_path: str) -> Prompter:
+    """The prompt builder for this data and model (the tokenizer is read only when a chat template may apply)."""
+    tokenizer = None
+    if cfg.data.prompt in ("auto", "chat"):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.backend.trust_remote_code)
+    return make_prompter(cfg.data.prompt, cfg.data.answer_style, cfg.data.stop, tokenizer)
+
+
 def _prompt_seed(seed: int, problem_id: str) -> int:
     """Per-question seed: samples do not depend on chunking, batching or resume points."""
     return int(fingerprint([seed, problem_id]), 16) % (2**31 - 1)
@@ -121,8 +135,12 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
              seed: int, step: str) -> StepResult:
     """Samples `spec.n` responses per question of `split`, committing chunk by chunk; resumes a crash."""
     t0 = time.time()
+    prompter = prompter_for(cfg, model.path)
+    spec = replace(spec, stop=prompter.stop)
+    style = cfg.data.answer_style
     gen_key = fingerprint({"model": model.hash, "data": dataset_key, "split": split, "spec": spec.__dict__,
-                           "seed": seed, "backend": cfg.backend.backend, "prompt": format_prompt("{q}")})
+                           "seed": seed, "backend": cfg.backend.backend, "prompt": prompter.template,
+                           "style": style})
     with Store(cfg.store_path) as store:
         if store.step_done(gen_key):
             return StepResult(step, gen_key, True, time.time() - t0,
@@ -137,13 +155,14 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
         generator = get_generator(model.path, cfg.backend)
         for start in tqdm(range(0, len(todo), cfg.sampling.chunk_size), desc=step, unit="chunk"):
             chunk = todo.iloc[start : start + cfg.sampling.chunk_size]
-            prompts = [format_prompt(q) for q in chunk.question]
+            prompts = [prompter(q) for q in chunk.question]
             outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
             rows = []
             for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer, outs, strict=True):
                 for i, c in enumerate(completions):
-                    pred = extract_answer(c.text)
-                    rows.append((gen_key, pid, i, prompt, c.text, pred, is_correct(pred, gold), c.num_tokens))
+                    pred = extract_answer(c.text, style)
+                    rows.append((gen_key, pid, i, prompt, c.text, pred, answers_match(pred, gold, style),
+                                 c.num_tokens))
             df = pd.DataFrame(rows, columns=["gen_key", "problem_id", "sample_idx", "prompt", "text",
                                              "pred_answer", "correct", "num_tokens"])
             # The store is opened per chunk, so readers (`east report`) can get in between chunks.
@@ -167,7 +186,7 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> 
         gens = store.query("SELECT * FROM generations WHERE gen_key = ? ORDER BY problem_id, sample_idx",
                            [gen_key])
         problems = store.problems(dataset_key, "pool")
-        clusters, stats = cluster_and_score(gens, problems)
+        clusters, stats = cluster_and_score(gens, problems, cfg.data.answer_style)
         examples = select_examples(gens, stats, cfg.weighting)
         with store.transaction():
             if not store.count("clusters", "gen_key", gen_key):
@@ -227,7 +246,8 @@ def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> 
             return [greedy, sampled, StepResult("evaluate", eval_key, True, time.time() - t0, info)]
         gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ?",
                                    [s.key]) for s in (greedy, sampled)}
-        result = evaluate(gens[greedy.key], gens[sampled.key], store.problems(dataset_key, "test"), ev.k)
+        result = evaluate(gens[greedy.key], gens[sampled.key], store.problems(dataset_key, "test"), ev.k,
+                          cfg.data.answer_style)
         store.execute(
             "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [eval_key, model.hash, dataset_key, result.n_questions, result.k, result.greedy_acc,

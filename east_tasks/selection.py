@@ -17,13 +17,13 @@ from east_tasks.config import WeightingConfig
 from east_tasks.weighting import drop_reason, entropy_weights, question_stats
 
 
-def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame, style: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cluster rows and per-question stats (without filtering) for every question with generations."""
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))
     cluster_rows, stat_rows = [], []
     for pid, group in gens.groupby("problem_id", sort=False):
         preds = [None if pd.isna(p) else p for p in group.pred_answer]
-        clusters = cluster_answers(preds, gold[pid])
+        clusters = cluster_answers(preds, gold[pid], style)
         stats = question_stats(clusters)
         cluster_rows += [{"problem_id": pid, "answer": c.answer, "size": c.size, "correct": c.correct}
                          for c in clusters]

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from east_tasks.config import TrainConfig
 from east_tasks.io import atomic_dir, hash_dir
+from east_tasks.lora import add_lora, merge_lora
 
 IGNORE = -100
 
@@ -94,6 +95,7 @@ def train_weighted_sft(base_model: str, examples: pd.DataFrame, cfg: TrainConfig
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32,
                                                  trust_remote_code=trust_remote_code)
+    model = add_lora(model, cfg.lora)
     dataset = WeightedSFTDataset(examples, tokenizer, max_len)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory() as scratch:
@@ -120,7 +122,7 @@ def train_weighted_sft(base_model: str, examples: pd.DataFrame, cfg: TrainConfig
         trainer = WeightedSFTTrainer(model=model, args=args, train_dataset=dataset,
                                      data_collator=collate(tokenizer.pad_token_id))
         result = trainer.train()
-        model.save_pretrained(tmp, safe_serialization=True)
+        merge_lora(model).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         model_hash = hash_dir(tmp)
     return {"train_loss": float(result.training_loss), "steps": int(result.global_step), "model_hash": model_hash,

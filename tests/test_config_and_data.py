@@ -31,7 +31,7 @@ def test_invalid_config_names_the_field(overrides: dict, field: str) -> None:
 
 
 def test_unknown_preset_lists_allowed() -> None:
-    with pytest.raises(ValueError, match="allowed: tiny, tiny-test, gsm8k-1b"):
+    with pytest.raises(ValueError, match="allowed: tiny, tiny-test, gsm8k-1b, math-1.5b, gsm8k-8b-lora"):
         load_config("huge")
 
 

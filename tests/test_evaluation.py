@@ -16,7 +16,7 @@ def test_greedy_maj_pass_by_tier() -> None:
     sampled_preds = {"p": ["1", "1", "9", None], "q": ["7", "7", "2", "7"], "r": ["4", "4", "4", "4"]}
     sampled = pd.DataFrame([{"problem_id": pid, "pred_answer": p, "correct": p == g}
                             for pid, g in zip("pqr", "123", strict=True) for p in sampled_preds[pid]])
-    res = evaluate(greedy, sampled, problems, k=4)
+    res = evaluate(greedy, sampled, problems, k=4, style="gsm8k")
     assert (res.n_questions, res.k) == (3, 4)
     assert res.greedy_acc == pytest.approx(1 / 3)
     assert res.maj_acc == pytest.approx(1 / 3)  # only p's majority is right

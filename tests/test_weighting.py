@@ -49,7 +49,7 @@ def test_unknown_mapping_rejected() -> None:
 
 def test_question_stats_hand_values() -> None:
     # gold 5: clusters 5 x4, 7 x3, no-answer x1
-    stats = question_stats(cluster_answers(["5", "5", "7", None, "7", "7", "5", "5"], gold="5"))
+    stats = question_stats(cluster_answers(["5", "5", "7", None, "7", "7", "5", "5"], gold="5", style="gsm8k"))
     expected_h = -(0.5 * math.log2(0.5) + 0.375 * math.log2(0.375) + 0.125 * math.log2(0.125))
     assert stats.entropy == pytest.approx(expected_h)  # 1.4056
     assert stats.frac_correct == 0.5
@@ -60,7 +60,7 @@ def test_question_stats_hand_values() -> None:
 def test_drop_reasons_follow_the_authors_filters() -> None:
     def reason(preds, **kw):
         kw = {"drop_all_correct": True, "require_wellformed_incorrect": True, **kw}
-        return drop_reason(question_stats(cluster_answers(preds, gold="1")), **kw)
+        return drop_reason(question_stats(cluster_answers(preds, gold="1", style="gsm8k")), **kw)
 
     assert reason(["2", "3", None]) == "no_correct"
     assert reason(["1", "1", "1"]) == "all_correct"

@@ -20,6 +20,7 @@ class SampleSpec:
     temperature: float  # 0 means greedy (and n must be 1)
     top_p: float
     max_tokens: int
+    stop: tuple[str, ...] = ()  # generation ends before any of these strings (which are not returned)
 
 
 @dataclass(frozen=True)

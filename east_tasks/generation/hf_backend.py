@@ -43,19 +43,24 @@ class HFGenerator:
                 max_new_tokens=spec.max_tokens,
                 num_return_sequences=n,
                 pad_token_id=self.tokenizer.pad_token_id,
+                stop_strings=list(spec.stop) or None,
+                tokenizer=self.tokenizer,
             )
             new = out[:, enc.input_ids.shape[1] :]
             for i in range(len(batch)):
                 rows = new[i * n : (i + 1) * n]
-                results.append([self._completion(r) for r in rows])
+                results.append([self._completion(r, spec.stop) for r in rows])
         return results
 
-    def _completion(self, ids: torch.Tensor) -> Completion:
+    def _completion(self, ids: torch.Tensor, stop: tuple[str, ...]) -> Completion:
         ids = ids.tolist()
         eos = self.tokenizer.eos_token_id  # finished rows are padded after their EOS: cut there
         if eos in ids:
             ids = ids[: ids.index(eos) + 1]
-        return Completion(self.tokenizer.decode(ids, skip_special_tokens=True), len(ids))
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        # generate stops after a stop string but keeps it; vLLM drops it: cut here so both return the same text
+        cuts = [text.find(s) for s in stop if s in text]
+        return Completion(text[: min(cuts)] if cuts else text, len(ids))
 
     def close(self) -> None:
         del self.model

@@ -42,6 +42,7 @@ class VLLMGenerator:
                 temperature=spec.temperature,
                 top_p=1.0 if greedy else spec.top_p,
                 max_tokens=spec.max_tokens,
+                stop=list(spec.stop) or None,
                 seed=None if greedy else seed,
             )
             for seed in seeds
