@@ -183,11 +183,11 @@ def answers_match(pred: str | None, gold: str, style: str, timeout_s: float = MA
 
 # --- clustering ------------------------------------------------------------------------------------------------
 def canonical_answers(preds: list[str | None], style: str) -> list[str | None]:
-    """Each answer replaced by the first earlier answer equivalent to it (gsm8k answers are already
-    canonical). math-verify's equivalence is not transitive in every corner, so an answer joins the first
-    cluster whose first member it matches."""
+    """Each answer replaced by a canonical representative: gsm8k, its normalised number; math, the first earlier
+    answer equivalent to it (math-verify's equivalence is not transitive in every corner, so an answer joins the
+    first cluster whose first member it matches)."""
     if check_style(style) == "gsm8k":
-        return list(preds)
+        return [None if p is None else normalize_answer(p) for p in preds]
     reps: list[str] = []
     canon: dict[str, str] = {}
     for p in preds:

@@ -23,3 +23,13 @@ def test_greedy_maj_pass_by_tier() -> None:
     assert res.pass_acc == pytest.approx(2 / 3)  # p and q have a correct sample
     assert res.by_tier["1"] == {"n": 2, "greedy_acc": 0.5, "maj_acc": 0.5, "pass_acc": 1.0}
     assert res.by_tier["2"] == {"n": 1, "greedy_acc": 0.0, "maj_acc": 0.0, "pass_acc": 0.0}
+
+
+def test_majority_vote_counts_equivalent_math_answers_together() -> None:
+    problems = pd.DataFrame({"problem_id": ["p"], "answer": ["\\frac{1}{2}"], "tier": [5]})
+    greedy = pd.DataFrame({"problem_id": ["p"], "pred_answer": ["0.5"], "correct": [True]})
+    # 2 x "3" against 1/2 spelled three ways: the plain string vote picks 3, the equivalence vote picks 1/2
+    preds = ["3", "0.5", "3", "\\frac{1}{2}", "\\dfrac{1}{2}"]
+    sampled = pd.DataFrame({"problem_id": ["p"] * 5, "pred_answer": preds, "correct": [p != "3" for p in preds]})
+    assert majority_answer(preds) == "3"
+    assert evaluate(greedy, sampled, problems, k=5, style="math").maj_acc == 1.0
