@@ -12,6 +12,12 @@ def test_presets_validate_and_overrides_merge() -> None:
     assert cfg.weighting.drop_all_correct  # untouched defaults survive a partial override
     gpu = load_config("gsm8k-1b")
     assert gpu.backend.dtype == "bfloat16" and gpu.data.source == "gsm8k"
+    math = load_config("math-1.5b", base_model="/models/qwen-math")  # a local model dir instead of the hub's
+    assert (math.data.answer_style, math.data.test_path, math.base_model) == (
+        "math", "HuggingFaceH4/MATH-500", "/models/qwen-math")
+    assert math.sampling.max_tokens == math.eval.max_tokens == 1024 < math.backend.max_model_len
+    big = load_config("gsm8k-8b-lora")
+    assert big.train.lora is not None and big.train.lora.r == 16 and big.backend.tensor_parallel_size == 1
 
 
 @pytest.mark.parametrize(
@@ -88,3 +94,23 @@ def test_cli_set_reaches_any_field_and_is_validated(tmp_path) -> None:
     assert out.exit_code == 2 and "sampling.n" in out.output
     out = CliRunner().invoke(app, ["run", "--set", "sampling.n", "--data-dir", str(tmp_path)])
     assert out.exit_code == 2 and "expected FIELD=VALUE" in out.output
+
+
+def test_experiments_recorded_before_new_config_fields_continue(tmp_path) -> None:
+    """A store written before the data/train fields of issue 5 existed: the recorded config lacks them, and
+    they compare as their defaults instead of blocking the experiment."""
+    import json
+
+    from east_tasks import pipeline
+    from east_tasks.store import Store
+
+    cfg = load_config("tiny-test", experiment="old", data_dir=tmp_path)
+    recorded = json.loads(cfg.model_dump_json())
+    for field in ("answer_style", "prompt", "pool_split", "test_split", "hub_config", "columns", "stop"):
+        del recorded["data"][field]
+    del recorded["train"]["lora"]
+    with Store(cfg.store_path) as store:
+        store.record_round("old", 0, model_hash="h", model_path="m", eval_key="e", config=json.dumps(recorded))
+    pipeline.preflight(cfg)
+    with pytest.raises(ValueError, match=r"data.prompt: 'zeroshot' -> 'fewshot'"):
+        pipeline.preflight(load_config("tiny-test", experiment="old", data_dir=tmp_path, data={"prompt": "fewshot"}))
