@@ -204,18 +204,6 @@ PRESETS: dict[str, dict] = {
         "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
                     "max_model_len": 4096},
     },
-    # An 8B model with LoRA adapters (merged into each round's checkpoint); raise tensor_parallel_size to
-    # spread vLLM over more GPUs.
-    "gsm8k-8b-lora": {
-        "rounds": 3,
-        "base_model": "meta-llama/Llama-3.1-8B-Instruct",
-        "data": {"source": "gsm8k", "path": "openai/gsm8k", "pool_size": 7473, "test_size": 1319},
-        "sampling": {"n": 16, "temperature": 0.8, "max_tokens": 512, "chunk_size": 512},
-        "train": {"lr": 1e-4, "epochs": 3, "batch_size": 16, "lora": {"r": 16, "alpha": 32}},
-        "eval": {"k": 8, "max_tokens": 512},
-        "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
-                    "max_model_len": 2048},
-    },
 }
 
 
@@ -224,6 +212,14 @@ def _merge(base: dict, override: dict) -> dict:
     for key, value in override.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+# An 8B model on GSM8K with LoRA adapters (merged into each round's checkpoint); raise
+# backend.tensor_parallel_size to spread vLLM over more GPUs.
+PRESETS["gsm8k-8b-lora"] = _merge(PRESETS["gsm8k-1b"], {
+    "base_model": "meta-llama/Llama-3.1-8B-Instruct",
+    "train": {"lr": 1e-4, "lora": {"r": 16, "alpha": 32}},
+})
 
 
 def load_config(preset: str = "tiny", **overrides) -> ExperimentConfig:
