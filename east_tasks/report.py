@@ -44,6 +44,14 @@ def _new_axes():
     return plt.subplots(figsize=(5, 3.5))
 
 
+def _label(ax, xlabel: str, ylabel: str, title: str, legend_size: float | None = None) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def _save_png(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -57,12 +65,8 @@ def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
     fig, ax = _new_axes()
     for col, label in (("greedy_acc", "greedy"), ("maj_acc", "maj@k"), ("pass_acc", "pass@k")):
         ax.plot(df["round"], df[col], marker="o", label=label)
-    ax.set_xlabel("self-training round (0 = backbone)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(experiment)
     ax.set_xticks(list(df["round"]))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _label(ax, "self-training round (0 = backbone)", "test accuracy", experiment)
     return _save_png(fig, path)
 
 
@@ -111,7 +115,9 @@ def sweep_results(store: Store, sweep: str) -> pd.DataFrame:
 
 
 def final_round(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["round"] == df.groupby("experiment")["round"].transform("max")]
+    """Each experiment's last round, for experiments that reached the sweep's last round (others are unfinished)."""
+    last = df[df["round"] == df.groupby("experiment")["round"].transform("max")]
+    return last[last["round"] == df["round"].max()]
 
 
 def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -129,7 +135,7 @@ def _setting_name(r) -> str:
     return f"{r.loss.upper()} {weighting}"
 
 
-def sweep_markdown(summary: pd.DataFrame, sweep: str, plots: list[Path] = ()) -> str:
+def sweep_markdown(summary: pd.DataFrame, sweep: str, plots: list[Path] = (), unfinished: list[str] = ()) -> str:
     lines = [f"### {sweep}: final-round test accuracy, mean ± std over seeds", "",
              "| setting | greedy | maj@k | pass@k | seeds | rounds |", "|---|---|---|---|---|---|"]
     for r in summary.itertuples(index=False):
@@ -137,6 +143,8 @@ def sweep_markdown(summary: pd.DataFrame, sweep: str, plots: list[Path] = ()) ->
         cells = [f"{getattr(r, f'{m}_mean'):.3f} ± {0.0 if pd.isna(sd) else sd:.3f}" for m, sd in zip(METRICS, stds,
                                                                                                       strict=True)]
         lines.append(f"| {_setting_name(r)} | {' | '.join(cells)} | {r.seeds} | {r.rounds} |")
+    if unfinished:
+        lines += ["", f"Not counted, unfinished: {', '.join(unfinished)}"]
     lines += ["", *[f"Plot: `{Path(p).resolve()}`" for p in plots]]
     return "\n".join(lines)
 
@@ -149,11 +157,7 @@ def plot_accuracy_vs_a(summary: pd.DataFrame, title: str, path: Path) -> Path:
         line = pd.concat([vanilla[vanilla.loss == loss], group]).sort_values("a")
         ax.errorbar(line.a, line.greedy_acc_mean, yerr=line.greedy_acc_std.fillna(0), marker="o", capsize=3,
                     label=f"{loss} {strategy} {mapping}")
-    ax.set_xlabel("sharpness a (0 = vanilla)")
-    ax.set_ylabel("final test accuracy (greedy)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _label(ax, "sharpness a (0 = vanilla)", "final test accuracy (greedy)", title, legend_size=7)
     return _save_png(fig, path)
 
 
@@ -166,12 +170,8 @@ def plot_accuracy_vs_round(df: pd.DataFrame, title: str, path: Path) -> Path:
         curve = group.groupby("round").greedy_acc.agg(["mean", "std"]).reset_index()
         ax.errorbar(curve["round"], curve["mean"], yerr=curve["std"].fillna(0), marker="o", capsize=3,
                     label=_setting_name(r), linestyle="--" if r.a == 0 else "-")
-    ax.set_xlabel("self-training round (0 = backbone)")
-    ax.set_ylabel("test accuracy (greedy)")
     ax.set_xticks(sorted(df["round"].unique()))
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _label(ax, "self-training round (0 = backbone)", "test accuracy (greedy)", title, legend_size=7)
     return _save_png(fig, path)
 
 
@@ -193,6 +193,9 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
     df = sweep_results(store, sweep)
     if df.empty:
         raise ValueError(f"no results for sweep {sweep!r}")
+    finished = set(final_round(df).experiment)
+    unfinished = sorted(set(df.experiment) - finished)
+    df = df[df.experiment.isin(finished)]
     summary = sweep_summary(df)
     first_pool = df[df["round"] == 1].gen_key.dropna()
     plots = [plot_accuracy_vs_a(summary, f"{sweep}: accuracy vs a", out_dir / f"{sweep}-accuracy-vs-a.png"),
@@ -202,6 +205,6 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
                             "WHERE gen_key = ?", [first_pool.iloc[0]])
         plots.append(plot_entropy_vs_error(stats, f"{sweep}: round-1 pool questions",
                                            out_dir / f"{sweep}-entropy-vs-error.png"))
-    markdown = sweep_markdown(summary, sweep, plots)
+    markdown = sweep_markdown(summary, sweep, plots, unfinished)
     atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(markdown + "\n"))
     return markdown, plots

@@ -147,8 +147,8 @@ def report(
             if sweep not in store.sweeps():
                 console.print(f"[red]no sweep {sweep!r}[/red]; known: {', '.join(store.sweeps()) or 'none'}")
                 raise typer.Exit(1)
-            markdown, plots = write_sweep_report(store, sweep, data_dir / "plots")
-        console.print(markdown)
+            markdown, _ = write_sweep_report(store, sweep, data_dir / "plots")
+        print(markdown)
         return
     with _open_store(data_dir) as store:
         known = store.experiments()
