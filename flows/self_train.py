@@ -69,8 +69,8 @@ def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, roun
 
 
 @task(name="select-and-weight", cache_policy=NO_CACHE)
-def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int) -> str:
-    result = pipeline.select_and_weight(cfg, gen_key, dataset_key)
+def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int, parent: ModelRef) -> str:
+    result = pipeline.select_and_weight(cfg, gen_key, dataset_key, parent)
     _log(result)
     with Store(cfg.store_path) as store:
         stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [result.key])
@@ -108,7 +108,7 @@ def _round_run_name() -> str:
 def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef:
     """One EAST round: sample the pool with the parent, weight by answer entropy, fine-tune, evaluate."""
     gen_key = generate_pool(cfg, parent, dataset_key, round_)
-    weight_key = select_and_weight(cfg, gen_key, dataset_key, round_)
+    weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent)
     model = train(cfg, parent, weight_key)
     eval_key = evaluate(cfg, model, dataset_key)
     pipeline.record_round(cfg, round_, model, eval_key, gen_key, weight_key)

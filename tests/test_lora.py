@@ -12,7 +12,7 @@ from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.lora import add_lora
 from east_tasks.models import BACKBONE_DIR
-from east_tasks.training import train_weighted_sft
+from east_tasks.training import train_weighted
 
 
 def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path) -> None:
@@ -30,7 +30,7 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path) -> None:
 
     before = _losses(BACKBONE_DIR, examples)
     cfg = TrainConfig(lr=1e-2, epochs=4, batch_size=8, warmup_ratio=0.0, lora=lora)
-    summary = train_weighted_sft(str(BACKBONE_DIR), examples, cfg, tmp_path / "ckpt")
+    summary = train_weighted(str(BACKBONE_DIR), examples, cfg, tmp_path / "ckpt")
     after = _losses(tmp_path / "ckpt", examples)
     assert summary["steps"] == 4
     assert after.mean() < 0.8 * before.mean()  # the merged adapters learned the examples
