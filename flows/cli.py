@@ -1,8 +1,9 @@
-"""`east` command line: run the self-training flow, report results, rebuild the backbone."""
+"""`east` command line: run the self-training flow, report results, rebuild the backbone, operate from Prefect."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Annotated
@@ -128,6 +129,53 @@ def bootstrap(
     console.print_json(data=manifest)
 
 
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="address to listen on; 127.0.0.1 keeps it to this machine")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 4200,
+) -> None:
+    """A Prefect server and its UI; point the other commands at it with PREFECT_API_URL=http://HOST:PORT/api."""
+    from flows.operate import server_command
+
+    console.print(f"UI: http://{host}:{port}  (export PREFECT_API_URL=http://{host}:{port}/api)")
+    raise typer.Exit(subprocess.call(server_command(host, port)))
+
+
+def _require_api_url() -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        console.print("[red]PREFECT_API_URL is not set[/red]: start a server (`east server`) and "
+                      "`export PREFECT_API_URL=http://127.0.0.1:4200/api`")
+        raise typer.Exit(2)
+
+
+@app.command()
+def deploy(
+    pool: Annotated[str, typer.Option(help="work pool (created if missing)")] = "east-process",
+    pool_type: Annotated[str, typer.Option("--type", help="process, or docker for the GPU worker image")] = "process",
+    image: Annotated[str | None, typer.Option(help="docker pools: the worker image (default east-gpu-worker)")] = None,
+) -> None:
+    """Create the work pool and register the deployments of deployments/prefect.yaml on it."""
+    from flows.operate import deploy as register
+
+    _require_api_url()
+    raise typer.Exit(register(pool, pool_type, image).returncode)
+
+
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option(help="work pool to take runs from")] = "east-process",
+    pool_type: Annotated[str | None, typer.Option("--type", help="type for a pool that does not exist yet")] = None,
+    limit: Annotated[int, typer.Option(help="flow runs at once (one DuckDB writer, one GPU: keep 1)")] = 1,
+) -> None:
+    """A Prefect worker: runs the pool's flow runs (in the directory `east deploy` recorded)."""
+    from flows.operate import worker_command
+
+    _require_api_url()
+    raise typer.Exit(subprocess.call(worker_command(pool, pool_type, limit)))
+
+
 def _print_table(name: str, records: list[dict]) -> None:
     table = Table(title=f"{name}: test accuracy")
     for col in ("round", "greedy", "maj@k", "pass@k", "kept questions"):
@@ -140,7 +188,6 @@ def _print_table(name: str, records: list[dict]) -> None:
 
 def main() -> None:
     app()
-
 
 
 if __name__ == "__main__":
