@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -138,7 +139,13 @@ def server(
     from flows.operate import server_command
 
     console.print(f"UI: http://{host}:{port}  (export PREFECT_API_URL=http://{host}:{port}/api)")
-    raise typer.Exit(subprocess.call(server_command(host, port)))
+    _become(server_command(host, port))
+
+
+def _become(command: list[str]) -> None:
+    """Replaces this process with a long-running Prefect one, so signals (Ctrl-C, a supervisor's stop) reach it."""
+    sys.stdout.flush()
+    os.execv(command[0], command)
 
 
 def _require_api_url() -> None:
@@ -167,13 +174,12 @@ def deploy(
 def worker(
     pool: Annotated[str, typer.Option(help="work pool to take runs from")] = "east-process",
     pool_type: Annotated[str | None, typer.Option("--type", help="type for a pool that does not exist yet")] = None,
-    limit: Annotated[int, typer.Option(help="flow runs at once (one DuckDB writer, one GPU: keep 1)")] = 1,
 ) -> None:
     """A Prefect worker: runs the pool's flow runs (in the directory `east deploy` recorded)."""
     from flows.operate import worker_command
 
     _require_api_url()
-    raise typer.Exit(subprocess.call(worker_command(pool, pool_type, limit)))
+    _become(worker_command(pool, pool_type))
 
 
 def _print_table(name: str, records: list[dict]) -> None:

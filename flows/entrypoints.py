@@ -39,6 +39,11 @@ def _like(model: type[BaseModel], name: str) -> Any:
     return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
 
 
+def _given(**fields: Any) -> dict:
+    """The fields a form filled in; empty ones keep the preset's value."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 _WEIGHTING, _TRAIN, _BACKEND = WeightingConfig(), TrainConfig(), BackendConfig()  # the defaults
 PresetName = Literal[tuple(PRESETS)]
 ExperimentName = _like(ExperimentConfig, "experiment")
@@ -87,8 +92,8 @@ def start_experiment(
     """
     cfg = load_config(preset, experiment=experiment, rounds=rounds, base_model=base_model, data_dir=data_dir,
                       weighting={"a": a, "mapping": mapping, "strategy": strategy}, train={"loss": loss},
-                      backend={"backend": backend}, data={"pool_size": pool_size},
-                      sampling={"n": samples_per_question})
+                      backend={"backend": backend}, data=_given(pool_size=pool_size),
+                      sampling=_given(n=samples_per_question))
     return self_train.fn(cfg)
 
 
@@ -146,7 +151,7 @@ def evaluate_checkpoint(
     else:
         model_path = checkpoint
     cfg = load_config(preset, experiment=f"evaluate-{artifact_key(Path(checkpoint).name)}", data_dir=data_dir,
-                      base_model=model_path, data={"source": source, "path": data_path, "test_size": test_size})
+                      base_model=model_path, data=_given(source=source, path=data_path, test_size=test_size))
     pipeline.preflight(cfg)
     try:
         dataset_key = prepare_data(cfg)

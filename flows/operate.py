@@ -32,10 +32,11 @@ def server_command(host: str, port: int) -> list[str]:
     return prefect_command("server", "start", "--host", host, "--port", str(port))
 
 
-def worker_command(pool: str, pool_type: str | None, limit: int | None) -> list[str]:
-    """`pool_type` creates a missing pool of that type (Prefect would otherwise guess one)."""
-    return prefect_command("worker", "start", "--pool", pool, *(["--type", pool_type] if pool_type else []),
-                           *(["--limit", str(limit)] if limit else []))
+def worker_command(pool: str, pool_type: str | None) -> list[str]:
+    """`pool_type` creates a missing pool of that type (Prefect would otherwise guess one). No `--limit`:
+    with one, a Prefect 3.7.7 worker exits when a run it has just finished is retried before it let go of
+    the run's slot; the pool's own concurrency limit (see `ensure_work_pool`) does that job."""
+    return prefect_command("worker", "start", "--pool", pool, *(["--type", pool_type] if pool_type else []))
 
 
 async def ensure_work_pool(name: str, pool_type: str, image: str | None = None) -> bool:
@@ -60,7 +61,9 @@ async def ensure_work_pool(name: str, pool_type: str, image: str | None = None) 
             props["image"]["default"] = image or GPU_IMAGE
             props["volumes"]["default"] = ["east-data:/opt/east/data"]  # names from docker/compose.yaml
             props["networks"]["default"] = ["east"]
-        await client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
+        # One run at a time: the DuckDB store takes one writer, and a GPU worker has one GPU.
+        await client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template,
+                                                     concurrency_limit=1))
         return True
 
 

@@ -41,6 +41,7 @@ class Live:
 
     def __init__(self, url: str, env: dict[str, str], data_dir: Path):
         self.url, self.env, self.data_dir = url, env, data_dir
+        self.worker: subprocess.Popen | None = None
         self.api = httpx.Client(base_url=f"{url}/api", timeout=30)
 
     def deployment(self, name: str) -> dict:
@@ -58,6 +59,21 @@ class Live:
                 return run
             time.sleep(1)
         raise TimeoutError(f"flow run {run_id} still {run['state_type']} after {timeout}s")
+
+    def wait_process_exit(self, run: dict, timeout: float = 60) -> None:
+        """A run's state turns Failed a moment before its process exits; a retry in that moment races the
+        exiting process in Prefect 3.7.7's process worker (it reports the retried run Crashed and deletes
+        its working directory). A person clicks Retry later; the test waits for the process like them."""
+        pid = int(run["infrastructure_pid"].rsplit(":", 1)[-1])  # "pid" or "host:pid"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                time.sleep(2)  # the worker's clean-up after the exit
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"flow-run process {pid} still alive after {timeout}s")
 
     def subflow(self, parent_id: str, name: str) -> dict:
         runs = self.api.post("/flow_runs/filter", json={"flow_runs": {"name": {"any_": [name]}}}).json()
@@ -117,7 +133,9 @@ def live(tmp_path_factory) -> Live:
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         procs.append(subprocess.Popen([*EAST, "worker"], env={**env, FAIL_ONCE_ENV: "select-and-weight"},
                                       start_new_session=True, stdout=logs["worker"], stderr=subprocess.STDOUT))
-        yield Live(url, env, tmp / "data")
+        live = Live(url, env, tmp / "data")
+        live.worker = procs[-1]
+        yield live
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -129,6 +147,8 @@ def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) ->
     names = {"east-self-train/self-train", "east-next-round/next-round", "east-evaluate/evaluate"}
     deployments = {name: live.deployment(name) for name in names}
     assert {d["work_pool_name"] for d in deployments.values()} == {"east-process"}
+    pool = live.api.get("/work_pools/east-process").json()
+    assert pool["type"] == "process" and pool["concurrency_limit"] == 1
     assert all(d["enforce_parameter_schema"] for d in deployments.values())
 
     schema = deployments["east-self-train/self-train"]["parameter_openapi_schema"]
@@ -163,20 +183,22 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     params = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "data_dir": str(live.data_dir)}
     cfg = load_config("tiny-test", experiment="ui", rounds=1, data_dir=live.data_dir)
     run = live.trigger("east-self-train/self-train", params).raise_for_status().json()
-    assert run["name"] == "ui"
 
     failed = live.wait(run["id"])
-    assert failed["state_type"] == "FAILED", failed["state"]
+    assert failed["state_type"] == "FAILED" and "fault injected" in failed["state"]["message"], failed["state"]
+    assert failed["name"] == "ui"  # named by the flow when it starts
     generated = _count(cfg, "generations")
     pool, test, n, k = cfg.data.pool_size, cfg.data.test_size, cfg.sampling.n, cfg.eval.k
     assert generated == pool * n + test * (1 + k)  # the round's pool and the backbone's evaluation
     assert _count(cfg, "checkpoints") == 0
 
+    live.wait_process_exit(failed)
     # What the UI's Retry button sends (prefect-ui-library `retryFlowRun`): force the run back to Scheduled.
     retry = {"state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}, "force": True}
     assert live.api.post(f"/flow_runs/{run['id']}/set_state", json=retry).json()["status"] == "ACCEPT"
-    done = live.wait(run["id"])
+    done = live.wait(run["id"], timeout=300)
     assert done["state_type"] == "COMPLETED" and done["run_count"] == 2
+    assert live.worker.poll() is None  # the worker took the retried run and is still serving
 
     # Nothing generated twice: only the new checkpoint's test evaluation was added.
     assert _count(cfg, "generations") == generated + test * (1 + k)
