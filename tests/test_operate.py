@@ -84,8 +84,12 @@ class Live:
         return self.api.get(f"/task_runs/{run['parent_task_run_id']}").json()["flow_run_id"]
 
     def messages(self) -> list[str]:
-        logs = self.api.post("/logs/filter", json={"limit": 200, "sort": "TIMESTAMP_ASC"}).json()
-        return [log["message"] for log in logs]
+        """Every log line the server has, oldest first."""
+        out: list[str] = []
+        while page := self.api.post("/logs/filter", json={"limit": 200, "offset": len(out),
+                                                          "sort": "TIMESTAMP_ASC"}).json():
+            out += [log["message"] for log in page]
+        return out
 
     def artifact(self, key: str) -> dict:
         return self.api.get(f"/artifacts/{key}/latest").raise_for_status().json()
@@ -199,6 +203,7 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     done = live.wait(run["id"], timeout=300)
     assert done["state_type"] == "COMPLETED" and done["run_count"] == 2
     assert live.worker.poll() is None  # the worker took the retried run and is still serving
+    live.wait_process_exit(done)  # its last log lines are sent as the process ends
 
     # Nothing generated twice: only the new checkpoint's test evaluation was added.
     assert _count(cfg, "generations") == generated + test * (1 + k)
@@ -231,14 +236,25 @@ def test_next_round_then_the_run_page_in_chromium(live: Live) -> None:
     # At the limit, a (scheduled) run does nothing and says why.
     again = live.wait(live.trigger("east-next-round/next-round", params).raise_for_status().json()["id"])
     assert again["state_type"] == "COMPLETED"
+    live.wait_process_exit(again)
     assert any("max_rounds=2: nothing to do" in m for m in live.messages())
 
-    page = _open_run_page(live, round_run["id"])
-    assert "Completed" in page and "ui-round-2" in page, page[:2000]
+    # `evaluate` on the new checkpoint: the same test split and settings, so it is read from the cache.
+    evaluated = live.wait(live.trigger("east-evaluate/evaluate", {"checkpoint": "ui:2", "preset": "tiny-test",
+                                                                  "data_dir": str(live.data_dir)}).json()["id"])
+    assert evaluated["state_type"] == "COMPLETED", evaluated["state"]
+    with Store(live.data_dir / "east.duckdb") as store:
+        greedy = store.execute("SELECT e.greedy_acc FROM experiment_rounds r JOIN evaluations e USING (eval_key) "
+                               "WHERE r.experiment = 'ui' AND r.round = 2")[0][0]
+    assert f"| greedy_acc | {greedy} |" in live.artifact("evaluate-ui-2")["data"]
+
+    artifact_page = _open_run_page(live, round_run["id"])  # fails unless the badge says Completed
+    assert "kept questions" in artifact_page and "entropy histogram" in artifact_page, artifact_page[:2000]
 
 
-def _open_run_page(live: Live, run_id: str) -> str:
-    """The round's run page in headless Chromium, Artifacts tab open; saves a screenshot; returns the page text."""
+def _open_run_page(live: Live, run_id: str, state: str = "Completed", artifact: str = "ui-round-2") -> str:
+    """A run's page in headless Chromium: waits for its state badge and the artifact's card (Artifacts tab),
+    then opens the artifact; saves a screenshot of each; returns the artifact page's text."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -252,14 +268,20 @@ def _open_run_page(live: Live, run_id: str) -> str:
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)  # no download: both paths given
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         driver.get(f"{live.url}/runs/flow-run/{run_id}")
-        wait = WebDriverWait(driver, 60)
-        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Completed"))
-        wait.until(ec.element_to_be_clickable((By.XPATH, "//*[normalize-space(text())='Artifacts']"))).click()
-        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "ui-round-2"))
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        wait = WebDriverWait(driver, 90)
+        badge = f"//*[contains(@class, 'state-badge') and normalize-space(.)='{state}']"
+        wait.until(ec.visibility_of_element_located((By.XPATH, badge)))
+        tab = "//li[contains(@class, 'p-tab') and normalize-space(.)='Artifacts']"
+        wait.until(ec.element_to_be_clickable((By.XPATH, tab))).click()
+        card = f"//*[contains(@class, 'artifact-card__title') and normalize-space(.)='{artifact}']"
+        wait.until(ec.element_to_be_clickable((By.XPATH, card)))
         driver.save_screenshot(str(SCREENSHOTS / "round-run-page.png"))
+        driver.find_element(By.XPATH, card).click()
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "greedy accuracy"))
+        driver.save_screenshot(str(SCREENSHOTS / "round-artifact.png"))
         return driver.find_element(By.TAG_NAME, "body").text
     finally:
         driver.quit()
