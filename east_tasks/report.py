@@ -114,6 +114,6 @@ def round_markdown(df: pd.DataFrame, experiment: str, round_: int, selection: di
                        ("n_kept", "kept questions")):
         lines.append(f"| {label} | {cell(now, col)} | {cell(before, col)} |")
     lines += ["", "| training questions | |", "|---|---|"]
-    lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in selection.items()]
+    lines += [f"| {name} | {v:.3f} |" if isinstance(v, float) else f"| {name} | {v} |" for name, v in selection.items()]
     lines += ["", "Plots: " + ", ".join(f"[{name}]({Path(p).resolve().as_uri()})" for name, p in plots.items())]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
@@ -16,7 +17,7 @@ def artifact_key(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower())
 
 
-def entropy_plot_path(cfg: ExperimentConfig, round_: int):
+def entropy_plot_path(cfg: ExperimentConfig, round_: int) -> Path:
     return cfg.data_dir / "plots" / f"{cfg.experiment}-round-{round_}-entropy.png"
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from east_tasks.config import DEFAULT_DATA_DIR, PRESETS, ExperimentConfig, load_config
+from flows.operate import PROCESS_POOL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -159,7 +160,7 @@ def _require_api_url() -> None:
 
 @app.command()
 def deploy(
-    pool: Annotated[str, typer.Option(help="work pool (created if missing)")] = "east-process",
+    pool: Annotated[str, typer.Option(help="work pool (created if missing)")] = PROCESS_POOL,
     pool_type: Annotated[str, typer.Option("--type", help="process, or docker for the GPU worker image")] = "process",
     image: Annotated[str | None, typer.Option(help="docker pools: the worker image (default east-gpu-worker)")] = None,
 ) -> None:
@@ -172,7 +173,7 @@ def deploy(
 
 @app.command()
 def worker(
-    pool: Annotated[str, typer.Option(help="work pool to take runs from")] = "east-process",
+    pool: Annotated[str, typer.Option(help="work pool to take runs from")] = PROCESS_POOL,
     pool_type: Annotated[str | None, typer.Option("--type", help="type for a pool that does not exist yet")] = None,
 ) -> None:
     """A Prefect worker: runs the pool's flow runs (in the directory `east deploy` recorded)."""
@@ -194,6 +195,7 @@ def _print_table(name: str, records: list[dict]) -> None:
 
 def main() -> None:
     app()
+
 
 
 if __name__ == "__main__":

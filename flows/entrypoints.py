@@ -44,7 +44,8 @@ def _given(**fields: Any) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-_WEIGHTING, _TRAIN, _BACKEND = WeightingConfig(), TrainConfig(), BackendConfig()  # the defaults
+# Choices default to the config models' defaults (no preset changes them), numbers to the preset's (None).
+_WEIGHTING, _TRAIN, _BACKEND = WeightingConfig(), TrainConfig(), BackendConfig()
 PresetName = Literal[tuple(PRESETS)]
 ExperimentName = _like(ExperimentConfig, "experiment")
 Rounds = _like(ExperimentConfig, "rounds")
@@ -133,6 +134,7 @@ def evaluate_checkpoint(
     source: SourceName | None = None,
     data_path: str | None = None,
     test_size: TestSize | None = None,
+    backend: BackendName = _BACKEND.backend,
     data_dir: str = str(DEFAULT_DATA_DIR),
 ) -> dict:
     """Greedy accuracy, maj@k and pass@k of one checkpoint on a dataset's test split (cached like every step).
@@ -143,6 +145,7 @@ def evaluate_checkpoint(
         source: Dataset: arith (the embedded task) or gsm8k (empty: the preset's).
         data_path: gsm8k: a hub name (openai/gsm8k) or a directory with train.jsonl / test.jsonl.
         test_size: Test questions (empty: the preset's).
+        backend: Generation backend: vllm or hf (transformers generate).
         data_dir: Where the DuckDB store lives, relative to the worker's directory.
     """
     experiment, _, round_ = checkpoint.rpartition(":")
@@ -151,7 +154,8 @@ def evaluate_checkpoint(
     else:
         model_path = checkpoint
     cfg = load_config(preset, experiment=f"evaluate-{artifact_key(Path(checkpoint).name)}", data_dir=data_dir,
-                      base_model=model_path, data=_given(source=source, path=data_path, test_size=test_size))
+                      base_model=model_path, data=_given(source=source, path=data_path, test_size=test_size),
+                      backend={"backend": backend})
     pipeline.preflight(cfg)
     try:
         dataset_key = prepare_data(cfg)

@@ -16,7 +16,6 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO_DIR / "deployments" / "prefect.yaml"
 PROCESS_POOL = "east-process"
-GPU_POOL = "east-gpu"
 GPU_IMAGE = "east-gpu-worker:latest"
 
 

@@ -51,7 +51,7 @@ class Live:
         return self.api.post(f"/deployments/{self.deployment(name)['id']}/create_flow_run",
                              json={"parameters": parameters})
 
-    def wait(self, run_id: str, timeout: float = 420) -> dict:
+    def wait(self, run_id: str, timeout: float = 900) -> dict:
         deadline = time.time() + timeout
         while time.time() < deadline:
             run = self.api.get(f"/flow_runs/{run_id}").raise_for_status().json()
@@ -184,8 +184,9 @@ def _count(cfg, table: str) -> int:
 
 
 def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
-    params = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "data_dir": str(live.data_dir)}
-    cfg = load_config("tiny-test", experiment="ui", rounds=1, data_dir=live.data_dir)
+    # transformers generation: no vLLM engine start-up (~20 s, minutes on a busy machine) in each run.
+    params = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "backend": "hf", "data_dir": str(live.data_dir)}
+    cfg = load_config("tiny-test", experiment="ui", rounds=1, data_dir=live.data_dir, backend={"backend": "hf"})
     run = live.trigger("east-self-train/self-train", params).raise_for_status().json()
 
     failed = live.wait(run["id"])
@@ -200,7 +201,7 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     # What the UI's Retry button sends (prefect-ui-library `retryFlowRun`): force the run back to Scheduled.
     retry = {"state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}, "force": True}
     assert live.api.post(f"/flow_runs/{run['id']}/set_state", json=retry).json()["status"] == "ACCEPT"
-    done = live.wait(run["id"], timeout=300)
+    done = live.wait(run["id"])
     assert done["state_type"] == "COMPLETED" and done["run_count"] == 2
     assert live.worker.poll() is None  # the worker took the retried run and is still serving
     live.wait_process_exit(done)  # its last log lines are sent as the process ends
@@ -240,8 +241,8 @@ def test_next_round_then_the_run_page_in_chromium(live: Live) -> None:
     assert any("max_rounds=2: nothing to do" in m for m in live.messages())
 
     # `evaluate` on the new checkpoint: the same test split and settings, so it is read from the cache.
-    evaluated = live.wait(live.trigger("east-evaluate/evaluate", {"checkpoint": "ui:2", "preset": "tiny-test",
-                                                                  "data_dir": str(live.data_dir)}).json()["id"])
+    evaluate = {"checkpoint": "ui:2", "preset": "tiny-test", "backend": "hf", "data_dir": str(live.data_dir)}
+    evaluated = live.wait(live.trigger("east-evaluate/evaluate", evaluate).json()["id"])
     assert evaluated["state_type"] == "COMPLETED", evaluated["state"]
     with Store(live.data_dir / "east.duckdb") as store:
         greedy = store.execute("SELECT e.greedy_acc FROM experiment_rounds r JOIN evaluations e USING (eval_key) "
