@@ -36,13 +36,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class _RetryWhileBusy(httpx.HTTPTransport):
+    """Prefect's SQLite database answers 503 ("database is locked") while a busy machine's writers queue up;
+    the UI shows an error and the person clicks again, so the test client asks again too (10 times, 1 s apart)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(10):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                return response
+            response.close()
+            time.sleep(1)
+        return response
+
+
 class Live:
     """A Prefect server process and its REST API (the one the UI talks to)."""
 
     def __init__(self, url: str, env: dict[str, str], data_dir: Path):
         self.url, self.env, self.data_dir = url, env, data_dir
         self.worker: subprocess.Popen | None = None
-        self.api = httpx.Client(base_url=f"{url}/api", timeout=30)
+        self.api = httpx.Client(base_url=f"{url}/api", timeout=30, transport=_RetryWhileBusy())
 
     def deployment(self, name: str) -> dict:
         return self.api.get(f"/deployments/name/{name}").raise_for_status().json()
@@ -125,7 +139,7 @@ def live(tmp_path_factory) -> Live:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": f"{url}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
            "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
     procs = []
     logs = {name: (tmp / f"{name}.log").open("w") for name in ("server", "worker")}
