@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
@@ -26,9 +27,9 @@ from east_tasks.generation import SampleSpec, get_generator, release_generator
 from east_tasks.io import fingerprint, hash_dir
 from east_tasks.models import BACKBONE_DIR
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
-from east_tasks.selection import cluster_and_score, select_examples
+from east_tasks.selection import assign_weights, cluster_and_score, select_examples
 from east_tasks.store import Store
-from east_tasks.training import train_weighted_sft
+from east_tasks.training import score_responses, train_weighted
 
 
 @dataclass
@@ -156,10 +157,32 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
                       {"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo)})
 
 
-def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> StepResult:
-    """Cluster, score, filter and weight: writes clusters, question_stats and training_examples."""
+def response_logprobs(cfg: ExperimentConfig, model: ModelRef, gen_key: str, responses: pd.DataFrame) -> np.ndarray:
+    """[rows, 2] summed log-prob and token count of each (problem_id, sample_idx, prompt, text) response
+    under `model`, computed once per model and generation set and cached in `response_logprobs`."""
+    cols = ["problem_id", "sample_idx"]
+    with Store(cfg.store_path) as store:
+        have = store.query("SELECT problem_id, sample_idx, logp_sum, n_tokens FROM response_logprobs "
+                           "WHERE model_hash = ? AND gen_key = ?", [model.hash, gen_key])
+    todo = responses.drop_duplicates(cols).merge(have, on=cols, how="left")
+    todo = todo[todo.logp_sum.isna()]
+    if len(todo):
+        release_generator()  # free the sampling engine's memory and cores first
+        scores = score_responses(model.path, list(todo.prompt), list(todo.text), cfg.backend.max_model_len,
+                                 bf16=cfg.train.bf16, trust_remote_code=cfg.backend.trust_remote_code)
+        new = todo[cols].assign(model_hash=model.hash, gen_key=gen_key, logp_sum=scores[:, 0],
+                                n_tokens=scores[:, 1].astype(int))
+        with Store(cfg.store_path) as store, store.transaction():
+            store.insert_df("response_logprobs", new)
+        have = pd.concat([have, new[have.columns]], ignore_index=True)
+    return responses[cols].merge(have, on=cols, how="left")[["logp_sum", "n_tokens"]].to_numpy(np.float64)
+
+
+def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, parent: ModelRef) -> StepResult:
+    """Cluster, score, filter, build the loss's rows and weight them: writes clusters, question_stats and
+    training_examples. `parent` (the sampling model) scores responses for the `local` baseline."""
     t0 = time.time()
-    weight_key = fingerprint({"gen": gen_key, "weighting": cfg.weighting.model_dump()})
+    weight_key = fingerprint({"gen": gen_key, "weighting": cfg.weighting.model_dump(), "loss": cfg.train.loss})
     with Store(cfg.store_path) as store:
         if store.step_done(weight_key):
             n = store.count("training_examples", "weight_key", weight_key)
@@ -167,8 +190,12 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> 
         gens = store.query("SELECT * FROM generations WHERE gen_key = ? ORDER BY problem_id, sample_idx",
                            [gen_key])
         problems = store.problems(dataset_key, "pool")
-        clusters, stats = cluster_and_score(gens, problems)
-        examples = select_examples(gens, stats, cfg.weighting)
+    clusters, stats = cluster_and_score(gens, problems)
+    examples = select_examples(gens, stats, cfg.weighting, cfg.train.loss)
+    logps = (response_logprobs(cfg, parent, gen_key, examples.rename(columns={"response": "text"}))
+             if cfg.weighting.strategy == "local" else None)
+    examples = assign_weights(examples, stats, cfg.weighting, logps)
+    with Store(cfg.store_path) as store:
         with store.transaction():
             if not store.count("clusters", "gen_key", gen_key):
                 store.insert_df("clusters", clusters.assign(gen_key=gen_key))
@@ -178,9 +205,27 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> 
             store.insert_df("training_examples", examples.assign(weight_key=weight_key))
         reasons = stats.drop_reason.fillna("kept").value_counts().to_dict()
         info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
-                "mean_entropy_kept": round(float(examples.uncertainty.mean()), 3) if len(examples) else None}
+                "mean_entropy_kept": round(float(stats.entropy[stats.drop_reason.isna()].mean()), 3)
+                if reasons.get("kept") else None}
         store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info)
     return StepResult("select+weight", weight_key, False, time.time() - t0, info)
+
+
+def _with_reference_logps(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
+                          examples: pd.DataFrame) -> pd.DataFrame:
+    """DPO / KTO rows get the parent's (the reference model's) log-prob of their response(s)."""
+    if cfg.train.loss == "sft":
+        return examples
+    with Store(cfg.store_path) as store:
+        gen_key = store.execute("SELECT any_value(gen_key) FROM question_stats WHERE weight_key = ?",
+                                [weight_key])[0][0]
+    chosen = examples.rename(columns={"response": "text"})
+    examples = examples.assign(ref_logp=response_logprobs(cfg, parent, gen_key, chosen)[:, 0])
+    if cfg.train.loss == "dpo":
+        rejected = examples[["problem_id", "rejected_idx", "prompt", "rejected"]].set_axis(
+            ["problem_id", "sample_idx", "prompt", "text"], axis=1)
+        examples = examples.assign(ref_rejected_logp=response_logprobs(cfg, parent, gen_key, rejected)[:, 0])
+    return examples
 
 
 def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[StepResult, ModelRef]:
@@ -197,9 +242,10 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[Ste
                                [weight_key])
     if examples.empty:
         raise RuntimeError(f"no training examples for weight_key {weight_key}: every question was filtered out")
+    examples = _with_reference_logps(cfg, parent, weight_key, examples)
     release_generator()  # free the sampling engine's memory and cores before training
-    summary = train_weighted_sft(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
-                                 cfg.backend.trust_remote_code)
+    summary = train_weighted(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
+                             cfg.backend.trust_remote_code)
     with Store(cfg.store_path) as store:
         store.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
                       [ckpt_key, str(out_dir), summary["model_hash"], parent.hash, weight_key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from east_tasks.io import atomic_write
@@ -43,6 +44,14 @@ def _new_axes():
     return plt.subplots(figsize=(5, 3.5))
 
 
+def _label(ax, xlabel: str, ylabel: str, title: str, legend_size: float | None = None) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def _save_png(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -56,12 +65,8 @@ def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
     fig, ax = _new_axes()
     for col, label in (("greedy_acc", "greedy"), ("maj_acc", "maj@k"), ("pass_acc", "pass@k")):
         ax.plot(df["round"], df[col], marker="o", label=label)
-    ax.set_xlabel("self-training round (0 = backbone)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(experiment)
     ax.set_xticks(list(df["round"]))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _label(ax, "self-training round (0 = backbone)", "test accuracy", experiment)
     return _save_png(fig, path)
 
 
@@ -117,3 +122,109 @@ def round_markdown(df: pd.DataFrame, experiment: str, round_: int, selection: di
     lines += [f"| {name} | {v:.3f} |" if isinstance(v, float) else f"| {name} | {v} |" for name, v in selection.items()]
     lines += ["", "Plots: " + ", ".join(f"[{name}]({Path(p).resolve().as_uri()})" for name, p in plots.items())]
     return "\n".join(lines)
+
+
+# --- sweeps -------------------------------------------------------------------------------------------------
+SETTING = ["loss", "strategy", "mapping", "a"]
+METRICS = ["greedy_acc", "maj_acc", "pass_acc"]
+
+
+def sweep_results(store: Store, sweep: str) -> pd.DataFrame:
+    """Every round of every experiment in the sweep (one row per experiment and round)."""
+    return store.sweep_table(sweep)
+
+
+def final_round(df: pd.DataFrame) -> pd.DataFrame:
+    """Each experiment's last round, for experiments that reached the sweep's last round (others are unfinished)."""
+    last = df[df["round"] == df.groupby("experiment")["round"].transform("max")]
+    return last[last["round"] == df["round"].max()]
+
+
+def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Final-round test accuracy per setting: mean and std over seeds (std with ddof=1; NaN for one seed)."""
+    final = final_round(df)
+    out = final.groupby(SETTING)[METRICS].agg(["mean", "std"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out["seeds"] = final.groupby(SETTING).seed.nunique()
+    out["rounds"] = final.groupby(SETTING)["round"].max()
+    return out.reset_index().sort_values(SETTING, ignore_index=True)
+
+
+def _setting_name(r) -> str:
+    weighting = "vanilla" if r.a == 0 else f"{r.strategy} {r.mapping} a={r.a:g}"
+    return f"{r.loss.upper()} {weighting}"
+
+
+def sweep_markdown(summary: pd.DataFrame, sweep: str, plots: list[Path] = (), unfinished: list[str] = ()) -> str:
+    lines = [f"### {sweep}: final-round test accuracy, mean ± std over seeds", "",
+             "| setting | greedy | maj@k | pass@k | seeds | rounds |", "|---|---|---|---|---|---|"]
+    for r in summary.itertuples(index=False):
+        stds = [getattr(r, f"{m}_std") for m in METRICS]
+        cells = [f"{getattr(r, f'{m}_mean'):.3f} ± {0.0 if pd.isna(sd) else sd:.3f}" for m, sd in zip(METRICS, stds,
+                                                                                                      strict=True)]
+        lines.append(f"| {_setting_name(r)} | {' | '.join(cells)} | {r.seeds} | {r.rounds} |")
+    if unfinished:
+        lines += ["", f"Not counted, unfinished: {', '.join(unfinished)}"]
+    lines += ["", *[f"Plot: `{Path(p).resolve()}`" for p in plots]]
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_a(summary: pd.DataFrame, title: str, path: Path) -> Path:
+    """One line per (loss, strategy, mapping); the vanilla point (a = 0) starts every line of its loss."""
+    fig, ax = _new_axes()
+    vanilla = summary[summary.a == 0]
+    for (loss, strategy, mapping), group in summary[summary.a != 0].groupby(["loss", "strategy", "mapping"]):
+        line = pd.concat([vanilla[vanilla.loss == loss], group]).sort_values("a")
+        ax.errorbar(line.a, line.greedy_acc_mean, yerr=line.greedy_acc_std.fillna(0), marker="o", capsize=3,
+                    label=f"{loss} {strategy} {mapping}")
+    _label(ax, "sharpness a (0 = vanilla)", "final test accuracy (greedy)", title, legend_size=7)
+    return _save_png(fig, path)
+
+
+def plot_accuracy_vs_round(df: pd.DataFrame, title: str, path: Path) -> Path:
+    """Vanilla vs EAST (entropy weighting, each a), mean over seeds per round, SFT/DPO/KTO alike."""
+    fig, ax = _new_axes()
+    east = df[(df.a == 0) | (df.strategy == "entropy")]
+    for keys, group in east.groupby(SETTING):
+        r = pd.Series(dict(zip(SETTING, keys, strict=True)))
+        curve = group.groupby("round").greedy_acc.agg(["mean", "std"]).reset_index()
+        ax.errorbar(curve["round"], curve["mean"], yerr=curve["std"].fillna(0), marker="o", capsize=3,
+                    label=_setting_name(r), linestyle="--" if r.a == 0 else "-")
+    ax.set_xticks(sorted(df["round"].unique()))
+    _label(ax, "self-training round (0 = backbone)", "test accuracy (greedy)", title, legend_size=7)
+    return _save_png(fig, path)
+
+
+def plot_entropy_vs_error(stats: pd.DataFrame, title: str, path: Path) -> Path:
+    """Per pool question: answer entropy vs 1 - fraction correct, coloured by the number of rejected responses."""
+    fig, ax = _new_axes()
+    jitter = np.random.default_rng(0).uniform(-0.01, 0.01, len(stats))
+    points = ax.scatter(stats.entropy, 1 - stats.frac_correct + jitter, c=stats.n_incorrect, cmap="viridis", s=6,
+                        alpha=0.6)
+    fig.colorbar(points, ax=ax, label="rejected (incorrect) responses")
+    ax.set_xlabel("answer entropy (bits)")
+    ax.set_ylabel("1 - fraction correct")
+    ax.set_title(title)
+    return _save_png(fig, path)
+
+
+def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, list[Path]]:
+    """The sweep's Markdown table and its three PNG plots, written under `out_dir`; returns (markdown, plots)."""
+    df = sweep_results(store, sweep)
+    if df.empty:
+        raise ValueError(f"no results for sweep {sweep!r}")
+    finished = set(final_round(df).experiment)
+    unfinished = sorted(set(df.experiment) - finished)
+    df = df[df.experiment.isin(finished)]
+    summary = sweep_summary(df)
+    first_pool = df[df["round"] == 1].gen_key.dropna()
+    plots = [plot_accuracy_vs_a(summary, f"{sweep}: accuracy vs a", out_dir / f"{sweep}-accuracy-vs-a.png"),
+             plot_accuracy_vs_round(df, f"{sweep}: accuracy per round", out_dir / f"{sweep}-accuracy-vs-round.png")]
+    if len(first_pool):
+        stats = store.query("SELECT DISTINCT ON (problem_id) entropy, frac_correct, n_incorrect FROM question_stats "
+                            "WHERE gen_key = ?", [first_pool.iloc[0]])
+        plots.append(plot_entropy_vs_error(stats, f"{sweep}: round-1 pool questions",
+                                           out_dir / f"{sweep}-entropy-vs-error.png"))
+    markdown = sweep_markdown(summary, sweep, plots, unfinished)
+    atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(markdown + "\n"))
+    return markdown, plots

@@ -1,8 +1,15 @@
 """From clustered generations to weighted training examples (the EAST data step).
 
 Per question: cluster the n responses by answer, compute H, A (fraction correct) and R (share of the most
-common wrong answer), apply the authors' filters, pick the training response(s), then map the
-uncertainty to a weight normalised over the kept questions.
+common wrong answer), apply the authors' filters, build the training rows for the loss, then map the
+question's uncertainty (or, for the `local` baseline, the row's own) to a weight normalised over the rows.
+
+Rows per kept question, C its correct and W its incorrect responses (well-formed ones only, when there
+are any), both shuffled with the weighting seed:
+  sft: one random correct response (or all of C with `responses_per_question="all"`).
+  dpo: pairs (C[i % |C|], W[i % |W|]) for i < min(max_pairs, max(|C|, |W|)): every response is used once
+       before any repeats; a question without an incorrect response gives no pair.
+  kto: the first min(max_pairs, |C|) of C as desirable and min(max_pairs, |W|) of W as undesirable singles.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import pandas as pd
 from east_tasks.answers import cluster_answers
 from east_tasks.config import WeightingConfig
 from east_tasks.weighting import drop_reason, entropy_weights, question_stats
+
+EXAMPLE_COLUMNS = ["problem_id", "sample_idx", "prompt", "response", "label", "rejected_idx", "rejected"]
 
 
 def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -31,26 +40,72 @@ def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame) -> tuple[pd.Da
     return pd.DataFrame(cluster_rows), pd.DataFrame(stat_rows)
 
 
-def select_examples(gens: pd.DataFrame, stats: pd.DataFrame, cfg: WeightingConfig) -> pd.DataFrame:
-    """Kept questions' correct responses with their weights. Adds `drop_reason` to `stats` in place."""
+def _row(r: pd.Series, label: bool = True, rejected: pd.Series | None = None) -> dict:
+    return {"problem_id": r.problem_id, "sample_idx": r.sample_idx, "prompt": r.prompt, "response": r.text,
+            "label": label, "rejected_idx": None if rejected is None else rejected.sample_idx,
+            "rejected": None if rejected is None else rejected.text}
+
+
+def _question_rows(group: pd.DataFrame, cfg: WeightingConfig, loss: str, rng: random.Random) -> list[dict]:
+    correct = [r for _, r in group[group.correct].iterrows()]
+    if loss == "sft":
+        return [_row(r) for r in ([correct[rng.randrange(len(correct))]]
+                                  if cfg.responses_per_question == "one" else correct)]
+    wrong = group[~group.correct]
+    wellformed = wrong[wrong.pred_answer.notna()]
+    wrong = [r for _, r in (wellformed if len(wellformed) else wrong).iterrows()]
+    rng.shuffle(correct)
+    rng.shuffle(wrong)
+    if loss == "dpo":
+        n = min(cfg.max_pairs_per_question, max(len(correct), len(wrong))) if wrong else 0
+        return [_row(correct[i % len(correct)], rejected=wrong[i % len(wrong)]) for i in range(n)]
+    return ([_row(r, True) for r in correct[: cfg.max_pairs_per_question]]
+            + [_row(r, False) for r in wrong[: cfg.max_pairs_per_question]])
+
+
+def select_examples(gens: pd.DataFrame, stats: pd.DataFrame, cfg: WeightingConfig, loss: str = "sft") -> pd.DataFrame:
+    """Kept questions' training rows for `loss` (no weights yet). Adds `drop_reason` to `stats` in place."""
     stats["drop_reason"] = [
         drop_reason(s, cfg.drop_all_correct, cfg.require_wellformed_incorrect)
         for s in stats.itertuples(index=False)
     ]
-    kept = stats[stats.drop_reason.isna()].set_index("problem_id")
+    kept = set(stats.problem_id[stats.drop_reason.isna()])
     rng = random.Random(cfg.seed)
     rows = []
-    correct = gens[gens.correct].sort_values(["problem_id", "sample_idx"])
-    for pid, group in correct.groupby("problem_id", sort=True):
-        if pid not in kept.index:
-            continue
-        if cfg.responses_per_question == "one":
-            picks = [group.iloc[rng.randrange(len(group))]]
-        else:
-            picks = [row for _, row in group.iterrows()]
-        rows += [{"problem_id": pid, "prompt": r.prompt, "response": r.text,
-                  "uncertainty": kept.at[pid, "entropy"]} for r in picks]
-    examples = pd.DataFrame(rows, columns=["problem_id", "prompt", "response", "uncertainty"])
-    examples["weight"] = entropy_weights(examples.uncertainty.to_numpy(np.float64), cfg.a, cfg.mapping, cfg.eps)
+    for pid, group in gens.sort_values(["problem_id", "sample_idx"]).groupby("problem_id", sort=True):
+        if pid in kept:
+            rows += _question_rows(group, cfg, loss, rng)
+    examples = pd.DataFrame(rows, columns=EXAMPLE_COLUMNS)
     examples.insert(0, "example_idx", range(len(examples)))
     return examples
+
+
+def uncertainty(examples: pd.DataFrame, stats: pd.DataFrame, strategy: str,
+                response_logps: np.ndarray | None = None) -> np.ndarray:
+    """Each row's f: EAST's answer entropy, or a baseline's measure (higher = less certain).
+
+    local: minus the mean token log-prob of the row's own response under the sampling model
+    (`response_logps`: [rows, 2] summed log-prob and token count); accuracy: 1 - fraction correct;
+    rejected: number of incorrect responses to the question.
+    """
+    q = stats.set_index("problem_id").loc[examples.problem_id]
+    if strategy == "entropy":
+        f = q.entropy
+    elif strategy == "accuracy":
+        f = 1.0 - q.frac_correct
+    elif strategy == "rejected":
+        f = q.n_incorrect
+    elif strategy == "local":
+        if response_logps is None or len(response_logps) != len(examples):
+            raise ValueError("the 'local' strategy needs the log-prob of every example's response")
+        f = -response_logps[:, 0] / np.maximum(response_logps[:, 1], 1)
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; allowed: entropy, local, accuracy, rejected")
+    return np.asarray(f, dtype=np.float64)
+
+
+def assign_weights(examples: pd.DataFrame, stats: pd.DataFrame, cfg: WeightingConfig,
+                   response_logps: np.ndarray | None = None) -> pd.DataFrame:
+    """Adds `uncertainty` and `weight` (mapped with `cfg.a`, normalised to mean 1 over the rows)."""
+    f = uncertainty(examples, stats, cfg.strategy, response_logps)
+    return examples.assign(uncertainty=f, weight=entropy_weights(f, cfg.a, cfg.mapping, cfg.eps))

@@ -31,13 +31,21 @@ CREATE TABLE IF NOT EXISTS clusters (
     PRIMARY KEY (gen_key, problem_id, answer));
 CREATE TABLE IF NOT EXISTS question_stats (
     weight_key VARCHAR, gen_key VARCHAR, problem_id VARCHAR, entropy DOUBLE, frac_correct DOUBLE,
-    rejected_share DOUBLE, n_clusters INTEGER, n_correct INTEGER, n_wellformed_incorrect INTEGER,
+    rejected_share DOUBLE, n_clusters INTEGER, n_correct INTEGER, n_incorrect INTEGER, n_wellformed_incorrect INTEGER,
     drop_reason VARCHAR,  -- NULL = kept; depends on the weighting options, hence keyed by weight_key
     PRIMARY KEY (weight_key, problem_id));
 CREATE TABLE IF NOT EXISTS training_examples (
-    weight_key VARCHAR, example_idx INTEGER, problem_id VARCHAR, prompt VARCHAR, response VARCHAR,
+    weight_key VARCHAR, example_idx INTEGER, problem_id VARCHAR, sample_idx INTEGER, prompt VARCHAR,
+    response VARCHAR,
+    label BOOLEAN,  -- KTO: desirable (correct) or not; SFT / DPO rows are TRUE
+    rejected_idx INTEGER, rejected VARCHAR,  -- DPO: the incorrect response paired with `response`
     uncertainty DOUBLE, weight DOUBLE,
     PRIMARY KEY (weight_key, example_idx));
+-- Summed log-prob of a sampled response under a model (the sampling model: DPO/KTO reference, `local`).
+CREATE TABLE IF NOT EXISTS response_logprobs (
+    model_hash VARCHAR, gen_key VARCHAR, problem_id VARCHAR, sample_idx INTEGER, logp_sum DOUBLE,
+    n_tokens INTEGER,
+    PRIMARY KEY (model_hash, gen_key, problem_id, sample_idx));
 CREATE TABLE IF NOT EXISTS checkpoints (
     ckpt_key VARCHAR PRIMARY KEY, path VARCHAR, model_hash VARCHAR, parent_hash VARCHAR,
     weight_key VARCHAR, train_loss DOUBLE, created_at DOUBLE);
@@ -48,6 +56,10 @@ CREATE TABLE IF NOT EXISTS experiment_rounds (
     experiment VARCHAR, round INTEGER, model_hash VARCHAR, model_path VARCHAR, eval_key VARCHAR,
     gen_key VARCHAR, weight_key VARCHAR, n_kept INTEGER, config JSON, updated_at DOUBLE,
     PRIMARY KEY (experiment, round));
+-- One row per (sweep, experiment): which grid point an experiment is (results: experiment_rounds).
+CREATE TABLE IF NOT EXISTS sweep_runs (
+    sweep VARCHAR, experiment VARCHAR, seed INTEGER, loss VARCHAR, strategy VARCHAR, mapping VARCHAR,
+    a DOUBLE, PRIMARY KEY (sweep, experiment));
 CREATE TABLE IF NOT EXISTS step_status (
     step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, status VARCHAR, wall_s DOUBLE,
     detail JSON, updated_at DOUBLE);
@@ -98,6 +110,11 @@ class Store:
         """Runs a statement and drains its result (DuckDB 2 refuses new work while a result is pending)."""
         return self.con.execute(sql, list(params)).fetchall()
 
+    def upsert(self, table: str, fields: dict[str, Any]) -> None:
+        """One row by column name; replaces the row with the same primary key."""
+        cols, marks = ", ".join(fields), ", ".join("?" for _ in fields)
+        self.execute(f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", fields.values())
+
     def query(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
         return self.con.execute(sql, list(params)).df()
 
@@ -125,10 +142,8 @@ class Store:
 
     # --- rounds -----------------------------------------------------------------------------------------
     def record_round(self, experiment: str, round_: int, **fields: Any) -> None:
-        fields = {"experiment": experiment, "round": round_, "updated_at": time.time(), **fields}
-        cols = ", ".join(fields)
-        marks = ", ".join("?" for _ in fields)
-        self.execute(f"INSERT OR REPLACE INTO experiment_rounds ({cols}) VALUES ({marks})", fields.values())
+        self.upsert("experiment_rounds", {"experiment": experiment, "round": round_, "updated_at": time.time(),
+                                          **fields})
 
     def round_table(self, experiment: str) -> pd.DataFrame:
         return self.query(
@@ -138,6 +153,22 @@ class Store:
                WHERE r.experiment = ? ORDER BY r.round""",
             [experiment],
         )
+
+    def record_sweep_run(self, **fields: Any) -> None:
+        self.upsert("sweep_runs", fields)
+
+    def sweep_table(self, sweep: str) -> pd.DataFrame:
+        """Every round of every experiment of a sweep, with its grid point and test accuracy."""
+        return self.query(
+            """SELECT s.*, r.round, r.n_kept, r.gen_key, e.greedy_acc, e.maj_acc, e.pass_acc
+               FROM sweep_runs s JOIN experiment_rounds r USING (experiment)
+               LEFT JOIN evaluations e USING (eval_key)
+               WHERE s.sweep = ? ORDER BY s.experiment, r.round""",
+            [sweep],
+        )
+
+    def sweeps(self) -> list[str]:
+        return [r[0] for r in self.execute("SELECT DISTINCT sweep FROM sweep_runs ORDER BY sweep")]
 
     def experiments(self) -> list[str]:
         return [r[0] for r in self.execute("SELECT DISTINCT experiment FROM experiment_rounds ORDER BY experiment")]

@@ -1,7 +1,9 @@
-"""Weighted SFT: each example's loss (mean over its response tokens) times its weight, then the batch mean.
+"""Weighted fine-tuning (SFT, DPO, KTO) with `transformers.Trainer`, and response scoring for references.
 
 The authors' code multiplies weights into a loss already averaged over the batch, which blurs each
-example's weight into the batch mean; here the weight meets the loss per example, before reduction.
+example's weight into the batch mean; here the weight meets the loss per example, before reduction
+(`east_tasks.losses`). DPO and KTO read reference log-probs computed once per round by `score_responses`
+(the parent model, before training), so no reference model is held in memory while training.
 """
 
 from __future__ import annotations
@@ -11,44 +13,50 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from east_tasks.config import TrainConfig
 from east_tasks.io import atomic_dir, hash_dir
-
-IGNORE = -100
-
-
-def per_example_sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over each example's unmasked (response) tokens: shape [batch]."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    mask = labels.ne(IGNORE)
-    return (token_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
+from east_tasks.losses import (
+    IGNORE,
+    kto_reference_point,
+    sequence_logps,
+    weighted_dpo_loss,
+    weighted_kto_loss,
+    weighted_sft_loss,
+)
 
 
-def weighted_sft_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weights are normalised to mean 1 over the dataset, so a plain batch mean keeps their meaning."""
-    return (weights.float() * per_example_sft_loss(logits, labels)).mean()
-
-
-def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, weight: float = 1.0,
-                   max_len: int = 256) -> dict:
+def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_len: int = 256) -> dict:
     """Prompt + response + EOS, labels masked to IGNORE on the prompt: the loss is on the response only."""
     p_ids = tokenizer(prompt).input_ids
     r_ids = tokenizer(response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-    return {"input_ids": (p_ids + r_ids)[:max_len], "labels": ([IGNORE] * len(p_ids) + r_ids)[:max_len],
-            "weight": float(weight)}
+    return {"input_ids": (p_ids + r_ids)[:max_len], "labels": ([IGNORE] * len(p_ids) + r_ids)[:max_len]}
 
 
-class WeightedSFTDataset(Dataset):
-    def __init__(self, examples: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_len: int):
-        self.items = [encode_example(tokenizer, ex.prompt, ex.response, ex.weight, max_len)
-                      for ex in examples.itertuples(index=False)]
+class WeightedDataset(Dataset):
+    """One item per `training_examples` row, shaped for its loss.
+
+    sft: the response.  kto: the response, `label` (desirable?) and `ref_logp`.
+    dpo: the response as chosen, `rejected` as rejected, and both reference log-probs.
+    """
+
+    def __init__(self, examples: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_len: int,
+                 loss: str = "sft"):
+        self.items = []
+        for ex in examples.itertuples(index=False):
+            item = {"seqs": [encode_example(tokenizer, ex.prompt, ex.response, max_len)], "weight": float(ex.weight)}
+            if loss == "dpo":
+                item["seqs"].append(encode_example(tokenizer, ex.prompt, ex.rejected, max_len))
+                item["ref_logps"] = [ex.ref_logp, ex.ref_rejected_logp]
+            elif loss == "kto":
+                item["ref_logps"], item["desirable"] = [ex.ref_logp], bool(ex.label)
+            self.items.append(item)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -57,44 +65,96 @@ class WeightedSFTDataset(Dataset):
         return self.items[i]
 
 
+def pad(seqs: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pads encoded sequences into input_ids / attention_mask / labels."""
+    width = max(len(s["input_ids"]) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        n = len(s["input_ids"])
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(s["input_ids"]), torch.tensor(s["labels"]), 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
 def collate(pad_id: int) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
-    """Right-pads a list of encoded examples into input_ids / attention_mask / labels / weights tensors."""
+    """A batch of B items; DPO's chosen rows come first, then the B rejected rows, in one forward pass."""
 
     def _collate(batch: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, b in enumerate(batch):
-            n = len(b["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
-        weights = torch.tensor([b["weight"] for b in batch], dtype=torch.float32)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "weights": weights}
+        n_seqs = len(batch[0]["seqs"])
+        out = pad([b["seqs"][j] for j in range(n_seqs) for b in batch], pad_id)
+        out["weights"] = torch.tensor([b["weight"] for b in batch], dtype=torch.float32)
+        if "ref_logps" in batch[0]:
+            out["ref_logps"] = torch.tensor([b["ref_logps"][j] for j in range(n_seqs) for b in batch])
+        if "desirable" in batch[0]:
+            out["desirable"] = torch.tensor([b["desirable"] for b in batch])
+        return out
 
     return _collate
 
 
-class WeightedSFTTrainer(Trainer):
-    """`transformers.Trainer` whose loss is `weighted_sft_loss`; everything else is stock."""
+class WeightedTrainer(Trainer):
+    """`transformers.Trainer` whose loss is the weighted SFT, DPO or KTO loss; everything else is stock."""
+
+    def __init__(self, *args, loss: str = "sft", beta: float = 0.1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_type, self.beta = loss, beta
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor | tuple:
-        weights = inputs.pop("weights")
-        labels = inputs.pop("labels")
+        weights, labels = inputs.pop("weights"), inputs.pop("labels")
+        ref, desirable = inputs.pop("ref_logps", None), inputs.pop("desirable", None)
         outputs = model(**inputs)
-        loss = weighted_sft_loss(outputs.logits, labels, weights)
+        if self.loss_type == "sft":
+            loss = weighted_sft_loss(outputs.logits, labels, weights)
+        else:
+            policy, _ = sequence_logps(outputs.logits, labels)
+            if self.loss_type == "dpo":
+                (pc, pr), (rc, rr) = policy.chunk(2), ref.chunk(2)
+                loss = weighted_dpo_loss(pc, pr, rc, rr, weights, self.beta)
+            else:
+                loss = weighted_kto_loss(policy, ref, desirable, weights, self.beta, kto_reference_point(policy, ref))
         return (loss, outputs) if return_outputs else loss
 
 
-def train_weighted_sft(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, out_dir: Path,
-                       max_len: int = 256, trust_remote_code: bool = False) -> dict:
-    """Fine-tunes `base_model` on weighted examples and writes `out_dir` atomically; returns a summary."""
-    tokenizer = AutoTokenizer.from_pretrained(base_model, trust_remote_code=trust_remote_code)
+def _load(model_path: str, trust_remote_code: bool) -> tuple[PreTrainedTokenizerBase, torch.nn.Module]:
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32,
-                                                 trust_remote_code=trust_remote_code)
-    dataset = WeightedSFTDataset(examples, tokenizer, max_len)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    return tokenizer, model
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@torch.no_grad()
+def score_responses(model_path: str, prompts: list[str], responses: list[str], max_len: int = 256,
+                    batch_size: int = 32, bf16: bool = True, trust_remote_code: bool = False) -> np.ndarray:
+    """[n, 2] array of (summed log-prob, token count) of each response (+EOS) given its prompt.
+
+    Encoded and reduced exactly as in training, so DPO/KTO start from a log-ratio of ~0.
+    """
+    tokenizer, model = _load(model_path, trust_remote_code)
+    model.to(_device()).eval()
+    out = np.zeros((len(prompts), 2))
+    for start in tqdm(range(0, len(prompts), batch_size), desc="score responses", unit="batch"):
+        seqs = [encode_example(tokenizer, p, r, max_len)
+                for p, r in zip(prompts[start:start + batch_size], responses[start:start + batch_size], strict=True)]
+        batch = {k: v.to(model.device) for k, v in pad(seqs, tokenizer.pad_token_id).items()}
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logp, n = sequence_logps(logits, batch["labels"])
+        out[start:start + len(seqs)] = torch.stack([logp, n.float()], 1).cpu().numpy()
+    return out
+
+
+def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, out_dir: Path,
+                   max_len: int = 256, trust_remote_code: bool = False) -> dict:
+    """Fine-tunes `base_model` on weighted examples with `cfg.loss`, writes `out_dir` atomically."""
+    tokenizer, model = _load(base_model, trust_remote_code)
+    dataset = WeightedDataset(examples, tokenizer, max_len, cfg.loss)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
@@ -117,8 +177,8 @@ def train_weighted_sft(base_model: str, examples: pd.DataFrame, cfg: TrainConfig
             dataloader_num_workers=0,
             disable_tqdm=False,
         )
-        trainer = WeightedSFTTrainer(model=model, args=args, train_dataset=dataset,
-                                     data_collator=collate(tokenizer.pad_token_id))
+        trainer = WeightedTrainer(model=model, args=args, train_dataset=dataset,
+                                  data_collator=collate(tokenizer.pad_token_id), loss=cfg.loss, beta=cfg.beta)
         result = trainer.train()
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

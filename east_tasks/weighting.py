@@ -9,13 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from east_tasks.answers import NO_ANSWER, Cluster
-
-Mapping = Literal["power", "exp"]
+from east_tasks.config import Mapping
 
 
 def cluster_entropy(sizes: Sequence[int], base: float = 2.0) -> float:
@@ -47,6 +45,7 @@ class QuestionStats:
     rejected_share: float  # the paper's R: share of the most common incorrect answer
     n_clusters: int
     n_correct: int
+    n_incorrect: int  # the rejected-count baseline's measure
     n_wellformed_incorrect: int
 
 
@@ -61,6 +60,7 @@ def question_stats(clusters: Sequence[Cluster]) -> QuestionStats:
         rejected_share=max((c.size for c in wrong), default=0) / n,
         n_clusters=len(clusters),
         n_correct=n_correct,
+        n_incorrect=n - n_correct,
         n_wellformed_incorrect=sum(c.size for c in wellformed_wrong),
     )
 

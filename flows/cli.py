@@ -84,25 +84,80 @@ def run(
     console.print(f"done in {time.time() - t0:.1f}s; store: {cfg.store_path}")
 
 
+def _words(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 @app.command()
-def report(
-    experiment: Annotated[str | None, typer.Option(help="default: every experiment in the store")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+def sweep(
+    name: Annotated[str, typer.Option(help="sweep name; experiments are named <name>-<point>")] = "sweep",
+    preset: Annotated[str, typer.Option(help=f"one of: {', '.join(PRESETS)}")] = "tiny",
+    rounds: Annotated[int, typer.Option(help="self-training rounds per point")] = 1,
+    a: Annotated[str | None, typer.Option(help="comma-separated sharpness values; 0 = vanilla")] = None,
+    mappings: Annotated[str | None, typer.Option(help="comma-separated: power, exp")] = None,
+    losses: Annotated[str | None, typer.Option(help="comma-separated: sft, dpo, kto")] = None,
+    strategies: Annotated[str | None, typer.Option(help="comma-separated: entropy, local, accuracy, rejected")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, as for `east run`")] = None,
 ) -> None:
-    """Per-round test accuracy, read from the store."""
-    from east_tasks.report import round_results, to_records
+    """Every point of a grid as its own experiment (cached generations shared), then the sweep report.
+
+    Grid options left out take the defaults of `east_tasks.config.SweepGrid`."""
+    from east_tasks.config import SweepGrid
+    from flows.sweep import sweep as sweep_flow
+    from flows.sweep import sweep_configs
+
+    overrides = _parse_sets(set_ or [])
+    try:
+        given = {"a_values": a and [float(v) for v in _words(a)], "mappings": mappings and _words(mappings),
+                 "losses": losses and _words(losses), "strategies": strategies and _words(strategies),
+                 "seeds": seeds and [int(v) for v in _words(seeds)]}
+        grid = SweepGrid(**{k: v for k, v in given.items() if v is not None})
+        points = sweep_configs(name, grid, preset, rounds, data_dir, overrides)
+    except (ValidationError, ValueError) as err:
+        console.print(f"[red]invalid sweep:[/red] {err}")
+        raise typer.Exit(2) from err
+    console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
+    t0 = time.time()
+    console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides))
+    console.print(f"done in {time.time() - t0:.1f}s; plots in {data_dir / 'plots'}")
+
+
+def _open_store(data_dir: Path):
     from east_tasks.store import Store
 
     store_path = data_dir / "east.duckdb"
     if not store_path.exists():
         console.print(f"[red]no store at {store_path}[/red]; run `east run` first")
         raise typer.Exit(1)
-    with Store(store_path) as store:
+    return Store(store_path)
+
+
+@app.command()
+def report(
+    experiment: Annotated[str | None, typer.Option(help="default: every experiment in the store")] = None,
+    sweep: Annotated[str | None, typer.Option(help="a sweep's table and plots instead (written beside the store)")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Per-round test accuracy, read from the store; with --sweep, the sweep's Markdown table and PNG plots."""
+    from east_tasks.report import round_results, to_records, write_sweep_report
+
+    if sweep:
+        with _open_store(data_dir) as store:
+            if sweep not in store.sweeps():
+                console.print(f"[red]no sweep {sweep!r}[/red]; known: {', '.join(store.sweeps()) or 'none'}")
+                raise typer.Exit(1)
+            markdown, _ = write_sweep_report(store, sweep, data_dir / "plots")
+        print(markdown)
+        return
+    with _open_store(data_dir) as store:
         known = store.experiments()
         if experiment and experiment not in known:
             listed = ", ".join(known) or "none"
-            console.print(f"[red]no experiment {experiment!r} in {store_path}[/red]; known: {listed}")
+            console.print(f"[red]no experiment {experiment!r} in {store.path}[/red]; known: {listed}")
             raise typer.Exit(1)
         names = [experiment] if experiment else known
         out = {name: to_records(round_results(store, name)) for name in names}

@@ -66,9 +66,9 @@ def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, roun
 
 
 @task(name="select-and-weight", cache_policy=NO_CACHE)
-def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int) -> str:
+def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int, parent: ModelRef) -> str:
     fail_once_if_asked("select-and-weight", cfg.data_dir)  # test hook, see flows/faults.py
-    result = pipeline.select_and_weight(cfg, gen_key, dataset_key)
+    result = pipeline.select_and_weight(cfg, gen_key, dataset_key, parent)
     _log(result)
     with Store(cfg.store_path) as store:
         stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [result.key])
@@ -106,7 +106,7 @@ def _round_run_name() -> str:
 def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef:
     """One EAST round: sample the pool with the parent, weight by answer entropy, fine-tune, evaluate."""
     gen_key = generate_pool(cfg, parent, dataset_key, round_)
-    weight_key = select_and_weight(cfg, gen_key, dataset_key, round_)
+    weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent)
     model = train(cfg, parent, weight_key)
     eval_key = evaluate(cfg, model, dataset_key)
     pipeline.record_round(cfg, round_, model, eval_key, gen_key, weight_key)

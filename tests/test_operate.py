@@ -162,7 +162,7 @@ def live(tmp_path_factory) -> Live:
 
 
 def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) -> None:
-    names = {"east-self-train/self-train", "east-next-round/next-round", "east-evaluate/evaluate"}
+    names = {"east-self-train/self-train", "east-next-round/next-round", "east-evaluate/evaluate", "sweep/sweep"}
     deployments = {name: live.deployment(name) for name in names}
     assert {d["work_pool_name"] for d in deployments.values()} == {"east-process"}
     pool = live.api.get("/work_pools/east-process").json()
@@ -190,6 +190,10 @@ def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) ->
     assert schedule["parameters"] == {"experiment": "tiny", "max_rounds": 5}
     jsonschema.validate(schedule["parameters"], deployments["east-next-round/next-round"]["parameter_openapi_schema"])
     assert "checkpoint" in deployments["east-evaluate/evaluate"]["parameter_openapi_schema"]["required"]
+    sweep_schema = deployments["sweep/sweep"]["parameter_openapi_schema"]
+    jsonschema.validate({"name": "grid", "grid": {"a_values": [0, 1], "losses": ["sft", "dpo"]}}, sweep_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"grid": {"losses": ["ppo"]}}, sweep_schema)
 
 
 def _count(cfg, table: str) -> int:

@@ -1,10 +1,11 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from east_tasks.config import WeightingConfig
-from east_tasks.selection import cluster_and_score, select_examples
+from east_tasks.selection import assign_weights, cluster_and_score, select_examples
 
 
 def _gens(rows: dict[str, list[str | None]], gold: dict[str, str]) -> pd.DataFrame:
@@ -42,7 +43,8 @@ def test_stats_and_filters() -> None:
 @pytest.mark.parametrize(("a", "expected"), [(0.0, [1.0, 1.0]), (1.0, [2 / 3, 4 / 3]), (2.0, [0.4, 1.6])])
 def test_one_correct_response_per_kept_question_weighted_by_entropy(a: float, expected: list[float]) -> None:
     _, stats = cluster_and_score(GENS, PROBLEMS)
-    ex = select_examples(GENS, stats, WeightingConfig(a=a))
+    cfg = WeightingConfig(a=a)
+    ex = assign_weights(select_examples(GENS, stats, cfg), stats, cfg)
     assert list(ex.problem_id) == ["a", "b"]
     assert ex.response.str.contains("#### 1").iloc[0] and ex.response.str.contains("#### 2").iloc[1]
     assert list(ex.weight) == pytest.approx(expected)
@@ -51,7 +53,55 @@ def test_one_correct_response_per_kept_question_weighted_by_entropy(a: float, ex
 
 def test_all_correct_responses_option_and_exp_mapping() -> None:
     _, stats = cluster_and_score(GENS, PROBLEMS)
-    ex = select_examples(GENS, stats, WeightingConfig(a=math.log(2), mapping="exp", responses_per_question="all"))
+    cfg = WeightingConfig(a=math.log(2), mapping="exp", responses_per_question="all")
+    ex = assign_weights(select_examples(GENS, stats, cfg), stats, cfg)
     assert list(ex.problem_id) == ["a", "a", "b"]
     # exp(ln2 * H): a -> 2, b -> 4; normalised over the 3 examples (mean 8/3)
     assert list(ex.weight) == pytest.approx([0.75, 0.75, 1.5])
+
+
+def test_dpo_pairs_use_every_response_once_before_repeating() -> None:
+    _, stats = cluster_and_score(GENS, PROBLEMS)
+    cfg = WeightingConfig(a=1.0)
+    ex = assign_weights(select_examples(GENS, stats, cfg, loss="dpo"), stats, cfg)
+    a, b = ex[ex.problem_id == "a"], ex[ex.problem_id == "b"]
+    # a: 2 correct x 2 wrong -> 2 pairs, each response once; b: 1 correct x 3 wrong -> 3 pairs
+    assert sorted(a.sample_idx) == [0, 1] and sorted(a.rejected_idx) == [2, 3]
+    assert list(b.sample_idx) == [0, 0, 0] and sorted(b.rejected_idx) == [1, 2, 3]
+    assert all(f"#### {GOLD[p]}" in r for p, r in zip(ex.problem_id, ex.response, strict=True))
+    assert not any(f"#### {GOLD[p]}" in r for p, r in zip(ex.problem_id, ex.rejected, strict=True))
+    # entropy 1 (a) and 2 (b) bits over 5 rows: raw [1, 1, 2, 2, 2], mean 8/5
+    assert list(ex.weight) == pytest.approx([5 / 8] * 2 + [5 / 4] * 3)
+    capped = select_examples(GENS, stats, WeightingConfig(max_pairs_per_question=2), loss="dpo")
+    assert capped.problem_id.value_counts().to_dict() == {"a": 2, "b": 2}
+
+
+def test_kto_singles_and_wellformed_rejections() -> None:
+    gens = _gens({"e": ["1", None, None, "7", "1", "7"]}, {"e": "1"})
+    problems = pd.DataFrame({"problem_id": ["e"], "answer": ["1"]})
+    _, stats = cluster_and_score(gens, problems)
+    ex = select_examples(gens, stats, WeightingConfig(), loss="kto")
+    assert sorted(ex.sample_idx[ex.label]) == [0, 4]
+    assert sorted(ex.sample_idx[~ex.label]) == [3, 5]  # the no-answer responses 1, 2 are not used
+    assert ex.rejected.isna().all()
+
+
+@pytest.mark.parametrize(("strategy", "f"), [("accuracy", [0.5, 0.75]), ("rejected", [2, 3]), ("entropy", [1, 2])])
+def test_baseline_uncertainties(strategy: str, f: list[float]) -> None:
+    _, stats = cluster_and_score(GENS, PROBLEMS)
+    cfg = WeightingConfig(a=1.0, strategy=strategy)
+    ex = assign_weights(select_examples(GENS, stats, cfg), stats, cfg)
+    assert list(ex.uncertainty) == pytest.approx(f)
+    assert list(ex.weight) == pytest.approx([f[0] / sum(f) * 2, f[1] / sum(f) * 2])
+
+
+def test_local_uncertainty_is_minus_mean_token_logprob() -> None:
+    _, stats = cluster_and_score(GENS, PROBLEMS)
+    cfg = WeightingConfig(a=1.0, strategy="local")
+    ex = select_examples(GENS, stats, cfg)
+    logps = np.array([[-3.0, 6], [-1.0, 4]])  # mean token log-probs -0.5 and -0.25
+    ex = assign_weights(ex, stats, cfg, logps)
+    assert list(ex.uncertainty) == pytest.approx([0.5, 0.25])
+    assert list(ex.weight) == pytest.approx([4 / 3, 2 / 3])
+    with pytest.raises(ValueError, match="local"):
+        assign_weights(ex, stats, cfg)

@@ -8,14 +8,15 @@ from east_tasks.config import TrainConfig
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.io import hash_dir
+from east_tasks.losses import per_example_sft_loss
 from east_tasks.models import BACKBONE_DIR
-from east_tasks.training import WeightedSFTDataset, collate, per_example_sft_loss, train_weighted_sft
+from east_tasks.training import WeightedDataset, collate, train_weighted
 
 
 def _losses(model_dir, examples: pd.DataFrame) -> torch.Tensor:
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    batch = collate(tok.pad_token_id)(list(WeightedSFTDataset(examples, tok, 256)))
+    batch = collate(tok.pad_token_id)(list(WeightedDataset(examples, tok, 256)))
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     return per_example_sft_loss(logits, batch["labels"])
@@ -31,7 +32,7 @@ def test_heavier_examples_are_learned_more(tmp_path) -> None:
     })
     before = _losses(BACKBONE_DIR, examples)
     cfg = TrainConfig(lr=1e-3, epochs=3, batch_size=8, warmup_ratio=0.0)
-    summary = train_weighted_sft(str(BACKBONE_DIR), examples, cfg, tmp_path / "ckpt")
+    summary = train_weighted(str(BACKBONE_DIR), examples, cfg, tmp_path / "ckpt")
     after = _losses(tmp_path / "ckpt", examples)
     drop = (before - after) / before
     assert summary["steps"] == 3 and summary["model_hash"] == hash_dir(tmp_path / "ckpt")

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from east_tasks.training import IGNORE, WeightedSFTDataset, per_example_sft_loss, weighted_sft_loss
+from east_tasks.losses import IGNORE, per_example_sft_loss, weighted_sft_loss
+from east_tasks.training import WeightedDataset
 
 
 def _logits_for(token_logits: list[list[list[float]]]) -> torch.Tensor:
@@ -38,9 +39,10 @@ def test_unit_weights_give_plain_per_example_mean() -> None:
 
 def test_dataset_masks_prompt_tokens(tiny_tokenizer) -> None:
     ex = pd.DataFrame({"prompt": ["Q: 1 + 1?\nA:"], "response": [" 1 + 1 = 2. #### 2"], "weight": [2.0]})
-    item = WeightedSFTDataset(ex, tiny_tokenizer, max_len=256)[0]
+    item = WeightedDataset(ex, tiny_tokenizer, max_len=256)[0]
+    assert item["weight"] == 2.0
+    (item,) = item["seqs"]
     n_prompt = len(tiny_tokenizer("Q: 1 + 1?\nA:").input_ids)
     assert item["labels"][:n_prompt] == [IGNORE] * n_prompt
     assert item["labels"][n_prompt:] == item["input_ids"][n_prompt:]
     assert item["input_ids"][-1] == tiny_tokenizer.eos_token_id
-    assert item["weight"] == 2.0

@@ -1,0 +1,47 @@
+"""`sweep`: one `self-train` subflow per grid point, all in one store, then the sweep's report as artifacts.
+
+Points run seed-major, so the base model's evaluation and each seed's first-round pool generations are
+computed once and every later point of that seed finds them in the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+from east_tasks.config import DEFAULT_DATA_DIR, SweepGrid
+from east_tasks.report import write_sweep_report
+from east_tasks.store import Store
+from east_tasks.sweep import grid_points, point_config, point_record
+from flows.artifacts import artifact_key
+from flows.self_train import self_train
+
+
+def sweep_configs(name: str, grid: SweepGrid, preset: str, rounds: int | None, data_dir: Path,
+                  overrides: dict | None) -> list:
+    """Every point's config, built (and so validated) before anything runs."""
+    return [(point, point_config(name, point, preset, rounds, data_dir, **dict(overrides or {})))
+            for point in grid_points(grid)]
+
+
+@flow(name="sweep", flow_run_name="sweep-{name}")
+def sweep(name: str = "sweep", grid: SweepGrid | None = None, preset: str = "tiny", rounds: int | None = 1,
+          data_dir: Path = DEFAULT_DATA_DIR, overrides: dict | None = None) -> str:
+    """Runs every point of `grid` as experiment `<name>-<point>` and publishes the table and plots."""
+    logger = get_run_logger()
+    points = sweep_configs(name, grid or SweepGrid(), preset, rounds, data_dir, overrides)
+    logger.info(f"sweep {name}: {len(points)} points")
+    for i, (point, cfg) in enumerate(points, 1):
+        logger.info(f"[{i}/{len(points)}] {cfg.experiment}")
+        with Store(cfg.store_path) as store:
+            store.record_sweep_run(**point_record(name, cfg, point))
+        self_train(cfg)
+    with Store(Path(data_dir) / "east.duckdb") as store:
+        markdown, plots = write_sweep_report(store, name, Path(data_dir) / "plots")
+    key = artifact_key(f"sweep-{name}")
+    create_markdown_artifact(key=f"{key}-summary", markdown=markdown, description=f"Sweep {name}: results")
+    for png in plots:
+        create_link_artifact(key=artifact_key(f"{key}-{png.stem}"), link=png.resolve().as_uri(), link_text=png.name)
+    return markdown

@@ -1,0 +1,53 @@
+"""Weighted DPO and KTO on the real backbone, with reference log-probs from `score_responses`."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from east_tasks.config import TrainConfig
+from east_tasks.data.arith import make_split
+from east_tasks.data.prompts import format_completion, format_prompt
+from east_tasks.models import BACKBONE_DIR
+from east_tasks.training import score_responses, train_weighted
+
+PROBLEMS = [p for p in make_split(40, seed=99) if p.tier == 3][:8]
+PROMPTS = [format_prompt(p.question) for p in PROBLEMS]
+CORRECT = [format_completion(p.solution) for p in PROBLEMS]
+WRONG = [format_completion(p.solution.replace(f"#### {p.answer}", "#### 7")) for p in PROBLEMS]
+
+
+def _logps(model_dir, responses: list[str]) -> np.ndarray:
+    return score_responses(str(model_dir), PROMPTS, responses)[:, 0]
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict[str, np.ndarray]:
+    return {"correct": _logps(BACKBONE_DIR, CORRECT), "wrong": _logps(BACKBONE_DIR, WRONG)}
+
+
+def test_scores_match_the_training_encoding(ref, tiny_tokenizer) -> None:
+    scores = score_responses(str(BACKBONE_DIR), PROMPTS[:2], CORRECT[:2], bf16=False)
+    n_tokens = [len(tiny_tokenizer(r, add_special_tokens=False).input_ids) + 1 for r in CORRECT[:2]]  # + EOS
+    assert scores[:, 1].tolist() == n_tokens
+    assert (scores[:, 0] < 0).all() and scores[:, 0] == pytest.approx(ref["correct"][:2], abs=0.05 * n_tokens[0])
+
+
+def test_weighted_dpo_moves_heavy_pairs_more(ref, tmp_path) -> None:
+    # The wrong answer is the *chosen* one, so the change is visible against a backbone that prefers the truth.
+    examples = pd.DataFrame({"prompt": PROMPTS, "response": WRONG, "rejected": CORRECT,
+                             "ref_logp": ref["wrong"], "ref_rejected_logp": ref["correct"],
+                             "weight": [1.9] * 4 + [0.1] * 4})
+    cfg = TrainConfig(loss="dpo", beta=0.1, lr=1e-3, epochs=3, batch_size=8, warmup_ratio=0.0)
+    summary = train_weighted(str(BACKBONE_DIR), examples, cfg, tmp_path / "dpo")
+    margin = (_logps(tmp_path / "dpo", WRONG) - ref["wrong"]) - (_logps(tmp_path / "dpo", CORRECT) - ref["correct"])
+    assert summary["steps"] == 3 and summary["train_loss"] < np.log(2)  # it starts at log 2 and falls
+    assert margin[:4].mean() > 2 * margin[4:].mean() > 0
+
+
+def test_kto_raises_desirable_and_lowers_undesirable(ref, tmp_path) -> None:
+    examples = pd.DataFrame({"prompt": PROMPTS * 2, "response": WRONG + CORRECT, "label": [True] * 8 + [False] * 8,
+                             "ref_logp": np.concatenate([ref["wrong"], ref["correct"]]), "weight": 1.0})
+    cfg = TrainConfig(loss="kto", beta=0.1, lr=1e-3, epochs=3, batch_size=16, warmup_ratio=0.0)
+    train_weighted(str(BACKBONE_DIR), examples, cfg, tmp_path / "kto")
+    assert (_logps(tmp_path / "kto", WRONG) - ref["wrong"]).mean() > 1.0
+    assert (_logps(tmp_path / "kto", CORRECT) - ref["correct"]).mean() < -1.0

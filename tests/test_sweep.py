@@ -1,0 +1,77 @@
+"""Sweep grid logic, and a real sweep flow: shared cached generations, cached reference log-probs, report."""
+
+import asyncio
+
+import pytest
+
+from east_tasks.config import SweepGrid
+from east_tasks.store import Store
+from east_tasks.sweep import SweepPoint, grid_points, point_config
+from flows.sweep import sweep
+
+
+def test_vanilla_points_collapse_and_order_is_seed_major() -> None:
+    grid = SweepGrid(a_values=[0, 1], strategies=["entropy", "accuracy"], mappings=["power", "exp"], seeds=[3, 4])
+    points = grid_points(grid)
+    # per seed: 1 vanilla + 2 strategies x 2 mappings at a=1
+    assert len(points) == 2 * (1 + 4)
+    assert [p.seed for p in points] == [3] * 5 + [4] * 5
+    assert SweepPoint(3, "sft", "entropy", "power", 0.0) in points
+    assert not any(p.a == 0 and (p.strategy, p.mapping) != ("entropy", "power") for p in points)
+
+
+def test_point_config_sets_every_seed_and_name() -> None:
+    cfg = point_config("sw", SweepPoint(2, "dpo", "local", "exp", 0.5), "tiny-test", rounds=3,
+                       train={"epochs": 1}, weighting={"eps": 1e-3})
+    assert cfg.experiment == "sw-dpo-local-exp-a0.5-s2" and cfg.rounds == 3
+    assert (cfg.sampling.seed, cfg.weighting.seed, cfg.train.seed) == (2, 2, 2)
+    assert (cfg.train.loss, cfg.train.epochs, cfg.train.lr) == ("dpo", 1, 1e-5)
+    assert (cfg.weighting.strategy, cfg.weighting.mapping, cfg.weighting.a, cfg.weighting.eps) == ("local", "exp",
+                                                                                                    0.5, 1e-3)
+    with pytest.raises(ValueError, match="loss"):
+        point_config("sw", SweepPoint(0, "ppo", "entropy", "power", 1.0))
+
+
+def _artifact_keys() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async def read() -> set[str]:
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts()}
+
+    return asyncio.run(read())
+
+
+def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
+    grid = SweepGrid(a_values=[0, 1], losses=["sft", "dpo"], strategies=["local"], seeds=[0])
+    overrides = {"data": {"pool_size": 64, "test_size": 40}, "backend": {"backend": "hf"}}
+    markdown = sweep("it", grid, "tiny-test", 1, tmp_path, overrides)
+
+    with Store(tmp_path / "east.duckdb") as s:
+        runs = s.query("SELECT * FROM sweep_runs ORDER BY experiment")
+        steps = s.query("SELECT step FROM step_status").step
+        rounds = s.query("SELECT experiment, gen_key FROM experiment_rounds WHERE round = 1")
+        n_logps = s.execute("SELECT count(*) FROM response_logprobs")[0][0]
+        dpo = s.query("""SELECT problem_id, sample_idx, rejected_idx, uncertainty FROM training_examples t
+                         JOIN experiment_rounds r USING (weight_key) WHERE r.experiment = 'it-dpo-local-power-a1-s0'""")
+        sft_local = s.query("""SELECT problem_id, sample_idx FROM training_examples t
+                               JOIN experiment_rounds r USING (weight_key)
+                               WHERE r.experiment = 'it-sft-local-power-a1-s0'""")
+    assert list(runs.experiment) == ["it-dpo-local-power-a1-s0", "it-dpo-vanilla-s0", "it-sft-local-power-a1-s0",
+                                     "it-sft-vanilla-s0"]
+    # 4 points, 1 pool generation and 1 base-model evaluation: the other points found them cached
+    assert (steps == "generate pool round 1").sum() == 1 and rounds.gen_key.nunique() == 1
+    assert (steps == "train").sum() == 4 and (steps == "evaluate").sum() == 1 + 4
+    # reference / local log-probs: one row per distinct response scored under the one sampling model
+    scored = {(p, i) for p, i in zip(dpo.problem_id, dpo.sample_idx, strict=True)}
+    scored |= {(p, i) for p, i in zip(dpo.problem_id, dpo.rejected_idx, strict=True)}
+    scored |= {(p, i) for p, i in zip(sft_local.problem_id, sft_local.sample_idx, strict=True)}
+    assert len(dpo) > 0 and n_logps == len(scored)
+    assert (dpo.uncertainty > 0).all()  # minus mean token log-prob of the chosen response
+
+    for name in ("DPO vanilla", "DPO local power a=1", "SFT vanilla", "SFT local power a=1"):
+        assert f"| {name} |" in markdown
+    for plot in ("accuracy-vs-a", "accuracy-vs-round", "entropy-vs-error"):
+        assert (tmp_path / "plots" / f"it-{plot}.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "it.md").read_text().strip() == markdown.strip()
+    assert {"sweep-it-summary", "sweep-it-it-accuracy-vs-a"} <= _artifact_keys()
