@@ -104,6 +104,26 @@ def plot_entropy_histogram(stats: pd.DataFrame, title: str, path: Path) -> Path:
     return _save_png(fig, path)
 
 
+def round_markdown(df: pd.DataFrame, experiment: str, round_: int, selection: dict, plots: dict[str, Path]) -> str:
+    """One round for the UI: accuracy beside the previous round's, what was kept and its entropy, plot links."""
+    rows = {int(r["round"]): r for r in df.to_dict("records")}
+    now, before = rows[round_], rows.get(round_ - 1, {})
+
+    def cell(r: dict, col: str) -> str:
+        v = r.get(col)
+        return "-" if v is None or pd.isna(v) else (f"{v:.3f}" if isinstance(v, float) else str(int(v)))
+
+    k = now["k"]
+    lines = [f"### {experiment}: round {round_}", "", f"| | round {round_} | round {round_ - 1} |", "|---|---|---|"]
+    for col, label in (("greedy_acc", "greedy accuracy"), ("maj_acc", f"maj@{k}"), ("pass_acc", f"pass@{k}"),
+                       ("n_kept", "kept questions")):
+        lines.append(f"| {label} | {cell(now, col)} | {cell(before, col)} |")
+    lines += ["", "| training questions | |", "|---|---|"]
+    lines += [f"| {name} | {v:.3f} |" if isinstance(v, float) else f"| {name} | {v} |" for name, v in selection.items()]
+    lines += ["", "Plots: " + ", ".join(f"[{name}]({Path(p).resolve().as_uri()})" for name, p in plots.items())]
+    return "\n".join(lines)
+
+
 # --- sweeps -------------------------------------------------------------------------------------------------
 SETTING = ["loss", "strategy", "mapping", "a"]
 METRICS = ["greedy_acc", "maj_acc", "pass_acc"]

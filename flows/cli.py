@@ -1,8 +1,10 @@
-"""`east` command line: run the self-training flow, report results, rebuild the backbone."""
+"""`east` command line: run the self-training flow, report results, rebuild the backbone, operate from Prefect."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from east_tasks.config import DEFAULT_DATA_DIR, PRESETS, ExperimentConfig, load_config
+from flows.operate import PROCESS_POOL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -181,6 +184,58 @@ def bootstrap(
     cfg = replace(cfg, steps=steps) if steps else cfg
     manifest = bootstrap_backbone(out or BACKBONE_DIR, cfg)
     console.print_json(data=manifest)
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="address to listen on; 127.0.0.1 keeps it to this machine")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 4200,
+) -> None:
+    """A Prefect server and its UI; point the other commands at it with PREFECT_API_URL=http://HOST:PORT/api."""
+    from flows.operate import server_command
+
+    console.print(f"UI: http://{host}:{port}  (export PREFECT_API_URL=http://{host}:{port}/api)")
+    _become(server_command(host, port))
+
+
+def _become(command: list[str]) -> None:
+    """Replaces this process with a long-running Prefect one, so signals (Ctrl-C, a supervisor's stop) reach it."""
+    sys.stdout.flush()
+    os.execv(command[0], command)
+
+
+def _require_api_url() -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        console.print("[red]PREFECT_API_URL is not set[/red]: start a server (`east server`) and "
+                      "`export PREFECT_API_URL=http://127.0.0.1:4200/api`")
+        raise typer.Exit(2)
+
+
+@app.command()
+def deploy(
+    pool: Annotated[str, typer.Option(help="work pool (created if missing)")] = PROCESS_POOL,
+    pool_type: Annotated[str, typer.Option("--type", help="process, or docker for the GPU worker image")] = "process",
+    image: Annotated[str | None, typer.Option(help="docker pools: the worker image (default east-gpu-worker)")] = None,
+) -> None:
+    """Create the work pool and register the deployments of deployments/prefect.yaml on it."""
+    from flows.operate import deploy as register
+
+    _require_api_url()
+    raise typer.Exit(register(pool, pool_type, image).returncode)
+
+
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option(help="work pool to take runs from")] = PROCESS_POOL,
+    pool_type: Annotated[str | None, typer.Option("--type", help="type for a pool that does not exist yet")] = None,
+) -> None:
+    """A Prefect worker: runs the pool's flow runs (in the directory `east deploy` recorded)."""
+    from flows.operate import worker_command
+
+    _require_api_url()
+    _become(worker_command(pool, pool_type))
 
 
 def _print_table(name: str, records: list[dict]) -> None:

@@ -26,11 +26,8 @@ from east_tasks.report import (
     to_records,
 )
 from east_tasks.store import Store
-
-
-def _artifact_key(name: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return "".join(c if c.isalnum() else "-" for c in name.lower())
+from flows.artifacts import RoundProgress, artifact_key, entropy_plot_path, publish_round
+from flows.faults import fail_once_if_asked
 
 
 def _log(results: StepResult | list[StepResult]) -> None:
@@ -70,15 +67,16 @@ def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, roun
 
 @task(name="select-and-weight", cache_policy=NO_CACHE)
 def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int, parent: ModelRef) -> str:
+    fail_once_if_asked("select-and-weight", cfg.data_dir)  # test hook, see flows/faults.py
     result = pipeline.select_and_weight(cfg, gen_key, dataset_key, parent)
     _log(result)
     with Store(cfg.store_path) as store:
         stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [result.key])
         examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [result.key])
     name = f"{cfg.experiment}-round-{round_}"
-    png = plot_entropy_histogram(stats, name, cfg.data_dir / "plots" / f"{name}-entropy.png")
+    png = plot_entropy_histogram(stats, name, entropy_plot_path(cfg, round_))
     create_markdown_artifact(
-        key=f"{_artifact_key(name)}-selection",
+        key=f"{artifact_key(name)}-selection",
         markdown=selection_markdown(selection_summary(stats, examples), name, png),
         description=f"Which pool questions round {round_} trained on, and their weights",
     )
@@ -112,6 +110,7 @@ def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key
     model = train(cfg, parent, weight_key)
     eval_key = evaluate(cfg, model, dataset_key)
     pipeline.record_round(cfg, round_, model, eval_key, gen_key, weight_key)
+    publish_round(cfg, round_, weight_key)
     return model
 
 
@@ -119,7 +118,7 @@ def publish_results(cfg: ExperimentConfig) -> list[dict]:
     with Store(cfg.store_path) as store:
         df = round_results(store, cfg.experiment)
     records = to_records(df)
-    key = _artifact_key(cfg.experiment)
+    key = artifact_key(cfg.experiment)
     create_table_artifact(key=f"{key}-accuracy", table=[{k: v for k, v in r.items() if k != "by_tier"}
                                                         for r in records],
                           description=f"Test accuracy per round of {cfg.experiment}")
@@ -139,8 +138,10 @@ def self_train(cfg: ExperimentConfig) -> list[dict]:
         model = resolve_model(cfg.base_model)
         eval_key = evaluate(cfg, model, dataset_key)
         pipeline.record_round(cfg, 0, model, eval_key)
+        progress = RoundProgress(cfg.experiment, 0, cfg.rounds)
         for r in range(1, cfg.rounds + 1):
             model = east_round(cfg, r, model, dataset_key)
+            progress.update(r)
     finally:
         release_generator()
     return publish_results(cfg)

@@ -15,7 +15,8 @@ from east_tasks.config import DEFAULT_DATA_DIR, SweepGrid
 from east_tasks.report import write_sweep_report
 from east_tasks.store import Store
 from east_tasks.sweep import grid_points, point_config, point_record
-from flows.self_train import _artifact_key, self_train
+from flows.artifacts import artifact_key
+from flows.self_train import self_train
 
 
 def sweep_configs(name: str, grid: SweepGrid, preset: str, rounds: int | None, data_dir: Path,
@@ -39,8 +40,8 @@ def sweep(name: str = "sweep", grid: SweepGrid | None = None, preset: str = "tin
         self_train(cfg)
     with Store(Path(data_dir) / "east.duckdb") as store:
         markdown, plots = write_sweep_report(store, name, Path(data_dir) / "plots")
-    key = _artifact_key(f"sweep-{name}")
+    key = artifact_key(f"sweep-{name}")
     create_markdown_artifact(key=f"{key}-summary", markdown=markdown, description=f"Sweep {name}: results")
     for png in plots:
-        create_link_artifact(key=_artifact_key(f"{key}-{png.stem}"), link=png.resolve().as_uri(), link_text=png.name)
+        create_link_artifact(key=artifact_key(f"{key}-{png.stem}"), link=png.resolve().as_uri(), link_text=png.name)
     return markdown

@@ -1,0 +1,51 @@
+"""What an experiment shows in the Prefect UI while it runs: a table per round and a progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+
+from east_tasks.config import ExperimentConfig
+from east_tasks.report import plot_rounds, round_markdown, round_results, selection_summary
+from east_tasks.store import Store
+
+
+def artifact_key(name: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+def entropy_plot_path(cfg: ExperimentConfig, round_: int) -> Path:
+    return cfg.data_dir / "plots" / f"{cfg.experiment}-round-{round_}-entropy.png"
+
+
+def publish_round(cfg: ExperimentConfig, round_: int, weight_key: str) -> str:
+    """A Markdown table for one finished round (accuracy, kept questions, entropy) linking the PNG plots."""
+    with Store(cfg.store_path) as store:
+        df = round_results(store, cfg.experiment)
+        stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [weight_key])
+        examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [weight_key])
+    rounds_png = plot_rounds(df, cfg.experiment, cfg.data_dir / "plots" / f"{cfg.experiment}-rounds.png")
+    plots = {"entropy histogram": entropy_plot_path(cfg, round_), "accuracy per round": rounds_png}
+    markdown = round_markdown(df, cfg.experiment, round_, selection_summary(stats, examples), plots)
+    create_markdown_artifact(key=artifact_key(f"{cfg.experiment}-round-{round_}"), markdown=markdown,
+                             description=f"Round {round_} of {cfg.experiment}: accuracy, kept questions, entropy")
+    return markdown
+
+
+class RoundProgress:
+    """The experiment's progress artifact: rounds done out of the rounds this run was asked to reach."""
+
+    def __init__(self, experiment: str, done: int, target: int):
+        self.target = max(target, 1)
+        self.id: UUID = create_progress_artifact(
+            progress=self._percent(done), key=f"{artifact_key(experiment)}-progress",
+            description=f"{experiment}: rounds done out of {target}")
+
+    def _percent(self, done: int) -> float:
+        return round(100.0 * min(done, self.target) / self.target, 1)
+
+    def update(self, done: int) -> None:
+        update_progress_artifact(self.id, self._percent(done))

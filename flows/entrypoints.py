@@ -1,0 +1,173 @@
+"""The flows the deployments run: typed, documented parameters that the Prefect UI renders as a form.
+
+Each builds an `ExperimentConfig` (validated before any model loads) and hands it to the same flows that
+`east run` uses, so the UI, schedules and the CLI share every cached step. Parameter types and bounds are
+taken from the config models (one source of truth); `Literal` types render as drop-downs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel
+
+from east_tasks import pipeline
+from east_tasks.config import (
+    DEFAULT_DATA_DIR,
+    PRESETS,
+    BackendConfig,
+    DataConfig,
+    ExperimentConfig,
+    SamplingConfig,
+    TrainConfig,
+    WeightingConfig,
+    load_config,
+)
+from east_tasks.experiments import round_checkpoint
+from east_tasks.generation import release_generator
+from east_tasks.store import Store
+from flows.artifacts import RoundProgress, artifact_key
+from flows.self_train import east_round, evaluate, prepare_data, publish_results, resolve_model, self_train
+
+
+def _like(model: type[BaseModel], name: str) -> Any:
+    """The type of a config field with its bounds, so the form rejects what the config would."""
+    info = model.model_fields[name]
+    return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+
+
+def _given(**fields: Any) -> dict:
+    """The fields a form filled in; empty ones keep the preset's value."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+# Choices default to the config models' defaults (no preset changes them), numbers to the preset's (None).
+_WEIGHTING, _TRAIN, _BACKEND = WeightingConfig(), TrainConfig(), BackendConfig()
+PresetName = Literal[tuple(PRESETS)]
+ExperimentName = _like(ExperimentConfig, "experiment")
+Rounds = _like(ExperimentConfig, "rounds")
+Sharpness = _like(WeightingConfig, "a")
+MappingName = _like(WeightingConfig, "mapping")
+StrategyName = _like(WeightingConfig, "strategy")
+LossName = _like(TrainConfig, "loss")
+BackendName = _like(BackendConfig, "backend")
+SourceName = _like(DataConfig, "source")
+PoolSize = _like(DataConfig, "pool_size")
+TestSize = _like(DataConfig, "test_size")
+SamplesPerQuestion = _like(SamplingConfig, "n")
+
+
+@flow(name="east-self-train", flow_run_name="{experiment}")
+def start_experiment(
+    experiment: ExperimentName = "tiny",
+    preset: PresetName = "tiny",
+    rounds: Rounds | None = None,
+    a: Sharpness = _WEIGHTING.a,
+    mapping: MappingName = _WEIGHTING.mapping,
+    strategy: StrategyName = _WEIGHTING.strategy,
+    loss: LossName = _TRAIN.loss,
+    backend: BackendName = _BACKEND.backend,
+    pool_size: PoolSize | None = None,
+    samples_per_question: SamplesPerQuestion | None = None,
+    base_model: str | None = None,
+    data_dir: str = str(DEFAULT_DATA_DIR),
+) -> list[dict]:
+    """EAST self-training: evaluate the base model, then `rounds` rounds, each from the last checkpoint.
+
+    Args:
+        experiment: Name of the experiment; one name is one configuration (raising `rounds` continues it).
+        preset: Starting configuration (east_tasks/config.py); the fields below override it.
+        rounds: Self-training rounds (empty: the preset's).
+        a: Sharpness of the entropy-to-weight mapping; 0 is vanilla self-training, > 0 favours uncertain questions.
+        mapping: Entropy-to-weight mapping family: power (H^a) or exp (e^(aH)).
+        strategy: What a question's weight comes from: entropy (EAST) or a baseline (local, accuracy, rejected).
+        loss: Fine-tuning loss.
+        backend: Generation backend: vllm or hf (transformers generate).
+        pool_size: Unlabelled questions sampled each round (empty: the preset's).
+        samples_per_question: Responses sampled per question (empty: the preset's).
+        base_model: Local directory or hub name of an HF causal LM (empty: the preset's).
+        data_dir: Where the DuckDB store, checkpoints and plots live, relative to the worker's directory.
+    """
+    cfg = load_config(preset, experiment=experiment, rounds=rounds, base_model=base_model, data_dir=data_dir,
+                      weighting={"a": a, "mapping": mapping, "strategy": strategy}, train={"loss": loss},
+                      backend={"backend": backend}, data=_given(pool_size=pool_size),
+                      sampling=_given(n=samples_per_question))
+    return self_train.fn(cfg)
+
+
+@flow(name="east-next-round", flow_run_name="{experiment}-next-round")
+def next_round(experiment: ExperimentName = "tiny", max_rounds: Rounds | None = None,
+               data_dir: str = str(DEFAULT_DATA_DIR)) -> dict:
+    """One more round of an experiment, from its latest checkpoint, with the configuration it was started with.
+
+    Args:
+        experiment: An experiment already in the store (started by the self-train deployment or `east run`).
+        max_rounds: Round limit: at or past it the run does nothing and says so (for schedules). Empty: none.
+        data_dir: Where the DuckDB store, checkpoints and plots live, relative to the worker's directory.
+    """
+    logger = get_run_logger()
+    state = round_checkpoint(data_dir, experiment)
+    if max_rounds is not None and state.last_round >= max_rounds:
+        logger.info(f"{experiment} has done {state.last_round} rounds, max_rounds={max_rounds}: nothing to do")
+        return {"experiment": experiment, "round": state.last_round, "ran": False}
+    round_ = state.last_round + 1
+    cfg = state.config.model_copy(update={"rounds": round_})
+    logger.info(f"{experiment}: round {round_} from the round-{state.last_round} checkpoint {state.model.path}")
+    pipeline.preflight(cfg)
+    progress = RoundProgress(experiment, state.last_round, max_rounds or round_)
+    try:
+        east_round(cfg, round_, state.model, prepare_data(cfg))
+    finally:
+        release_generator()
+    progress.update(round_)
+    publish_results(cfg)
+    return {"experiment": experiment, "round": round_, "ran": True}
+
+
+@flow(name="east-evaluate", flow_run_name="evaluate-{checkpoint}")
+def evaluate_checkpoint(
+    checkpoint: str,
+    preset: PresetName = "tiny",
+    source: SourceName | None = None,
+    data_path: str | None = None,
+    test_size: TestSize | None = None,
+    backend: BackendName = _BACKEND.backend,
+    data_dir: str = str(DEFAULT_DATA_DIR),
+) -> dict:
+    """Greedy accuracy, maj@k and pass@k of one checkpoint on a dataset's test split (cached like every step).
+
+    Args:
+        checkpoint: EXPERIMENT:ROUND for a checkpoint in the store, or a model directory or hub name.
+        preset: Evaluation and backend settings (east_tasks/config.py); the dataset fields below override it.
+        source: Dataset: arith (the embedded task) or gsm8k (empty: the preset's).
+        data_path: gsm8k: a hub name (openai/gsm8k) or a directory with train.jsonl / test.jsonl.
+        test_size: Test questions (empty: the preset's).
+        backend: Generation backend: vllm or hf (transformers generate).
+        data_dir: Where the DuckDB store lives, relative to the worker's directory.
+    """
+    experiment, _, round_ = checkpoint.rpartition(":")
+    if experiment and round_.isdigit():
+        model_path = round_checkpoint(data_dir, experiment, int(round_)).model.path
+    else:
+        model_path = checkpoint
+    cfg = load_config(preset, experiment=f"evaluate-{artifact_key(Path(checkpoint).name)}", data_dir=data_dir,
+                      base_model=model_path, data=_given(source=source, path=data_path, test_size=test_size),
+                      backend={"backend": backend})
+    pipeline.preflight(cfg)
+    try:
+        dataset_key = prepare_data(cfg)
+        eval_key = evaluate(cfg, resolve_model(model_path), dataset_key)
+    finally:
+        release_generator()
+    with Store(cfg.store_path) as store:
+        row = store.query("SELECT n_questions, k, greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?",
+                          [eval_key])
+    result = {"checkpoint": checkpoint, "model": model_path, **row.astype(object).iloc[0].to_dict()}
+    rows = "\n".join(f"| {k} | {v} |" for k, v in result.items())
+    create_markdown_artifact(key=f"evaluate-{artifact_key(checkpoint)}",
+                             markdown=f"### {checkpoint}\n\n| | |\n|---|---|\n{rows}",
+                             description=f"Evaluation of {checkpoint}")
+    return result

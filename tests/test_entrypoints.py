@@ -1,0 +1,57 @@
+"""The deployments' entry flows, short of loading a model: form fields reach the config, and `next-round`
+continues from (or stops at) what the store recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from east_tasks import pipeline
+from east_tasks.config import load_config
+from east_tasks.experiments import round_checkpoint
+from east_tasks.pipeline import ModelRef
+from east_tasks.store import Store
+from flows.entrypoints import next_round, start_experiment
+
+
+def _record(cfg, rounds: int, tmp_path) -> None:
+    for r in range(rounds + 1):
+        ckpt = tmp_path / "checkpoints" / f"r{r}"
+        ckpt.mkdir(parents=True)
+        pipeline.record_round(cfg, r, ModelRef(path=str(ckpt), hash=f"h{r}"), eval_key=f"e{r}")
+
+
+def test_round_checkpoint_reads_the_latest_round_and_names_what_is_missing(tmp_path) -> None:
+    with pytest.raises(ValueError, match="no store at"):
+        round_checkpoint(tmp_path, "exp")
+    cfg = load_config("tiny-test", experiment="exp", data_dir=tmp_path, weighting={"a": 1.0})
+    _record(cfg, 2, tmp_path)
+    state = round_checkpoint(tmp_path, "exp")
+    assert state.last_round == 2 and state.model.hash == "h2" and state.config.rounds == 2
+    assert state.config.weighting.a == 1.0 and state.config.data.pool_size == 160
+    assert round_checkpoint(tmp_path, "exp", 1).model.path.endswith("r1")
+    with pytest.raises(ValueError, match="no experiment 'other'.*known experiments: exp"):
+        round_checkpoint(tmp_path, "other")
+    (tmp_path / "checkpoints" / "r2").rmdir()
+    with pytest.raises(ValueError, match="round 2: checkpoint .*r2 is missing"):
+        round_checkpoint(tmp_path, "exp")
+
+
+def test_next_round_at_the_limit_does_nothing(tmp_path, prefect_server) -> None:
+    cfg = load_config("tiny-test", experiment="sched", data_dir=tmp_path)
+    _record(cfg, 2, tmp_path)
+    assert next_round(experiment="sched", max_rounds=2, data_dir=str(tmp_path)) == \
+        {"experiment": "sched", "round": 2, "ran": False}
+    with Store(cfg.store_path) as store:
+        assert store.execute("SELECT max(round), count(*) FROM experiment_rounds")[0] == (2, 3)
+        assert store.execute("SELECT count(*) FROM step_status")[0][0] == 0
+
+
+def test_form_fields_reach_the_config_before_anything_loads(tmp_path, prefect_server) -> None:
+    cfg = load_config("tiny-test", experiment="form", data_dir=tmp_path)
+    _record(cfg, 0, tmp_path)
+    # The recorded experiment has the defaults; each form field shows up in the refusal's diff.
+    for field, value, diff in (("a", 1.5, "weighting.a: 0.0 -> 1.5"), ("loss", "dpo", "train.loss: 'sft' -> 'dpo'"),
+                               ("pool_size", 40, "data.pool_size: 160 -> 40"),
+                               ("samples_per_question", 4, "sampling.n: 8 -> 4")):
+        with pytest.raises(ValueError, match=f"{diff}.*choose a new experiment name"):
+            start_experiment(experiment="form", preset="tiny-test", data_dir=str(tmp_path), **{field: value})

@@ -1,0 +1,306 @@
+"""Operating east from Prefect the way a person does: a real `prefect server` process (started by `east server`),
+the deployments registered by `east deploy`, runs executed by `east worker`, a failed run retried with the
+request the UI's Retry button sends, and the run's page checked in headless Chromium.
+
+The browser is Debian's `chromium` + `chromium-driver` (.ci/run installs them); without them these tests
+fail, unless EAST_SKIP_BROWSER=1 says to skip only the browser test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+
+from east_tasks.config import load_config
+from east_tasks.store import Store
+from flows.faults import FAIL_ONCE_ENV
+
+REPO = Path(__file__).resolve().parent.parent
+EAST = [str(Path(sys.executable).parent / "east")]
+SCREENSHOTS = REPO / "build" / "screenshots"
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _RetryWhileBusy(httpx.HTTPTransport):
+    """Prefect's SQLite database answers 503 ("database is locked") while a busy machine's writers queue up;
+    the UI shows an error and the person clicks again, so the test client asks again too (10 times, 1 s apart)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(10):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                return response
+            response.close()
+            time.sleep(1)
+        return response
+
+
+class Live:
+    """A Prefect server process and its REST API (the one the UI talks to)."""
+
+    def __init__(self, url: str, env: dict[str, str], data_dir: Path):
+        self.url, self.env, self.data_dir = url, env, data_dir
+        self.worker: subprocess.Popen | None = None
+        self.api = httpx.Client(base_url=f"{url}/api", timeout=30, transport=_RetryWhileBusy())
+
+    def deployment(self, name: str) -> dict:
+        return self.api.get(f"/deployments/name/{name}").raise_for_status().json()
+
+    def trigger(self, name: str, parameters: dict) -> httpx.Response:
+        return self.api.post(f"/deployments/{self.deployment(name)['id']}/create_flow_run",
+                             json={"parameters": parameters})
+
+    def wait(self, run_id: str, timeout: float = 900) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            run = self.api.get(f"/flow_runs/{run_id}").raise_for_status().json()
+            if run["state_type"] in TERMINAL:
+                return run
+            time.sleep(1)
+        raise TimeoutError(f"flow run {run_id} still {run['state_type']} after {timeout}s")
+
+    def wait_process_exit(self, run: dict, timeout: float = 60) -> None:
+        """A run's state turns Failed a moment before its process exits; a retry in that moment races the
+        exiting process in Prefect 3.7.7's process worker (it reports the retried run Crashed and deletes
+        its working directory). A person clicks Retry later; the test waits for the process like them."""
+        pid = int(run["infrastructure_pid"].rsplit(":", 1)[-1])  # "pid" or "host:pid"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                time.sleep(2)  # the worker's clean-up after the exit
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"flow-run process {pid} still alive after {timeout}s")
+
+    def subflow(self, parent_id: str, name: str) -> dict:
+        runs = self.api.post("/flow_runs/filter", json={"flow_runs": {"name": {"any_": [name]}}}).json()
+        [run] = [r for r in runs if r["parent_task_run_id"] and self._parent_run(r) == parent_id]
+        return run
+
+    def _parent_run(self, run: dict) -> str:
+        return self.api.get(f"/task_runs/{run['parent_task_run_id']}").json()["flow_run_id"]
+
+    def messages(self) -> list[str]:
+        """Every log line the server has, oldest first."""
+        out: list[str] = []
+        while page := self.api.post("/logs/filter", json={"limit": 200, "offset": len(out),
+                                                          "sort": "TIMESTAMP_ASC"}).json():
+            out += [log["message"] for log in page]
+        return out
+
+    def artifact(self, key: str) -> dict:
+        return self.api.get(f"/artifacts/{key}/latest").raise_for_status().json()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"no prefect server at {url} after {timeout}s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)  # the CLI's children (uvicorn, flow-run processes) go with it
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Live:
+    """`east server` on a free port of 127.0.0.1, `east deploy`, and `east worker` (with a fault to inject)."""
+    tmp = tmp_path_factory.mktemp("live")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": f"{url}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
+           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
+    procs = []
+    logs = {name: (tmp / f"{name}.log").open("w") for name in ("server", "worker")}
+    try:
+        procs.append(subprocess.Popen([*EAST, "server", "--port", str(port)], env=env, start_new_session=True,
+                                      stdout=logs["server"], stderr=subprocess.STDOUT))
+        _wait_healthy(url, procs[0])
+        deployed = subprocess.run([*EAST, "deploy"], env=env, cwd=tmp, capture_output=True, text=True)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        procs.append(subprocess.Popen([*EAST, "worker"], env={**env, FAIL_ONCE_ENV: "select-and-weight"},
+                                      start_new_session=True, stdout=logs["worker"], stderr=subprocess.STDOUT))
+        live = Live(url, env, tmp / "data")
+        live.worker = procs[-1]
+        yield live
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        for f in logs.values():
+            f.close()
+
+
+def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) -> None:
+    names = {"east-self-train/self-train", "east-next-round/next-round", "east-evaluate/evaluate", "sweep/sweep"}
+    deployments = {name: live.deployment(name) for name in names}
+    assert {d["work_pool_name"] for d in deployments.values()} == {"east-process"}
+    pool = live.api.get("/work_pools/east-process").json()
+    assert pool["type"] == "process" and pool["concurrency_limit"] == 1
+    assert all(d["enforce_parameter_schema"] for d in deployments.values())
+
+    schema = deployments["east-self-train/self-train"]["parameter_openapi_schema"]
+    props = schema["properties"]
+    assert props["preset"]["enum"] == ["tiny", "tiny-test", "gsm8k-1b"]  # a drop-down in the form
+    assert props["loss"]["enum"] == ["sft", "dpo", "kto"]
+    assert props["strategy"]["enum"] == ["entropy", "local", "accuracy", "rejected"]
+    assert "vanilla" in props["a"]["description"]
+    good = {"experiment": "x", "preset": "tiny-test", "rounds": 3, "a": 1.5, "mapping": "exp", "loss": "dpo"}
+    jsonschema.validate(good, schema)
+    for bad in ({"preset": "huge"}, {"a": 11}, {"rounds": -1}, {"mapping": "linear"}, {"experiment": "a b"},
+                {"samples_per_question": 0}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    # The server enforces the same schema when a run is created (the UI's "Run" form, the API, schedules).
+    refused = live.trigger("east-self-train/self-train", {"preset": "huge"})
+    assert refused.status_code == 409 and "huge" in refused.text
+
+    [schedule] = deployments["east-next-round/next-round"]["schedules"]
+    assert schedule["schedule"]["cron"] == "0 2 * * *" and schedule["active"] is False
+    assert schedule["parameters"] == {"experiment": "tiny", "max_rounds": 5}
+    jsonschema.validate(schedule["parameters"], deployments["east-next-round/next-round"]["parameter_openapi_schema"])
+    assert "checkpoint" in deployments["east-evaluate/evaluate"]["parameter_openapi_schema"]["required"]
+    sweep_schema = deployments["sweep/sweep"]["parameter_openapi_schema"]
+    jsonschema.validate({"name": "grid", "grid": {"a_values": [0, 1], "losses": ["sft", "dpo"]}}, sweep_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"grid": {"losses": ["ppo"]}}, sweep_schema)
+
+
+def _count(cfg, table: str) -> int:
+    with Store(cfg.store_path) as s:
+        return s.execute(f"SELECT count(*) FROM {table}")[0][0]
+
+
+def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
+    # transformers generation: no vLLM engine start-up (~20 s, minutes on a busy machine) in each run.
+    params = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "backend": "hf", "data_dir": str(live.data_dir)}
+    cfg = load_config("tiny-test", experiment="ui", rounds=1, data_dir=live.data_dir, backend={"backend": "hf"})
+    run = live.trigger("east-self-train/self-train", params).raise_for_status().json()
+
+    failed = live.wait(run["id"])
+    assert failed["state_type"] == "FAILED" and "fault injected" in failed["state"]["message"], failed["state"]
+    assert failed["name"] == "ui"  # named by the flow when it starts
+    generated = _count(cfg, "generations")
+    pool, test, n, k = cfg.data.pool_size, cfg.data.test_size, cfg.sampling.n, cfg.eval.k
+    assert generated == pool * n + test * (1 + k)  # the round's pool and the backbone's evaluation
+    assert _count(cfg, "checkpoints") == 0
+
+    live.wait_process_exit(failed)
+    # What the UI's Retry button sends (prefect-ui-library `retryFlowRun`): force the run back to Scheduled.
+    retry = {"state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}, "force": True}
+    assert live.api.post(f"/flow_runs/{run['id']}/set_state", json=retry).json()["status"] == "ACCEPT"
+    done = live.wait(run["id"])
+    assert done["state_type"] == "COMPLETED" and done["run_count"] == 2
+    assert live.worker.poll() is None  # the worker took the retried run and is still serving
+    live.wait_process_exit(done)  # its last log lines are sent as the process ends
+
+    # Nothing generated twice: only the new checkpoint's test evaluation was added.
+    assert _count(cfg, "generations") == generated + test * (1 + k)
+    assert _count(cfg, "checkpoints") == 1 and _count(cfg, "experiment_rounds") == 2
+    messages = live.messages()
+    pool_step = [m for m in messages if m.startswith("generate pool round 1 ")]
+    assert len(pool_step) == 2 and "computed in" in pool_step[0] and "cached, skipped" in pool_step[1], pool_step
+    assert any("fault injected" in m for m in messages)
+
+    round_md = live.artifact("ui-round-1")["data"]
+    assert "kept questions" in round_md and "entropy" in round_md and "ui-round-1-entropy.png" in round_md
+    assert live.artifact("ui-progress")["data"] == 100.0
+
+
+@pytest.mark.skipif(os.environ.get("EAST_SKIP_BROWSER") == "1", reason="EAST_SKIP_BROWSER=1")
+def test_next_round_then_the_run_page_in_chromium(live: Live) -> None:
+    if not (live.data_dir / "east.duckdb").exists():
+        pytest.skip("needs the experiment test_retry_from_the_ui_resumes_from_the_cache made")
+    params = {"experiment": "ui", "max_rounds": 2, "data_dir": str(live.data_dir)}
+    t0 = time.time()
+    run = live.trigger("east-next-round/next-round", params).raise_for_status().json()
+    done = live.wait(run["id"])
+    elapsed = time.time() - t0
+    assert done["state_type"] == "COMPLETED", done["state"]
+    print(f"next-round: trigger -> completed in {elapsed:.1f}s (one tiny-test round under the server)")
+    round_run = live.subflow(run["id"], "ui-round-2")
+    assert round_run["state_type"] == "COMPLETED"
+    assert live.artifact("ui-round-2")["flow_run_id"] == round_run["id"]
+
+    # At the limit, a (scheduled) run does nothing and says why.
+    again = live.wait(live.trigger("east-next-round/next-round", params).raise_for_status().json()["id"])
+    assert again["state_type"] == "COMPLETED"
+    live.wait_process_exit(again)
+    assert any("max_rounds=2: nothing to do" in m for m in live.messages())
+
+    # `evaluate` on the new checkpoint: the same test split and settings, so it is read from the cache.
+    evaluate = {"checkpoint": "ui:2", "preset": "tiny-test", "backend": "hf", "data_dir": str(live.data_dir)}
+    evaluated = live.wait(live.trigger("east-evaluate/evaluate", evaluate).json()["id"])
+    assert evaluated["state_type"] == "COMPLETED", evaluated["state"]
+    with Store(live.data_dir / "east.duckdb") as store:
+        greedy = store.execute("SELECT e.greedy_acc FROM experiment_rounds r JOIN evaluations e USING (eval_key) "
+                               "WHERE r.experiment = 'ui' AND r.round = 2")[0][0]
+    assert f"| greedy_acc | {greedy} |" in live.artifact("evaluate-ui-2")["data"]
+
+    artifact_page = _open_run_page(live, round_run["id"])  # fails unless the badge says Completed
+    assert "kept questions" in artifact_page and "entropy histogram" in artifact_page, artifact_page[:2000]
+
+
+def _open_run_page(live: Live, run_id: str, state: str = "Completed", artifact: str = "ui-round-2") -> str:
+    """A run's page in headless Chromium: waits for its state badge and the artifact's card (Artifacts tab),
+    then opens the artifact; saves a screenshot of each; returns the artifact page's text."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, "install Debian's chromium and chromium-driver (see .ci/run)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)  # no download: both paths given
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        driver.get(f"{live.url}/runs/flow-run/{run_id}")
+        wait = WebDriverWait(driver, 90)
+        badge = f"//*[contains(@class, 'state-badge') and normalize-space(.)='{state}']"
+        wait.until(ec.visibility_of_element_located((By.XPATH, badge)))
+        tab = "//li[contains(@class, 'p-tab') and normalize-space(.)='Artifacts']"
+        wait.until(ec.element_to_be_clickable((By.XPATH, tab))).click()
+        card = f"//*[contains(@class, 'artifact-card__title') and normalize-space(.)='{artifact}']"
+        wait.until(ec.element_to_be_clickable((By.XPATH, card)))
+        driver.save_screenshot(str(SCREENSHOTS / "round-run-page.png"))
+        driver.find_element(By.XPATH, card).click()
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "greedy accuracy"))
+        driver.save_screenshot(str(SCREENSHOTS / "round-artifact.png"))
+        return driver.find_element(By.TAG_NAME, "body").text
+    finally:
+        driver.quit()
