@@ -21,7 +21,7 @@ from east_tasks.data.arith import TIERS, arith_splits, make_split, stream
 from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.io import atomic_dir, hash_dir
 from east_tasks.models.tiny import build_tiny_model, build_tokenizer, save_model_dir
-from east_tasks.training import IGNORE, collate, encode_example
+from east_tasks.training import IGNORE, encode_example, pad
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,6 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
     )
     streams = {t: stream(splits.bootstrap_seed + t, tier=t, exclude=held_out) for t in TIERS}
     tier_rng = random.Random(cfg.seed)
-    pad = collate(tokenizer.pad_token_id)
     model.train()
     start, losses = time.time(), []
     bar = tqdm(range(cfg.steps), desc="bootstrap", disable=not progress)
@@ -73,7 +72,7 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
         tier = tier_rng.choice(TIERS)
         batch = [next(streams[tier]) for _ in range(cfg.batch_size)]
         encoded = pad([encode_example(tokenizer, format_prompt(p.question), format_completion(p.solution))
-                       for p in batch])
+                       for p in batch], tokenizer.pad_token_id)
         ids, labels = encoded["input_ids"], encoded["labels"]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
