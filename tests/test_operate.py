@@ -53,8 +53,8 @@ class _RetryWhileBusy(httpx.HTTPTransport):
 class Live:
     """A Prefect server process and its REST API (the one the UI talks to)."""
 
-    def __init__(self, url: str, env: dict[str, str], data_dir: Path):
-        self.url, self.env, self.data_dir = url, env, data_dir
+    def __init__(self, url: str, data_dir: Path):
+        self.url, self.data_dir = url, data_dir
         self.worker: subprocess.Popen | None = None
         self.api = httpx.Client(base_url=f"{url}/api", timeout=30, transport=_RetryWhileBusy())
 
@@ -151,7 +151,7 @@ def live(tmp_path_factory) -> Live:
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         procs.append(subprocess.Popen([*EAST, "worker"], env={**env, FAIL_ONCE_ENV: "select-and-weight"},
                                       start_new_session=True, stdout=logs["worker"], stderr=subprocess.STDOUT))
-        live = Live(url, env, tmp / "data")
+        live = Live(url, tmp / "data")
         live.worker = procs[-1]
         yield live
     finally:
