@@ -2,8 +2,10 @@
 
 Flows call these and log `StepResult`s; nothing here knows about Prefect. Keys (see DESIGN.md):
   dataset_key = hash of the problem rows;  gen_key = model_hash + dataset_key + split + sampling fields
-  weight_key  = gen_key + weighting fields; ckpt_key = parent model_hash + weight_key + train fields
-  eval_key    = model_hash + dataset_key + eval fields
+                + prompt template + answer style
+  weight_key  = gen_key + weighting fields + loss (the loss decides the rows: responses, pairs or singles)
+  ckpt_key    = parent model_hash + weight_key + train fields;  eval_key = model_hash + dataset_key + eval fields
+  reference log-probs (DPO / KTO / `local`) = sampling model_hash + gen_key + response, in response_logprobs
 """
 
 from __future__ import annotations
