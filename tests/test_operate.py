@@ -20,7 +20,7 @@ import httpx
 import jsonschema
 import pytest
 
-from east_tasks.config import load_config
+from east_tasks.config import PRESETS, load_config
 from east_tasks.store import Store
 from flows.faults import FAIL_ONCE_ENV
 
@@ -171,7 +171,7 @@ def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) ->
 
     schema = deployments["east-self-train/self-train"]["parameter_openapi_schema"]
     props = schema["properties"]
-    assert props["preset"]["enum"] == ["tiny", "tiny-test", "gsm8k-1b"]  # a drop-down in the form
+    assert props["preset"]["enum"] == list(PRESETS)  # a drop-down in the form
     assert props["loss"]["enum"] == ["sft", "dpo", "kto"]
     assert props["strategy"]["enum"] == ["entropy", "local", "accuracy", "rejected"]
     assert "vanilla" in props["a"]["description"]
