@@ -104,7 +104,7 @@ def _round_run_name() -> str:
 
 @flow(name="east-round", flow_run_name=_round_run_name)
 def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef:
-    """One EAST round: sample the pool with the parent, weight by answer entropy, fine-tune, evaluate."""
+    """One EAST round: sample the pool with the parent, weight (entropy or a baseline), fine-tune, evaluate."""
     gen_key = generate_pool(cfg, parent, dataset_key, round_)
     weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent)
     model = train(cfg, parent, weight_key)
