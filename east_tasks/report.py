@@ -129,11 +129,6 @@ SETTING = ["loss", "strategy", "mapping", "a"]
 METRICS = ["greedy_acc", "maj_acc", "pass_acc"]
 
 
-def sweep_results(store: Store, sweep: str) -> pd.DataFrame:
-    """Every round of every experiment in the sweep (one row per experiment and round)."""
-    return store.sweep_table(sweep)
-
-
 def final_round(df: pd.DataFrame) -> pd.DataFrame:
     """Each experiment's last round, for experiments that reached the sweep's last round (others are unfinished)."""
     last = df[df["round"] == df.groupby("experiment")["round"].transform("max")]
@@ -210,7 +205,7 @@ def plot_entropy_vs_error(stats: pd.DataFrame, title: str, path: Path) -> Path:
 
 def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, list[Path]]:
     """The sweep's Markdown table and its three PNG plots, written under `out_dir`; returns (markdown, plots)."""
-    df = sweep_results(store, sweep)
+    df = store.sweep_table(sweep)
     if df.empty:
         raise ValueError(f"no results for sweep {sweep!r}")
     finished = set(final_round(df).experiment)
