@@ -142,6 +142,7 @@ def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
     out.columns = [f"{m}_{s}" for m, s in out.columns]
     out["seeds"] = final.groupby(SETTING).seed.nunique()
     out["rounds"] = final.groupby(SETTING)["round"].max()
+    out["greedy_per_seed"] = final.sort_values("seed").groupby(SETTING).greedy_acc.agg(tuple)
     return out.reset_index().sort_values(SETTING, ignore_index=True)
 
 
@@ -150,23 +151,31 @@ def _setting_name(r) -> str:
     return f"{r.loss.upper()} {weighting}"
 
 
-def sweep_markdown(summary: pd.DataFrame, sweep: str, plots: list[Path] = (), unfinished: list[str] = ()) -> str:
+def sweep_markdown(summary: pd.DataFrame, sweep: str, plots: list[Path] = (), unfinished: list[str] = (),
+                   beside: bool = False) -> str:
+    """The sweep's table; plots are linked by file URI, or embedded by name when the Markdown sits beside them."""
     lines = [f"### {sweep}: final-round test accuracy, mean ± std over seeds", "",
-             "| setting | greedy | maj@k | pass@k | seeds | rounds |", "|---|---|---|---|---|---|"]
+             "| setting | greedy | maj@k | pass@k | seeds | rounds | greedy per seed |", "|---" * 7 + "|"]
     for r in summary.itertuples(index=False):
         stds = [getattr(r, f"{m}_std") for m in METRICS]
         cells = [f"{getattr(r, f'{m}_mean'):.3f} ± {0.0 if pd.isna(sd) else sd:.3f}" for m, sd in zip(METRICS, stds,
                                                                                                       strict=True)]
-        lines.append(f"| {_setting_name(r)} | {' | '.join(cells)} | {r.seeds} | {r.rounds} |")
+        per_seed = ", ".join(f"{x:.3f}" for x in r.greedy_per_seed)
+        lines.append(f"| {_setting_name(r)} | {' | '.join(cells)} | {r.seeds} | {r.rounds} | {per_seed} |")
     if unfinished:
         lines += ["", f"Not counted, unfinished: {', '.join(unfinished)}"]
-    lines += ["", *[f"Plot: `{Path(p).resolve()}`" for p in plots]]
+    if beside:
+        lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in plots]]
+    else:
+        lines += ["", "Plots: " + ", ".join(f"[{Path(p).stem}]({Path(p).resolve().as_uri()})" for p in plots)]
     return "\n".join(lines)
 
 
-def plot_accuracy_vs_a(summary: pd.DataFrame, title: str, path: Path) -> Path:
+def plot_accuracy_vs_a(summary: pd.DataFrame, title: str, path: Path, backbone: float | None = None) -> Path:
     """One line per (loss, strategy, mapping); the vanilla point (a = 0) starts every line of its loss."""
     fig, ax = _new_axes()
+    if backbone is not None:
+        ax.axhline(backbone, color="grey", linestyle=":", label="before self-training")
     vanilla = summary[summary.a == 0]
     for (loss, strategy, mapping), group in summary[summary.a != 0].groupby(["loss", "strategy", "mapping"]):
         line = pd.concat([vanilla[vanilla.loss == loss], group]).sort_values("a")
@@ -213,13 +222,15 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
     df = df[df.experiment.isin(finished)]
     summary = sweep_summary(df)
     first_pool = df[df["round"] == 1].gen_key.dropna()
-    plots = [plot_accuracy_vs_a(summary, f"{sweep}: accuracy vs a", out_dir / f"{sweep}-accuracy-vs-a.png"),
+    start = df[df["round"] == 0].greedy_acc
+    plots = [plot_accuracy_vs_a(summary, f"{sweep}: accuracy vs a", out_dir / f"{sweep}-accuracy-vs-a.png",
+                                start.mean() if len(start) else None),
              plot_accuracy_vs_round(df, f"{sweep}: accuracy per round", out_dir / f"{sweep}-accuracy-vs-round.png")]
     if len(first_pool):
         stats = store.query("SELECT DISTINCT ON (problem_id) entropy, frac_correct, n_incorrect FROM question_stats "
                             "WHERE gen_key = ?", [first_pool.iloc[0]])
         plots.append(plot_entropy_vs_error(stats, f"{sweep}: round-1 pool questions",
                                            out_dir / f"{sweep}-entropy-vs-error.png"))
-    markdown = sweep_markdown(summary, sweep, plots, unfinished)
-    atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(markdown + "\n"))
-    return markdown, plots
+    page = sweep_markdown(summary, sweep, plots, unfinished, beside=True)
+    atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(page + "\n"))
+    return sweep_markdown(summary, sweep, plots, unfinished), plots

@@ -2,9 +2,11 @@
 
 import asyncio
 
+import pandas as pd
 import pytest
 
 from east_tasks.config import SweepGrid
+from east_tasks.report import sweep_markdown, sweep_summary
 from east_tasks.store import Store
 from east_tasks.sweep import SweepPoint, grid_points, point_config
 from flows.sweep import sweep
@@ -30,6 +32,24 @@ def test_point_config_sets_every_seed_and_name() -> None:
                                                                                                     0.5, 1e-3)
     with pytest.raises(ValueError, match="loss"):
         point_config("sw", SweepPoint(0, "ppo", "entropy", "power", 1.0))
+
+
+def test_sweep_summary_averages_final_rounds_over_seeds() -> None:
+    def row(experiment: str, seed: int, a: float, round_: int, greedy: float) -> dict:
+        return {"experiment": experiment, "seed": seed, "loss": "sft", "strategy": "entropy", "mapping": "power",
+                "a": a, "round": round_, "greedy_acc": greedy, "maj_acc": greedy / 2, "pass_acc": 1.0}
+
+    df = pd.DataFrame([row("v-s1", 1, 0, 1, 0.40), row("v-s1", 1, 0, 2, 0.50), row("v-s0", 0, 0, 1, 0.30),
+                       row("v-s0", 0, 0, 2, 0.60), row("e-s0", 0, 1, 2, 0.70),
+                       row("e-s1", 1, 1, 1, 0.90)])  # e-s1 stopped after round 1: unfinished, not averaged
+    summary = sweep_summary(df).set_index("a")
+    assert summary.loc[0, "greedy_acc_mean"] == pytest.approx(0.55)
+    assert summary.loc[0, "greedy_acc_std"] == pytest.approx(0.0707107, abs=1e-6)  # |0.6 - 0.5| / sqrt(2)
+    assert summary.loc[0, "greedy_per_seed"] == (0.60, 0.50)  # seed order, not row order
+    assert summary.loc[1, "seeds"] == 1 and pd.isna(summary.loc[1, "greedy_acc_std"])
+    table = sweep_markdown(summary.reset_index(), "s")
+    assert "| SFT vanilla | 0.550 ± 0.071 | 0.275 ± 0.035 | 1.000 ± 0.000 | 2 | 2 | 0.600, 0.500 |" in table
+    assert "| SFT entropy power a=1 | 0.700 ± 0.000 | 0.350 ± 0.000 | 1.000 ± 0.000 | 1 | 2 | 0.700 |" in table
 
 
 def _artifact_keys() -> set[str]:
@@ -73,5 +93,7 @@ def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
         assert f"| {name} |" in markdown
     for plot in ("accuracy-vs-a", "accuracy-vs-round", "entropy-vs-error"):
         assert (tmp_path / "plots" / f"it-{plot}.png").stat().st_size > 1000
-    assert (tmp_path / "plots" / "it.md").read_text().strip() == markdown.strip()
+    page = (tmp_path / "plots" / "it.md").read_text()
+    assert page.split("\n\n")[:2] == markdown.split("\n\n")[:2]  # same title and table
+    assert "![it-accuracy-vs-a](it-accuracy-vs-a.png)" in page and "file://" in markdown  # page sits beside its plots
     assert {"sweep-it-summary", "sweep-it-it-accuracy-vs-a"} <= _artifact_keys()
