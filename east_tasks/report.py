@@ -143,7 +143,8 @@ def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
     out["seeds"] = final.groupby(SETTING).seed.nunique()
     out["rounds"] = final.groupby(SETTING)["round"].max()
     out["greedy_per_seed"] = final.sort_values("seed").groupby(SETTING).greedy_acc.agg(tuple)
-    return out.reset_index().sort_values(SETTING, ignore_index=True)
+    out = out.reset_index().assign(weighted=lambda d: d.a != 0)  # per loss: vanilla first, then each weighting
+    return out.sort_values(["loss", "weighted", *SETTING[1:]], ignore_index=True).drop(columns="weighted")
 
 
 def _setting_name(r) -> str:

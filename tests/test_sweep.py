@@ -35,14 +35,17 @@ def test_point_config_sets_every_seed_and_name() -> None:
 
 
 def test_sweep_summary_averages_final_rounds_over_seeds() -> None:
-    def row(experiment: str, seed: int, a: float, round_: int, greedy: float) -> dict:
-        return {"experiment": experiment, "seed": seed, "loss": "sft", "strategy": "entropy", "mapping": "power",
+    def row(experiment: str, seed: int, a: float, round_: int, greedy: float, strategy: str = "entropy") -> dict:
+        return {"experiment": experiment, "seed": seed, "loss": "sft", "strategy": strategy, "mapping": "power",
                 "a": a, "round": round_, "greedy_acc": greedy, "maj_acc": greedy / 2, "pass_acc": 1.0}
 
     df = pd.DataFrame([row("v-s1", 1, 0, 1, 0.40), row("v-s1", 1, 0, 2, 0.50), row("v-s0", 0, 0, 1, 0.30),
                        row("v-s0", 0, 0, 2, 0.60), row("e-s0", 0, 1, 2, 0.70),
-                       row("e-s1", 1, 1, 1, 0.90)])  # e-s1 stopped after round 1: unfinished, not averaged
-    summary = sweep_summary(df).set_index("a")
+                       row("e-s1", 1, 1, 1, 0.90),  # e-s1 stopped after round 1: unfinished, not averaged
+                       row("acc-s0", 0, 1, 2, 0.20, strategy="accuracy")])
+    summary = sweep_summary(df)
+    assert list(zip(summary.strategy, summary.a, strict=True)) == [("entropy", 0), ("accuracy", 1), ("entropy", 1)]
+    summary = summary[summary.strategy == "entropy"].set_index("a")
     assert summary.loc[0, "greedy_acc_mean"] == pytest.approx(0.55)
     assert summary.loc[0, "greedy_acc_std"] == pytest.approx(0.0707107, abs=1e-6)  # |0.6 - 0.5| / sqrt(2)
     assert summary.loc[0, "greedy_per_seed"] == (0.60, 0.50)  # seed order, not row order
