@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--model", default=str(BACKBONE_DIR))
     args = parser.parse_args()
-    prompts = [format_prompt(p.question) for p in make_split(args.prompts, seed=5)]
+    prompts = [format_prompt(p.question) for p in make_split("pool", args.prompts, seed=5)]
     spec = SampleSpec(args.n, 0.8, 1.0, args.max_tokens)
     results = {b: measure(b, args.model, prompts, spec) for b in ("hf", "vllm")}
     for b, (startup, rate) in results.items():

@@ -278,23 +278,34 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[Ste
     return StepResult("train", ckpt_key, False, time.time() - t0, info), model
 
 
-def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> list[StepResult]:
-    """Greedy and k-sample generations on the test split, then metrics into `evaluations`."""
+class EvalKeys(BaseModel):
+    """The evaluation keys of one model: test, and validation where the data has that split."""
+
+    model_config = ConfigDict(frozen=True)
+    test: str
+    validation: str | None = None
+
+
+def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, k: int) -> list[StepResult]:
+    """Greedy (and, with k > 0, k-sample) generations on `split`, then metrics into `evaluations`."""
     ev = cfg.eval
-    greedy = generate(cfg, model, dataset_key, "test", SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed,
-                      "generate test greedy")
-    sampled = generate(cfg, model, dataset_key, "test", SampleSpec(ev.k, ev.temperature, 1.0, ev.max_tokens),
-                       ev.seed, f"generate test k={ev.k}")
+    greedy = generate(cfg, model, dataset_key, split, SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed,
+                      f"generate {split} greedy")
+    sampled = greedy if k == 0 else generate(cfg, model, dataset_key, split,
+                                             SampleSpec(k, ev.temperature, 1.0, ev.max_tokens), ev.seed,
+                                             f"generate {split} k={k}")
+    generated = [greedy] if k == 0 else [greedy, sampled]
     t0 = time.time()
     eval_key = fingerprint({"greedy": greedy.key, "sampled": sampled.key})
+    step = f"evaluate {split}"
     with Store(cfg.store_path) as store:
         row = store.query("SELECT greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?", [eval_key])
         if len(row):
             info = {k: round(float(row[k][0]), 4) for k in row.columns}
-            return [greedy, sampled, StepResult("evaluate", eval_key, True, time.time() - t0, info)]
+            return [*generated, StepResult(step, eval_key, True, time.time() - t0, info)]
         gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ?",
                                    [s.key]) for s in (greedy, sampled)}
-        result = evaluate(gens[greedy.key], gens[sampled.key], store.problems(dataset_key, "test"), ev.k,
+        result = evaluate(gens[greedy.key], gens[sampled.key], store.problems(dataset_key, split), max(k, 1),
                           cfg.data.answer_style)
         store.execute(
             "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -303,14 +314,21 @@ def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> 
         )
         info = {"greedy_acc": round(result.greedy_acc, 4), "maj_acc": round(result.maj_acc, 4),
                 "pass_acc": round(result.pass_acc, 4)}
-        store.mark_step(eval_key, "evaluate", cfg.experiment, "done", time.time() - t0, info)
-    return [greedy, sampled, StepResult("evaluate", eval_key, False, time.time() - t0, info)]
+        store.mark_step(eval_key, step, cfg.experiment, "done", time.time() - t0, info)
+    return [*generated, StepResult(step, eval_key, False, time.time() - t0, info)]
 
 
-def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, eval_key: str,
+def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> tuple[list[StepResult], EvalKeys]:
+    """The test split (greedy, maj@k, pass@k) and, when there is one, the validation split (greedy only)."""
+    test = evaluate_split(cfg, model, dataset_key, "test", cfg.eval.k)
+    validation = evaluate_split(cfg, model, dataset_key, "validation", 0) if cfg.data.validation_size else []
+    return test + validation, EvalKeys(test=test[-1].key, validation=validation[-1].key if validation else None)
+
+
+def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: EvalKeys,
                  gen_key: str | None = None, weight_key: str | None = None) -> None:
     with Store(cfg.store_path) as store:
         n_kept = store.count("training_examples", "weight_key", weight_key) if weight_key else None
         store.record_round(cfg.experiment, round_, model_hash=model.hash, model_path=model.path,
-                           eval_key=eval_key, gen_key=gen_key, weight_key=weight_key, n_kept=n_kept,
-                           config=cfg.model_dump_json())
+                           eval_key=evals.test, val_eval_key=evals.validation, gen_key=gen_key,
+                           weight_key=weight_key, n_kept=n_kept, config=cfg.model_dump_json())

@@ -19,18 +19,27 @@ def round_results(store: Store, experiment: str) -> pd.DataFrame:
 
 
 def to_records(df: pd.DataFrame) -> list[dict]:
-    cols = ["round", "greedy_acc", "maj_acc", "pass_acc", "k", "n_questions", "n_kept", "by_tier", "model_hash"]
+    cols = ["round", "greedy_acc", "maj_acc", "pass_acc", "val_greedy_acc", "k", "n_questions", "n_kept", "by_tier",
+            "model_hash"]
     records = df[cols].astype(object).to_dict("records")
     return [{c: None if not isinstance(v, dict) and pd.isna(v) else v for c, v in r.items()} for r in records]
 
 
+def tiers(df: pd.DataFrame) -> list[str]:
+    """The difficulty tiers present in a results frame's `by_tier` column, in order."""
+    return sorted({t for b in df.by_tier for t in b}, key=lambda t: (len(t), t))
+
+
 def to_markdown(df: pd.DataFrame, experiment: str) -> str:
+    names = tiers(df)
     lines = [f"### {experiment}: test accuracy per round", "",
-             "| round | greedy | maj@k | pass@k | k | kept questions |", "|---|---|---|---|---|---|"]
+             "| round | greedy | " + "".join(f"tier {t} | " for t in names) + "maj@k | pass@k | k | kept questions |",
+             "|---" * (6 + len(names)) + "|"]
     for r in df.itertuples(index=False):
         kept = "-" if pd.isna(r.n_kept) else int(r.n_kept)
         name = "backbone" if r.round == 0 else f"round {r.round}"
-        lines.append(f"| {name} | {r.greedy_acc:.3f} | {r.maj_acc:.3f} | {r.pass_acc:.3f} | {r.k} | {kept} |")
+        by_tier = "".join(f"{r.by_tier[t]['greedy_acc']:.3f} | " if t in r.by_tier else "- | " for t in names)
+        lines.append(f"| {name} | {r.greedy_acc:.3f} | {by_tier}{r.maj_acc:.3f} | {r.pass_acc:.3f} | {r.k} | {kept} |")
     return "\n".join(lines)
 
 
@@ -62,11 +71,15 @@ def _save_png(fig, path: Path) -> Path:
 
 
 def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
+    """Greedy, maj@k and pass@k per round, and greedy accuracy of each difficulty tier (dotted)."""
     fig, ax = _new_axes()
     for col, label in (("greedy_acc", "greedy"), ("maj_acc", "maj@k"), ("pass_acc", "pass@k")):
         ax.plot(df["round"], df[col], marker="o", label=label)
+    for t in tiers(df):
+        ax.plot(df["round"], [b.get(t, {}).get("greedy_acc", np.nan) for b in df.by_tier], marker=".",
+                linestyle=":", label=f"tier {t} greedy")
     ax.set_xticks(list(df["round"]))
-    _label(ax, "self-training round (0 = backbone)", "test accuracy", experiment)
+    _label(ax, "self-training round (0 = backbone)", "test accuracy", experiment, legend_size=7)
     return _save_png(fig, path)
 
 
@@ -120,8 +133,12 @@ def round_markdown(df: pd.DataFrame, experiment: str, round_: int, selection: di
         lines.append(f"| {label} | {cell(now, col)} | {cell(before, col)} |")
     lines += ["", "| training questions | |", "|---|---|"]
     lines += [f"| {name} | {v:.3f} |" if isinstance(v, float) else f"| {name} | {v} |" for name, v in selection.items()]
-    lines += ["", "Plots: " + ", ".join(f"[{name}]({Path(p).resolve().as_uri()})" for name, p in plots.items())]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", plot_links(plots)])
+
+
+def plot_links(plots: dict[str, Path]) -> str:
+    """File-URI links: Prefect's Markdown artifacts cannot show local images."""
+    return "Plots: " + ", ".join(f"[{name}]({Path(p).resolve().as_uri()})" for name, p in plots.items())
 
 
 # --- sweeps -------------------------------------------------------------------------------------------------
@@ -140,6 +157,8 @@ def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
     final = final_round(df)
     out = final.groupby(SETTING)[METRICS].agg(["mean", "std"])
     out.columns = [f"{m}_{s}" for m, s in out.columns]
+    if "val_greedy_acc" in final:
+        out["val_greedy_acc_mean"] = final.groupby(SETTING).val_greedy_acc.mean()
     out["seeds"] = final.groupby(SETTING).seed.nunique()
     out["rounds"] = final.groupby(SETTING)["round"].max()
     out["greedy_per_seed"] = final.sort_values("seed").groupby(SETTING).greedy_acc.agg(tuple)
@@ -147,28 +166,109 @@ def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["loss", "weighted", *SETTING[1:]], ignore_index=True).drop(columns="weighted")
 
 
+def paired_differences(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Final-round greedy accuracy of each setting minus its reference, seed by seed, on test and validation.
+
+    The reference is vanilla of the same loss for a weighted setting, and SFT vanilla for DPO / KTO vanilla.
+    Pairing by seed compares runs that share the first round's pool samples, selection and data order, so
+    their noise largely cancels; the interval is Student's t over the per-seed differences."""
+    from scipy import stats
+
+    final = final_round(df).assign(weighted=lambda d: d.a != 0)
+    vanilla = final[~final.weighted].set_index(["loss", "seed"])
+    rows = []
+    for keys, group in final.groupby(SETTING):
+        setting = dict(zip(SETTING, keys, strict=True))
+        ref_loss = setting["loss"] if setting["a"] != 0 else "sft"
+        if setting["a"] == 0 and ref_loss == setting["loss"]:
+            continue
+        row = {**setting, "reference": f"{ref_loss.upper()} vanilla"}
+        for metric, name in (("greedy_acc", "test"), ("val_greedy_acc", "val")):
+            mine = group.set_index("seed")[metric]
+            ref = vanilla.xs(ref_loss, level="loss")[metric] if ref_loss in vanilla.index.get_level_values(0) else None
+            diffs = (mine - ref).dropna() if ref is not None else pd.Series(dtype=float)
+            n = len(diffs)
+            half = (stats.t.ppf(0.5 + confidence / 2, n - 1) * diffs.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+            row |= {f"{name}_diff": diffs.mean() if n else np.nan, f"{name}_ci": half, f"{name}_seeds": n}
+        rows.append(row)
+    columns = [*SETTING, "reference", *(f"{m}_{x}" for m in ("test", "val") for x in ("diff", "ci", "seeds"))]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def paired_markdown(diffs: pd.DataFrame, sweep: str) -> str:
+    lines = [f"### {sweep}: paired differences (points of greedy accuracy, mean over seeds ± 95 % CI half-width)",
+             "", "| setting | vs | validation | test | seeds |", "|---|---|---|---|---|"]
+
+    def cell(diff: float, ci: float) -> str:
+        if pd.isna(diff):
+            return "-"
+        return f"{100 * diff:+.2f}" if pd.isna(ci) else f"{100 * diff:+.2f} ± {100 * ci:.2f}"
+
+    for r in diffs.itertuples(index=False):
+        lines.append(f"| {_setting_name(r)} | {r.reference} | {cell(r.val_diff, r.val_ci)} | "
+                     f"{cell(r.test_diff, r.test_ci)} | {r.test_seeds} |")
+    return "\n".join(lines)
+
+
+def plot_paired_differences(diffs: pd.DataFrame, title: str, path: Path) -> Path:
+    """Each setting's paired difference to its reference with its 95 % CI, test and validation side by side."""
+    fig, ax = _new_axes()
+    names = [f"{_setting_name(r)}" for r in diffs.itertuples(index=False)]
+    y = np.arange(len(diffs))
+    for offset, split, colour in ((-0.15, "val", "tab:orange"), (0.15, "test", "tab:blue")):
+        ax.errorbar(100 * diffs[f"{split}_diff"], y + offset, xerr=100 * diffs[f"{split}_ci"].fillna(0), fmt="o",
+                    capsize=3, color=colour, label="validation" if split == "val" else "test")
+    ax.axvline(0, color="grey", linestyle=":")
+    ax.set_yticks(y, names, fontsize=7)
+    ax.invert_yaxis()
+    fig.set_size_inches(6, 1.5 + 0.35 * len(diffs))
+    _label(ax, "difference to reference (points of greedy accuracy)", "", title, legend_size=7)
+    return _save_png(fig, path)
+
+
+def plot_tiers_vs_round(df: pd.DataFrame, title: str, path: Path) -> Path:
+    """Greedy accuracy per round in each difficulty tier, vanilla vs EAST (entropy) settings, mean ± std over seeds."""
+    import matplotlib.pyplot as plt
+
+    east = df[(df.a == 0) | (df.strategy == "entropy")]
+    names = tiers(east)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3), sharey=True, squeeze=False)
+    for ax, t in zip(axes[0], names, strict=True):
+        for keys, group in east.groupby(SETTING):
+            r = pd.Series(dict(zip(SETTING, keys, strict=True)))
+            acc = group.assign(acc=[b.get(t, {}).get("greedy_acc", np.nan) for b in group.by_tier])
+            curve = acc.groupby("round").acc.agg(["mean", "std"]).reset_index()
+            ax.errorbar(curve["round"], curve["mean"], yerr=curve["std"].fillna(0), marker="o", capsize=3,
+                        label=_setting_name(r), linestyle="--" if r.a == 0 else "-")
+        ax.set_title(f"tier {t}")
+        ax.set_xticks(sorted(df["round"].unique()))
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (greedy)")
+    axes[0][-1].legend(fontsize=6)
+    fig.suptitle(title)
+    return _save_png(fig, path)
+
+
 def _setting_name(r) -> str:
     weighting = "vanilla" if r.a == 0 else f"{r.strategy} {r.mapping} a={r.a:g}"
     return f"{r.loss.upper()} {weighting}"
 
 
-def sweep_markdown(summary: pd.DataFrame, sweep: str, plots: list[Path] = (), unfinished: list[str] = (),
-                   beside: bool = False) -> str:
-    """The sweep's table; plots are linked by file URI, or embedded by name when the Markdown sits beside them."""
+def sweep_markdown(summary: pd.DataFrame, sweep: str, unfinished: list[str] = ()) -> str:
     lines = [f"### {sweep}: final-round test accuracy, mean ± std over seeds", "",
-             "| setting | greedy | maj@k | pass@k | seeds | rounds | greedy per seed |", "|---" * 7 + "|"]
+             "| setting | validation greedy | greedy | maj@k | pass@k | seeds | rounds | greedy per seed |",
+             "|---" * 8 + "|"]
     for r in summary.itertuples(index=False):
         stds = [getattr(r, f"{m}_std") for m in METRICS]
         cells = [f"{getattr(r, f'{m}_mean'):.3f} ± {0.0 if pd.isna(sd) else sd:.3f}" for m, sd in zip(METRICS, stds,
                                                                                                       strict=True)]
+        val = getattr(r, "val_greedy_acc_mean", np.nan)
         per_seed = ", ".join(f"{x:.3f}" for x in r.greedy_per_seed)
-        lines.append(f"| {_setting_name(r)} | {' | '.join(cells)} | {r.seeds} | {r.rounds} | {per_seed} |")
+        lines.append(f"| {_setting_name(r)} | {'-' if pd.isna(val) else f'{val:.3f}'} | {' | '.join(cells)} | "
+                     f"{r.seeds} | {r.rounds} | {per_seed} |")
     if unfinished:
         lines += ["", f"Not counted, unfinished: {', '.join(unfinished)}"]
-    if beside:
-        lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in plots]]
-    else:
-        lines += ["", "Plots: " + ", ".join(f"[{Path(p).stem}]({Path(p).resolve().as_uri()})" for p in plots)]
     return "\n".join(lines)
 
 
@@ -214,10 +314,13 @@ def plot_entropy_vs_error(stats: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, list[Path]]:
-    """The sweep's Markdown table and its three PNG plots, written under `out_dir`; returns (markdown, plots)."""
+    """The sweep's tables and PNG plots, written under `out_dir`; returns (Markdown for the UI, plots).
+
+    The page on disk embeds the plots beside it by name; the returned Markdown links them by file URI."""
     df = store.sweep_table(sweep)
     if df.empty:
         raise ValueError(f"no results for sweep {sweep!r}")
+    df["by_tier"] = [json.loads(b) if isinstance(b, str) else (b or {}) for b in df.by_tier]
     finished = set(final_round(df).experiment)
     unfinished = sorted(set(df.experiment) - finished)
     df = df[df.experiment.isin(finished)]
@@ -226,12 +329,20 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
     start = df[df["round"] == 0].greedy_acc
     plots = [plot_accuracy_vs_a(summary, f"{sweep}: accuracy vs a", out_dir / f"{sweep}-accuracy-vs-a.png",
                                 start.mean() if len(start) else None),
-             plot_accuracy_vs_round(df, f"{sweep}: accuracy per round", out_dir / f"{sweep}-accuracy-vs-round.png")]
+             plot_accuracy_vs_round(df, f"{sweep}: accuracy per round", out_dir / f"{sweep}-accuracy-vs-round.png"),
+             plot_tiers_vs_round(df, f"{sweep}: accuracy per round by tier", out_dir / f"{sweep}-tiers-vs-round.png")]
+    diffs = paired_differences(df)
+    if len(diffs):
+        plots.append(plot_paired_differences(diffs, f"{sweep}: paired differences",
+                                             out_dir / f"{sweep}-paired-differences.png"))
     if len(first_pool):
         stats = store.query("SELECT DISTINCT ON (problem_id) entropy, frac_correct, n_incorrect FROM question_stats "
                             "WHERE gen_key = ?", [first_pool.iloc[0]])
         plots.append(plot_entropy_vs_error(stats, f"{sweep}: round-1 pool questions",
                                            out_dir / f"{sweep}-entropy-vs-error.png"))
-    page = sweep_markdown(summary, sweep, plots, unfinished, beside=True)
+    table = sweep_markdown(summary, sweep, unfinished)
+    if len(diffs):
+        table += "\n\n" + paired_markdown(diffs, sweep)
+    page = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in plots]])
     atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(page + "\n"))
-    return sweep_markdown(summary, sweep, plots, unfinished), plots
+    return f"{table}\n\n{plot_links({p.stem: p for p in plots})}", plots

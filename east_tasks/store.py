@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS evaluations (
 CREATE TABLE IF NOT EXISTS experiment_rounds (
     experiment VARCHAR, round INTEGER, model_hash VARCHAR, model_path VARCHAR, eval_key VARCHAR,
     gen_key VARCHAR, weight_key VARCHAR, n_kept INTEGER, config JSON, updated_at DOUBLE,
+    val_eval_key VARCHAR,  -- greedy accuracy on the validation split, where every choice is made
     PRIMARY KEY (experiment, round));
+ALTER TABLE experiment_rounds ADD COLUMN IF NOT EXISTS val_eval_key VARCHAR;  -- stores from before it
 -- One row per (sweep, experiment): which grid point an experiment is (results: experiment_rounds).
 CREATE TABLE IF NOT EXISTS sweep_runs (
     sweep VARCHAR, experiment VARCHAR, seed INTEGER, loss VARCHAR, strategy VARCHAR, mapping VARCHAR,
@@ -148,8 +150,9 @@ class Store:
     def round_table(self, experiment: str) -> pd.DataFrame:
         return self.query(
             """SELECT r.round, r.n_kept, e.greedy_acc, e.maj_acc, e.pass_acc, e.k, e.n_questions, e.by_tier,
-                      r.model_hash, r.model_path
+                      v.greedy_acc AS val_greedy_acc, r.model_hash, r.model_path
                FROM experiment_rounds r LEFT JOIN evaluations e USING (eval_key)
+               LEFT JOIN evaluations v ON v.eval_key = r.val_eval_key
                WHERE r.experiment = ? ORDER BY r.round""",
             [experiment],
         )
@@ -158,11 +161,13 @@ class Store:
         self.upsert("sweep_runs", fields)
 
     def sweep_table(self, sweep: str) -> pd.DataFrame:
-        """Every round of every experiment of a sweep, with its grid point and test accuracy."""
+        """Every round of every experiment of a sweep, with its grid point, test and validation accuracy."""
         return self.query(
-            """SELECT s.*, r.round, r.n_kept, r.gen_key, e.greedy_acc, e.maj_acc, e.pass_acc
+            """SELECT s.*, r.round, r.n_kept, r.gen_key, e.greedy_acc, e.maj_acc, e.pass_acc, e.by_tier,
+                      v.greedy_acc AS val_greedy_acc
                FROM sweep_runs s JOIN experiment_rounds r USING (experiment)
                LEFT JOIN evaluations e USING (eval_key)
+               LEFT JOIN evaluations v ON v.eval_key = r.val_eval_key
                WHERE s.sweep = ? ORDER BY s.experiment, r.round""",
             [sweep],
         )

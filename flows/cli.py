@@ -239,12 +239,16 @@ def worker(
 
 
 def _print_table(name: str, records: list[dict]) -> None:
-    table = Table(title=f"{name}: test accuracy")
-    for col in ("round", "greedy", "maj@k", "pass@k", "kept questions"):
+    tiers = sorted({t for r in records for t in r["by_tier"]}, key=lambda t: (len(t), t))
+    table = Table(title=f"{name}: test accuracy (greedy by tier; validation greedy)")
+    for col in ("round", "greedy", *(f"tier {t}" for t in tiers), "maj@k", "pass@k", "validation", "kept questions"):
         table.add_column(col, justify="right")
     for r in records:
+        val = r.get("val_greedy_acc")
         table.add_row("backbone" if r["round"] == 0 else str(r["round"]), f"{r['greedy_acc']:.3f}",
-                      f"{r['maj_acc']:.3f}", f"{r['pass_acc']:.3f}", str(r["n_kept"] or "-"))
+                      *(f"{r['by_tier'][t]['greedy_acc']:.3f}" if t in r["by_tier"] else "-" for t in tiers),
+                      f"{r['maj_acc']:.3f}", f"{r['pass_acc']:.3f}", "-" if val is None else f"{val:.3f}",
+                      str(r["n_kept"] or "-"))
     console.print(table)
 
 

@@ -159,7 +159,7 @@ def evaluate_checkpoint(
     pipeline.preflight(cfg)
     try:
         dataset_key = prepare_data(cfg)
-        eval_key = evaluate(cfg, resolve_model(model_path), dataset_key)
+        eval_key = evaluate(cfg, resolve_model(model_path), dataset_key).test
     finally:
         release_generator()
     with Store(cfg.store_path) as store:

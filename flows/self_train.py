@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 from east_tasks import pipeline
 from east_tasks.config import ExperimentConfig
 from east_tasks.generation import SampleSpec, release_generator
-from east_tasks.pipeline import ModelRef, StepResult
+from east_tasks.pipeline import EvalKeys, ModelRef, StepResult
 from east_tasks.report import (
     plot_entropy_histogram,
     plot_rounds,
@@ -91,10 +91,10 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> ModelRef:
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> str:
-    results = pipeline.evaluate_model(cfg, model, dataset_key)
+def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> EvalKeys:
+    results, keys = pipeline.evaluate_model(cfg, model, dataset_key)
     _log(results)
-    return results[-1].key
+    return keys
 
 
 def _round_run_name() -> str:
@@ -108,8 +108,8 @@ def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key
     gen_key = generate_pool(cfg, parent, dataset_key, round_)
     weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent)
     model = train(cfg, parent, weight_key)
-    eval_key = evaluate(cfg, model, dataset_key)
-    pipeline.record_round(cfg, round_, model, eval_key, gen_key, weight_key)
+    evals = evaluate(cfg, model, dataset_key)
+    pipeline.record_round(cfg, round_, model, evals, gen_key, weight_key)
     publish_round(cfg, round_, weight_key)
     return model
 
@@ -136,8 +136,8 @@ def self_train(cfg: ExperimentConfig) -> list[dict]:
         ensure_backbone(cfg)
         dataset_key = prepare_data(cfg)
         model = resolve_model(cfg.base_model)
-        eval_key = evaluate(cfg, model, dataset_key)
-        pipeline.record_round(cfg, 0, model, eval_key)
+        evals = evaluate(cfg, model, dataset_key)
+        pipeline.record_round(cfg, 0, model, evals)
         progress = RoundProgress(cfg.experiment, 0, cfg.rounds)
         for r in range(1, cfg.rounds + 1):
             model = east_round(cfg, r, model, dataset_key)

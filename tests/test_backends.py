@@ -8,7 +8,7 @@ from east_tasks.data.prompts import format_prompt
 from east_tasks.generation import SampleSpec, get_generator, release_generator
 from east_tasks.models import BACKBONE_DIR
 
-PROMPTS = [format_prompt(p.question) for p in make_split(32, seed=11)]
+PROMPTS = [format_prompt(p.question) for p in make_split("test", 32, seed=11)]
 GREEDY = SampleSpec(n=1, temperature=0.0, top_p=1.0, max_tokens=64)
 SAMPLED = SampleSpec(n=4, temperature=0.8, top_p=1.0, max_tokens=64)
 
@@ -35,4 +35,4 @@ def test_vllm_and_hf_agree_greedily_and_sample_reproducibly() -> None:
     assert all(c[0].text.strip().split("####")[-1].strip().isdigit() for c in vllm_greedy[:4])
     assert vllm_sampled == vllm_resampled  # per-prompt seeds: independent of batch order
     assert all(len(c) == 4 for c in vllm_sampled)
-    assert len({c.text for c in vllm_sampled[0] + vllm_sampled[1]}) > 2  # sampling actually varies
+    assert any(len({c.text for c in samples}) > 1 for samples in vllm_sampled)  # sampling actually varies

@@ -1,8 +1,17 @@
+from collections import Counter
+
 import pytest
 from pydantic import ValidationError
 
 from east_tasks.config import load_config
-from east_tasks.data.arith import arith_splits, make_problem
+from east_tasks.data.arith import (
+    TIER_SPECS,
+    TIERS,
+    arith_splits,
+    labelled_set,
+    make_problem,
+    make_split,
+)
 from east_tasks.data.sources import load_splits
 
 
@@ -44,25 +53,36 @@ def test_unknown_preset_lists_allowed() -> None:
 def test_arith_problems_are_deterministic_and_splits_disjoint() -> None:
     import random
 
-    p = make_problem(random.Random(3), tier=3)
-    assert p == make_problem(random.Random(3), tier=3)
+    hard = TIERS[-1]
+    p = make_problem(random.Random(3), tier=hard)
+    assert p == make_problem(random.Random(3), tier=hard)
     steps = p.solution.split(" #### ")[0].split(". ")
-    assert len(steps) == 4 and p.solution.endswith(f"#### {p.answer}")
-    splits = arith_splits(300, 120, seed=0)
-    assert not {q.question for q in splits.pool} & {q.question for q in splits.test}
-    assert {q.tier for q in splits.test} == {1, 2, 3}
+    assert len(steps) == TIER_SPECS[hard].steps and p.solution.endswith(f"#### {p.answer}")
+    splits = arith_splits(300, 100, 120, seed=0)
+    labelled = labelled_set((120, 100, 30, 20, 10))
+    named = {"pool": splits.pool, "validation": splits.validation, "test": splits.test, "labelled": labelled}
+    questions = {name: {q.question for q in rows} for name, rows in named.items()}
+    assert [len(q) for q in questions.values()] == [300, 100, 120, 280]  # distinct within each split
+    assert sum(len(q) for q in questions.values()) == len(set().union(*questions.values()))  # disjoint
+    assert {q.tier for q in splits.test} == set(TIERS)
+    tiers = Counter(q.tier for q in labelled)
+    assert tiers == {1: 120, 2: 100, 3: 30, 4: 20, 5: 10}
+    with pytest.raises(ValueError, match="2 sizes given for 5 tiers"):
+        labelled_set((1, 2))
+    assert arith_splits(500, 100, 120, seed=0).test == splits.test  # growing the pool leaves test alone
+    assert make_split("pool", 300, seed=1) != splits.pool
 
 
 def test_reference_solutions_compute_their_answers() -> None:
-    """Each step `x op k = y.` is arithmetically right and chains into the next."""
-    for p in arith_splits(200, 10).pool:
+    """Each step `x op k = y.` is arithmetically right, chains into the next and stays in range."""
+    for p in arith_splits(200, 0, 10).pool + labelled_set((20, 20, 10, 10, 10)):
         value = None
         for step in p.solution.split(" #### ")[0].rstrip(".").split(". "):
             lhs, rhs = step.split(" = ")
             x, op, k = lhs.split()
             assert value is None or int(x) == value
-            value = {"+": int(x) + int(k), "-": int(x) - int(k), "*": int(x) * int(k)}[op]
-            assert value == int(rhs) and value >= 0
+            value = {"+": int(x) + int(k), "-": int(x) - int(k)}[op]
+            assert value == int(rhs) and value >= 0 and 1 <= int(k) <= 9
         assert str(value) == p.answer
 
 

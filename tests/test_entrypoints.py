@@ -8,7 +8,7 @@ import pytest
 from east_tasks import pipeline
 from east_tasks.config import load_config
 from east_tasks.experiments import round_checkpoint
-from east_tasks.pipeline import ModelRef
+from east_tasks.pipeline import EvalKeys, ModelRef
 from east_tasks.store import Store
 from flows.entrypoints import next_round, start_experiment
 
@@ -17,7 +17,7 @@ def _record(cfg, rounds: int, tmp_path) -> None:
     for r in range(rounds + 1):
         ckpt = tmp_path / "checkpoints" / f"r{r}"
         ckpt.mkdir(parents=True)
-        pipeline.record_round(cfg, r, ModelRef(path=str(ckpt), hash=f"h{r}"), eval_key=f"e{r}")
+        pipeline.record_round(cfg, r, ModelRef(path=str(ckpt), hash=f"h{r}"), EvalKeys(test=f"e{r}"))
 
 
 def test_round_checkpoint_reads_the_latest_round_and_names_what_is_missing(tmp_path) -> None:

@@ -22,7 +22,9 @@ def _counts(cfg) -> dict[str, int]:
 
 def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> None:
     cfg = load_config("tiny-test", experiment="it", data_dir=tmp_path, weighting={"a": 1.0})
-    pool, test, n, k = cfg.data.pool_size, cfg.data.test_size, cfg.sampling.n, cfg.eval.k
+    pool, val, test = cfg.data.pool_size, cfg.data.validation_size, cfg.data.test_size
+    n, k = cfg.sampling.n, cfg.eval.k
+    assert val > 0
 
     t0 = time.time()
     first = self_train(cfg)
@@ -32,12 +34,14 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert [r["round"] for r in first] == [0, 1, 2]
     for r in first:
         assert 0 <= r["greedy_acc"] <= r["pass_acc"] <= 1 and 0 <= r["maj_acc"] <= r["pass_acc"]
-        assert r["n_questions"] == test and r["k"] == k
+        assert r["n_questions"] == test and r["k"] == k and 0 <= r["val_greedy_acc"] <= 1
+        assert sum(t["n"] for t in r["by_tier"].values()) == test
     assert first[0]["greedy_acc"] > 0.1  # the backbone has learned the task
-    # 2 rounds of pool sampling; greedy + k samples on the test set for 3 models (backbone, round 1, 2)
-    assert counts["generations"] == 2 * pool * n + 3 * test * (1 + k)
-    assert counts["problems"] == pool + test
-    assert counts["checkpoints"] == 2 and counts["evaluations"] == 3 and counts["experiment_rounds"] == 3
+    # 2 rounds of pool sampling; greedy + k samples on test and greedy on validation for 3 models (backbone,
+    # round 1, 2)
+    assert counts["generations"] == 2 * pool * n + 3 * test * (1 + k) + 3 * val
+    assert counts["problems"] == pool + val + test
+    assert counts["checkpoints"] == 2 and counts["evaluations"] == 2 * 3 and counts["experiment_rounds"] == 3
     assert counts["question_stats"] == 2 * pool
 
     with Store(cfg.store_path) as s:
@@ -51,9 +55,10 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert sorted(rounds.n_kept[1:]) == sorted(ex.groupby("weight_key").size())
     assert rounds.model_hash.nunique() == 3  # each round produced a new model
     assert set(steps.status) == {"done"}
-    # 2 pool generations, 2 x 3 test generations, 2 selections, 2 trainings, 3 evaluations
+    # 2 pool generations, 3 x (2 test + 1 validation) generations, 2 selections, 2 trainings, 3 x 2 evaluations
     assert steps.step.str.startswith("generate pool").sum() == 2 and (steps.step == "train").sum() == 2
-    assert (steps.step == "evaluate").sum() == 3 and len(steps) == 2 + 6 + 2 + 2 + 3
+    assert (steps.step == "evaluate test").sum() == (steps.step == "evaluate validation").sum() == 3
+    assert len(steps) == 2 + 9 + 2 + 2 + 6
 
     t0 = time.time()
     second = self_train(cfg)

@@ -212,7 +212,8 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     assert failed["name"] == "ui"  # named by the flow when it starts
     generated = _count(cfg, "generations")
     pool, test, n, k = cfg.data.pool_size, cfg.data.test_size, cfg.sampling.n, cfg.eval.k
-    assert generated == pool * n + test * (1 + k)  # the round's pool and the backbone's evaluation
+    evaluation = test * (1 + k) + cfg.data.validation_size  # greedy + k samples on test, greedy on validation
+    assert generated == pool * n + evaluation  # the round's pool and the backbone's evaluation
     assert _count(cfg, "checkpoints") == 0
 
     live.wait_process_exit(failed)
@@ -224,8 +225,8 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     assert live.worker.poll() is None  # the worker took the retried run and is still serving
     live.wait_process_exit(done)  # its last log lines are sent as the process ends
 
-    # Nothing generated twice: only the new checkpoint's test evaluation was added.
-    assert _count(cfg, "generations") == generated + test * (1 + k)
+    # Nothing generated twice: only the new checkpoint's evaluation was added.
+    assert _count(cfg, "generations") == generated + evaluation
     assert _count(cfg, "checkpoints") == 1 and _count(cfg, "experiment_rounds") == 2
     messages = live.messages()
     pool_step = [m for m in messages if m.startswith("generate pool round 1 ")]

@@ -10,10 +10,10 @@ from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.models import BACKBONE_DIR
 from east_tasks.training import score_responses, train_weighted
 
-PROBLEMS = [p for p in make_split(40, seed=99) if p.tier == 3][:8]
+PROBLEMS = make_split("pool", 8, seed=99, tiers=(3,))  # a tier the backbone half solves
 PROMPTS = [format_prompt(p.question) for p in PROBLEMS]
 CORRECT = [format_completion(p.solution) for p in PROBLEMS]
-WRONG = [format_completion(p.solution.replace(f"#### {p.answer}", "#### 7")) for p in PROBLEMS]
+WRONG = [format_completion(p.solution.replace(f"#### {p.answer}", f"#### {int(p.answer) + 1}")) for p in PROBLEMS]
 
 
 def _logps(model_dir, responses: list[str]) -> np.ndarray:
@@ -47,7 +47,7 @@ def test_weighted_dpo_moves_heavy_pairs_more(ref, tmp_path) -> None:
 def test_kto_raises_desirable_and_lowers_undesirable(ref, tmp_path) -> None:
     examples = pd.DataFrame({"prompt": PROMPTS * 2, "response": WRONG + CORRECT, "label": [True] * 8 + [False] * 8,
                              "ref_logp": np.concatenate([ref["wrong"], ref["correct"]]), "weight": 1.0})
-    cfg = TrainConfig(loss="kto", beta=0.1, lr=1e-3, epochs=3, batch_size=16, warmup_ratio=0.0)
+    cfg = TrainConfig(loss="kto", beta=0.1, lr=3e-4, epochs=3, batch_size=16, warmup_ratio=0.0)
     train_weighted(str(BACKBONE_DIR), examples, cfg, tmp_path / "kto")
     assert (_logps(tmp_path / "kto", WRONG) - ref["wrong"]).mean() > 1.0
     assert (_logps(tmp_path / "kto", CORRECT) - ref["correct"]).mean() < -1.0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from east_tasks.config import SweepGrid
-from east_tasks.report import sweep_markdown, sweep_summary
+from east_tasks.report import paired_differences, paired_markdown, sweep_markdown, sweep_summary
 from east_tasks.store import Store
 from east_tasks.sweep import SweepPoint, grid_points, point_config
 from flows.sweep import sweep
@@ -51,8 +51,36 @@ def test_sweep_summary_averages_final_rounds_over_seeds() -> None:
     assert summary.loc[0, "greedy_per_seed"] == (0.60, 0.50)  # seed order, not row order
     assert summary.loc[1, "seeds"] == 1 and pd.isna(summary.loc[1, "greedy_acc_std"])
     table = sweep_markdown(summary.reset_index(), "s")
-    assert "| SFT vanilla | 0.550 ± 0.071 | 0.275 ± 0.035 | 1.000 ± 0.000 | 2 | 2 | 0.600, 0.500 |" in table
-    assert "| SFT entropy power a=1 | 0.700 ± 0.000 | 0.350 ± 0.000 | 1.000 ± 0.000 | 1 | 2 | 0.700 |" in table
+    assert "| SFT vanilla | - | 0.550 ± 0.071 | 0.275 ± 0.035 | 1.000 ± 0.000 | 2 | 2 | 0.600, 0.500 |" in table
+    assert "| SFT entropy power a=1 | - | 0.700 ± 0.000 | 0.350 ± 0.000 | 1.000 ± 0.000 | 1 | 2 | 0.700 |" in table
+
+
+def test_paired_differences_by_seed_with_t_intervals() -> None:
+    """Hand-checked: diffs (0.03, 0.02, 0.02) have mean 0.02333, sd 0.0057735, and t(0.975, 2) = 4.302653."""
+    def rows(loss: str, a: float, greedy: list[float], val: list[float]) -> list[dict]:
+        return [{"experiment": f"{loss}-{a}-s{s}", "seed": s, "loss": loss, "strategy": "entropy", "mapping": "power",
+                 "a": a, "round": 1, "greedy_acc": g, "val_greedy_acc": v}
+                for s, (g, v) in enumerate(zip(greedy, val, strict=True))]
+
+    df = pd.DataFrame(rows("sft", 0, [0.50, 0.52, 0.48], [0.60, 0.61, 0.59])
+                      + rows("sft", 1, [0.53, 0.54, 0.50], [0.62, 0.60, 0.61])
+                      + rows("dpo", 0, [0.51, 0.50, 0.49], [0.60, 0.61, 0.59])
+                      + rows("dpo", 1, [0.52, 0.51], [0.61, 0.62]))  # seed 2 missing: 2 pairs
+    diffs = paired_differences(df).set_index(["loss", "a"])
+    assert ("sft", 0) not in diffs.index  # the reference itself
+    east = diffs.loc[("sft", 1)]
+    assert east.reference == "SFT vanilla" and east.test_seeds == 3
+    assert east.test_diff == pytest.approx(0.0233333, abs=1e-6)
+    assert east.test_ci == pytest.approx(4.302653 * 0.0057735 / 3 ** 0.5, abs=1e-5)
+    assert east.val_diff == pytest.approx(0.01)
+    dpo = diffs.loc[("dpo", 0)]
+    assert dpo.reference == "SFT vanilla" and dpo.test_diff == pytest.approx(0.0)  # DPO vanilla vs SFT vanilla
+    weighted_dpo = diffs.loc[("dpo", 1)]
+    assert weighted_dpo.reference == "DPO vanilla" and weighted_dpo.test_seeds == 2
+    assert weighted_dpo.test_diff == pytest.approx(0.01)
+    table = paired_markdown(paired_differences(df), "s")
+    # validation diffs (0.02, -0.01, 0.02): sd 0.017321, so the half-width is 4.302653 * 0.01 = 4.30 points
+    assert "| SFT entropy power a=1 | SFT vanilla | +1.00 ± 4.30 | +2.33 ± 1.43 | 3 |" in table
 
 
 def _artifact_keys() -> set[str]:
@@ -84,7 +112,7 @@ def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
                                      "it-sft-vanilla-s0"]
     # 4 points, 1 pool generation and 1 base-model evaluation: the other points found them cached
     assert (steps == "generate pool round 1").sum() == 1 and rounds.gen_key.nunique() == 1
-    assert (steps == "train").sum() == 4 and (steps == "evaluate").sum() == 1 + 4
+    assert (steps == "train").sum() == 4 and (steps == "evaluate test").sum() == 1 + 4
     # reference / local log-probs: one row per distinct response scored under the one sampling model
     scored = {(p, i) for p, i in zip(dpo.problem_id, dpo.sample_idx, strict=True)}
     scored |= {(p, i) for p, i in zip(dpo.problem_id, dpo.rejected_idx, strict=True)}
@@ -94,7 +122,7 @@ def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
 
     for name in ("DPO vanilla", "DPO local power a=1", "SFT vanilla", "SFT local power a=1"):
         assert f"| {name} |" in markdown
-    for plot in ("accuracy-vs-a", "accuracy-vs-round", "entropy-vs-error"):
+    for plot in ("accuracy-vs-a", "accuracy-vs-round", "tiers-vs-round", "paired-differences", "entropy-vs-error"):
         assert (tmp_path / "plots" / f"it-{plot}.png").stat().st_size > 1000
     page = (tmp_path / "plots" / "it.md").read_text()
     assert page.split("\n\n")[:2] == markdown.split("\n\n")[:2]  # same title and table

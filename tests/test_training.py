@@ -23,15 +23,15 @@ def _losses(model_dir, examples: pd.DataFrame) -> torch.Tensor:
 
 
 def test_heavier_examples_are_learned_more(tmp_path) -> None:
-    problems = [p for p in make_split(40, seed=99) if p.tier == 3][:8]
+    problems = make_split("pool", 8, seed=99, tiers=(3,))  # a tier the backbone half solves
     # Wrong-but-well-formed solutions the backbone finds unlikely, so learning them is visible.
     examples = pd.DataFrame({
         "prompt": [format_prompt(p.question) for p in problems],
-        "response": [format_completion(p.solution.replace(f"#### {p.answer}", "#### 7")) for p in problems],
+        "response": [format_completion(p.solution.replace(f"#### {p.answer}", f"#### {int(p.answer) + 1}")) for p in problems],
         "weight": [1.9] * 4 + [0.1] * 4,
     })
     before = _losses(BACKBONE_DIR, examples)
-    cfg = TrainConfig(lr=1e-3, epochs=3, batch_size=8, warmup_ratio=0.0)
+    cfg = TrainConfig(lr=3e-4, epochs=3, batch_size=8, warmup_ratio=0.0)
     summary = train_weighted(str(BACKBONE_DIR), examples, cfg, tmp_path / "ckpt")
     after = _losses(tmp_path / "ckpt", examples)
     drop = (before - after) / before

@@ -1,25 +1,35 @@
-"""Procedurally generated arithmetic word problems: the embedded default task.
+"""Procedurally generated arithmetic word problems: the embedded default task, built easy to hard.
 
-Deterministic by seed. Three difficulty tiers (see ENVIRONMENT.md for why these sizes):
-tier 1: 2 steps of +/-, start 2-20, operands 1-9; tier 2: 3 steps, numbers up to 99;
-tier 3: 4 steps with +, - and x (factor 2-5). Each problem carries a reference solution of the form
-``17 + 6 = 23. 23 - 4 = 19. #### 19``.
+Deterministic by seed. Tier t is a chain of t + 1 steps of + or - on small numbers, so the hard part is the
+length of the chain. The backbone is taught a small, fixed labelled set that is mostly easy: many 2-3 step
+problems, few 4-step ones and fewer still of 5-6 steps (`BootstrapConfig.labelled`), because this tiny model
+does not extrapolate to longer chains on its own (taught 2-3 step chains alone, it solved 4-6 step ones about
+5 % of the time, the same wrong answer in every sample). The unlabelled pool, validation and test splits span
+every tier evenly, so self-training has what the labels barely taught to learn (DESIGN.md, "headroom by
+design"). Each problem carries a reference solution ``17 + 6 = 23. 23 - 4 = 19. #### 19``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 NAMES = ["Tom", "Anna", "Ben", "Lily", "Omar", "Mia", "Sam", "Zoe", "Leo", "Ivy", "Max", "Ada"]
 ITEMS = ["apples", "pens", "cards", "shells", "coins", "books", "stamps", "marbles", "cookies", "stickers"]
 ADD = ["{n} buys {k} more {item}.", "{n} finds {k} more {item}.", "A friend gives {n} {k} {item}."]
 SUB = ["{n} gives away {k} {item}.", "{n} loses {k} {item}.", "{n} sells {k} {item}."]
-MUL = ["{n} ends up with {k} times as many {item}.", "The number of {item} {n} has grows {k} times."]
 
-TIERS = (1, 2, 3)
+
+@dataclass(frozen=True)
+class TierSpec:
+    steps: int
+    operand: tuple[int, int] = (1, 9)
+    start: tuple[int, int] = (2, 20)
+
+
+TIER_SPECS: dict[int, TierSpec] = {t: TierSpec(steps=t + 1) for t in range(1, 6)}
+TIERS = tuple(TIER_SPECS)
 
 
 @dataclass(frozen=True)
@@ -31,43 +41,25 @@ class Problem:
     tier: int
 
 
-def _apply(value: int, op: str, k: int) -> int:
-    return value + k if op == "+" else value - k if op == "-" else value * k
-
-
-def _steps(rng: random.Random, tier: int) -> tuple[int, list[tuple[str, int]]]:
-    if tier == 1:
-        start, n_steps, hi, ops = rng.randint(2, 20), 2, 9, "+-"
-    elif tier == 2:
-        start, n_steps, hi, ops = rng.randint(10, 99), 3, 99, "+-"
-    else:
-        start, n_steps, hi, ops = rng.randint(2, 20), 4, 20, "+-*"
-    value, steps = start, []
-    for _ in range(n_steps):
-        op = rng.choice(ops)
-        if op == "*":
-            k = rng.randint(2, 5)
-        elif op == "-":
-            if value < 1:
-                op, k = "+", rng.randint(1, hi)
-            else:
-                k = rng.randint(1, min(hi, value))
-        else:
-            k = rng.randint(1, hi)
+def _steps(rng: random.Random, spec: TierSpec) -> tuple[int, list[tuple[str, int]]]:
+    value = rng.randint(*spec.start)
+    start, steps = value, []
+    for _ in range(spec.steps):
+        k = rng.randint(*spec.operand)
+        op = "-" if k <= value and rng.random() < 0.5 else "+"
         steps.append((op, k))
-        value = _apply(value, op, k)
+        value = value + k if op == "+" else value - k
     return start, steps
 
 
 def make_problem(rng: random.Random, tier: int) -> Problem:
-    start, steps = _steps(rng, tier)
+    start, steps = _steps(rng, TIER_SPECS[tier])
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     sentences = [f"{name} has {start} {item}."]
     lines, value = [], start
     for op, k in steps:
-        template = rng.choice({"+": ADD, "-": SUB, "*": MUL}[op])
-        sentences.append(template.format(n=name, k=k, item=item))
-        new = _apply(value, op, k)
+        sentences.append(rng.choice(ADD if op == "+" else SUB).format(n=name, k=k, item=item))
+        new = value + k if op == "+" else value - k
         lines.append(f"{value} {op} {k} = {new}.")
         value = new
     sentences.append(f"How many {item} does {name} have now?")
@@ -77,26 +69,25 @@ def make_problem(rng: random.Random, tier: int) -> Problem:
     return Problem(problem_id=pid, question=question, answer=str(value), solution=solution, tier=tier)
 
 
-def stream(seed: int, tier: int | None = None, exclude: frozenset[str] = frozenset()) -> Iterator[Problem]:
-    """Endless deterministic stream; tiers cycle 1, 2, 3 unless one is fixed. Skips excluded questions."""
-    rng = random.Random(seed)
-    i = 0
-    while True:
-        t = tier if tier is not None else TIERS[i % len(TIERS)]
-        i += 1
-        p = make_problem(rng, t)
-        if p.question not in exclude:
-            yield p
+# Every question belongs to exactly one split, decided by a hash of its text, so the splits are disjoint by
+# construction and growing one never changes another (percent of the question space each may draw from).
+SPLIT_SHARES: dict[str, tuple[int, int]] = {"test": (0, 25), "validation": (25, 40), "pool": (40, 70),
+                                            "labelled": (70, 100)}
 
 
-def make_split(size: int, seed: int, exclude: frozenset[str] = frozenset()) -> list[Problem]:
-    """`size` distinct problems, tiers balanced, none of whose questions is in `exclude`."""
-    seen: set[str] = set(exclude)
+def split_of(question: str) -> str:
+    bucket = int(hashlib.sha1(question.encode()).hexdigest()[:8], 16) % 100
+    return next(name for name, (lo, hi) in SPLIT_SHARES.items() if lo <= bucket < hi)
+
+
+def make_split(split: str, size: int, seed: int = 0, tiers: tuple[int, ...] = TIERS) -> list[Problem]:
+    """`size` distinct problems of `split`, tiers cycling through `tiers` (so balanced), deterministic by seed."""
+    rng = random.Random(f"{split}-{seed}")
+    seen: set[str] = set()
     out: list[Problem] = []
-    for p in stream(seed):
-        if len(out) == size:
-            break
-        if p.question not in seen:
+    while len(out) < size:
+        p = make_problem(rng, tiers[len(out) % len(tiers)])
+        if p.question not in seen and split_of(p.question) == split:
             seen.add(p.question)
             out.append(p)
     return out
@@ -104,18 +95,21 @@ def make_split(size: int, seed: int, exclude: frozenset[str] = frozenset()) -> l
 
 @dataclass(frozen=True)
 class ArithSplits:
-    bootstrap_seed: int
     pool: list[Problem]
+    validation: list[Problem]
     test: list[Problem]
 
-    @property
-    def held_out(self) -> frozenset[str]:
-        """Questions the bootstrap stream must never show the model."""
-        return frozenset(p.question for p in self.pool + self.test)
+
+def arith_splits(pool_size: int, validation_size: int, test_size: int, seed: int = 0) -> ArithSplits:
+    """The unlabelled pool, validation and test splits: every tier, easy to hard (the backbone's labelled set
+    is `labelled_set`)."""
+    return ArithSplits(pool=make_split("pool", pool_size, seed), validation=make_split("validation", validation_size,
+                                                                                       seed),
+                       test=make_split("test", test_size, seed))
 
 
-def arith_splits(pool_size: int, test_size: int, seed: int = 0) -> ArithSplits:
-    """Test split first, then an unlabelled pool disjoint from it; bootstrap excludes both."""
-    test = make_split(test_size, seed=seed * 1000 + 1)
-    pool = make_split(pool_size, seed=seed * 1000 + 2, exclude=frozenset(p.question for p in test))
-    return ArithSplits(bootstrap_seed=seed * 1000 + 3, pool=pool, test=test)
+def labelled_set(per_tier: tuple[int, ...], seed: int = 0) -> list[Problem]:
+    """The backbone's labelled problems: `per_tier[i]` problems of tier `TIERS[i]`."""
+    if len(per_tier) != len(TIERS):
+        raise ValueError(f"labelled set: {len(per_tier)} sizes given for {len(TIERS)} tiers {TIERS}")
+    return [p for tier, n in zip(TIERS, per_tier, strict=True) for p in make_split("labelled", n, seed + tier, (tier,))]

@@ -26,9 +26,9 @@ GOLD_FORMS = {"gsm8k": "'#### N'", "math": "\\boxed{}"}
 
 
 def _arith(cfg: DataConfig) -> dict[str, pd.DataFrame]:
-    splits = arith_splits(cfg.pool_size, cfg.test_size, seed=cfg.seed)
+    splits = arith_splits(cfg.pool_size, cfg.validation_size, cfg.test_size, seed=cfg.seed)
     return {name: pd.DataFrame([{c: getattr(p, c) for c in COLUMNS} for p in rows], columns=COLUMNS)
-            for name, rows in (("pool", splits.pool), ("test", splits.test))}
+            for name, rows in (("pool", splits.pool), ("validation", splits.validation), ("test", splits.test))}
 
 
 def _load(path: str, split: str, hub_config: str | None):
@@ -94,7 +94,11 @@ def load_splits(cfg: DataConfig) -> tuple[str, dict[str, pd.DataFrame]]:
         splits = _arith(cfg)
     else:
         test_path, test_config = (cfg.test_path, None) if cfg.test_path else (cfg.path, cfg.hub_config)
-        splits = {"pool": _frame(cfg.path, cfg.pool_split, cfg, cfg.hub_config, cfg.pool_size),
+        pool = _frame(cfg.path, cfg.pool_split, cfg, cfg.hub_config, cfg.pool_size + cfg.validation_size)
+        splits = {"pool": pool.iloc[:cfg.pool_size].reset_index(drop=True),
+                  "validation": pool.iloc[cfg.pool_size:].reset_index(drop=True),
                   "test": _frame(test_path, cfg.test_split, cfg, test_config, cfg.test_size)}
-    key = fingerprint({s: df[["problem_id", "question", "answer"]].values.tolist() for s, df in splits.items()})
+    # Empty splits stay out of the key, so data without a validation split keeps the key it had before.
+    key = fingerprint({s: df[["problem_id", "question", "answer"]].values.tolist() for s, df in splits.items()
+                       if len(df)})
     return key, splits

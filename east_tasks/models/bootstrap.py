@@ -1,8 +1,9 @@
-"""Teach the tiny model the embedded task from labelled solutions: the "backbone" EAST starts from.
+"""Teach the tiny model the embedded task from a small, fixed labelled set: the "backbone" EAST starts from.
 
-A plain nanoGPT-style loop (fresh procedurally generated problems every batch, one tier per batch so
-padding stays small). Recipe and the reasons for it are in ENVIRONMENT.md; learning arrives as a sudden
-jump a few minutes in, so the learning rate must still be high then.
+A plain nanoGPT-style loop over `labelled_set`: mostly easy problems and few of the longer chains, so the
+backbone solves the harder tiers only sometimes and self-training on the unlabelled pool has something to
+learn (DESIGN.md, "headroom by design"). Learning arrives as a sudden drop of the loss a few
+hundred steps in, so the learning rate must still be high then.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from east_tasks.data.arith import TIERS, arith_splits, make_split, stream
+from east_tasks.data.arith import labelled_set
 from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.io import atomic_dir, hash_dir
 from east_tasks.models.tiny import build_tiny_model, build_tokenizer, save_model_dir
@@ -26,7 +27,7 @@ from east_tasks.training import IGNORE, encode_example, pad
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    steps: int = 2400
+    steps: int = 1200
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 30
@@ -34,10 +35,9 @@ class BootstrapConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0
+    # Labelled problems per tier (disjoint from pool, validation and test by construction): mostly easy.
+    labelled: tuple[int, ...] = (2000, 2000, 300, 100, 100)
     data_seed: int = 0
-    # The backbone must never see the pool or test questions; these sizes match the `tiny` preset.
-    pool_size: int = 2000
-    test_size: int = 600
     threads: int = 2
 
 
@@ -52,10 +52,9 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
     """Builds tokenizer + model, trains, and writes `out_dir` atomically. Returns the manifest."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    splits = arith_splits(cfg.pool_size, cfg.test_size, seed=cfg.data_seed)
-    held_out = splits.held_out
-    corpus = (format_prompt(p.question) + format_completion(p.solution) for p in make_split(3000, seed=7))
-    tokenizer = build_tokenizer(corpus)
+    labelled = labelled_set(cfg.labelled, cfg.data_seed)
+    texts = [(format_prompt(p.question), format_completion(p.solution)) for p in labelled]
+    tokenizer = build_tokenizer(prompt + completion for prompt, completion in texts)
     model = build_tiny_model(tokenizer)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -63,21 +62,18 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.98),
     )
-    streams = {t: stream(splits.bootstrap_seed + t, tier=t, exclude=held_out) for t in TIERS}
-    tier_rng = random.Random(cfg.seed)
+    encoded = [encode_example(tokenizer, prompt, completion) for prompt, completion in texts]
+    rng = random.Random(cfg.seed)
     model.train()
     start, losses = time.time(), []
     bar = tqdm(range(cfg.steps), desc="bootstrap", disable=not progress)
     for step in bar:
-        tier = tier_rng.choice(TIERS)
-        batch = [next(streams[tier]) for _ in range(cfg.batch_size)]
-        encoded = pad([encode_example(tokenizer, format_prompt(p.question), format_completion(p.solution))
-                       for p in batch], tokenizer.pad_token_id)
-        ids, labels = encoded["input_ids"], encoded["labels"]
+        batch = pad(rng.sample(encoded, cfg.batch_size), tokenizer.pad_token_id)
+        ids, labels = batch["input_ids"], batch["labels"]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(input_ids=ids, attention_mask=encoded["attention_mask"]).logits
+            logits = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits
         loss = torch.nn.functional.cross_entropy(
             logits.float()[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=IGNORE
         )
