@@ -69,6 +69,8 @@ def test_arith_problems_are_deterministic_and_splits_disjoint() -> None:
     assert tiers == {1: 120, 2: 100, 3: 30, 4: 20, 5: 10}
     with pytest.raises(ValueError, match="2 sizes given for 5 tiers"):
         labelled_set((1, 2))
+    with pytest.raises(ValueError, match="unknown split 'train'; allowed: test, validation, pool, labelled"):
+        make_split("train", 1)
     assert arith_splits(500, 100, 120, seed=0).test == splits.test  # growing the pool leaves test alone
     assert make_split("pool", 300, seed=1) != splits.pool
 

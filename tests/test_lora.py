@@ -19,7 +19,8 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path) -> None:
     problems = make_split("pool", 8, seed=99, tiers=(3,))  # a tier the backbone half solves
     examples = pd.DataFrame({
         "prompt": [format_prompt(p.question) for p in problems],
-        "response": [format_completion(p.solution.replace(f"#### {p.answer}", f"#### {int(p.answer) + 1}")) for p in problems],
+        "response": [format_completion(p.solution.replace(f"#### {p.answer}", f"#### {int(p.answer) + 1}"))
+                     for p in problems],
         "weight": [1.0] * 8,
     })
     lora = LoraConfig(r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "v_proj", "not_in_llama"))

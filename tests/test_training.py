@@ -27,7 +27,8 @@ def test_heavier_examples_are_learned_more(tmp_path) -> None:
     # Wrong-but-well-formed solutions the backbone finds unlikely, so learning them is visible.
     examples = pd.DataFrame({
         "prompt": [format_prompt(p.question) for p in problems],
-        "response": [format_completion(p.solution.replace(f"#### {p.answer}", f"#### {int(p.answer) + 1}")) for p in problems],
+        "response": [format_completion(p.solution.replace(f"#### {p.answer}", f"#### {int(p.answer) + 1}"))
+                     for p in problems],
         "weight": [1.9] * 4 + [0.1] * 4,
     })
     before = _losses(BACKBONE_DIR, examples)

@@ -82,6 +82,8 @@ def split_of(question: str) -> str:
 
 def make_split(split: str, size: int, seed: int = 0, tiers: tuple[int, ...] = TIERS) -> list[Problem]:
     """`size` distinct problems of `split`, tiers cycling through `tiers` (so balanced), deterministic by seed."""
+    if split not in SPLIT_SHARES:
+        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLIT_SHARES)}")
     rng = random.Random(f"{split}-{seed}")
     seen: set[str] = set()
     out: list[Problem] = []
@@ -103,8 +105,8 @@ class ArithSplits:
 def arith_splits(pool_size: int, validation_size: int, test_size: int, seed: int = 0) -> ArithSplits:
     """The unlabelled pool, validation and test splits: every tier, easy to hard (the backbone's labelled set
     is `labelled_set`)."""
-    return ArithSplits(pool=make_split("pool", pool_size, seed), validation=make_split("validation", validation_size,
-                                                                                       seed),
+    return ArithSplits(pool=make_split("pool", pool_size, seed),
+                       validation=make_split("validation", validation_size, seed),
                        test=make_split("test", test_size, seed))
 
 
