@@ -18,7 +18,10 @@ run() {  # name, then east sweep options
     local t0=$SECONDS
     $EAST sweep --name "$name" --seeds "$SEEDS" --data-dir "$DATA" "$@"
     echo "$name: $((SECONDS - t0)) s" | tee -a docs/results/timings.txt
-    cp "$DATA/plots/$name".md "$DATA/plots/$name"-*.png docs/results/
+    cp "$DATA/plots/$name".md docs/results/
+    for plot in accuracy-vs-a accuracy-vs-round tiers-vs-round paired-differences entropy-vs-error; do
+        cp "$DATA/plots/$name-$plot.png" docs/results/ 2>/dev/null || true  # a sweep may lack some plots
+    done
 }
 
 run a-grid --a 0,0.5,1,2 --mappings power,exp
