@@ -29,7 +29,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default=str(BACKBONE_DIR))
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     problems = make_split("pool", args.examples, seed=3)
     examples = pd.DataFrame({"prompt": [format_prompt(p.question) for p in problems],
                              "response": [format_completion(p.solution) for p in problems],

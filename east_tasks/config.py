@@ -137,8 +137,8 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
-    # bf16 autocast over fp32 weights. Off by default: on CPU it can be far slower than fp32
-    # (bench/train_precision.py measures both); the GPU presets turn it on.
+    # bf16 autocast over fp32 weights. Off by default: on CPU it was 16x slower than fp32 on one machine and
+    # 0.82x on another (bench/train_precision.py measures both); the GPU presets turn it on.
     bf16: bool = False
     lora: LoraConfig | None = Field(None, description="train LoRA adapters (then merge them) instead of all weights")
     seed: int = 0
@@ -162,7 +162,7 @@ class BackendConfig(_Strict):
     backend: Literal["vllm", "hf"] = "vllm"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # On the CPU build this is the share of RAM reserved for the KV cache: 5 % of 24 GB holds ~300 k tokens of
-    # the tiny model, and the engine started in 25 s instead of 49 s at 30 % (it zero-fills the reservation).
+    # the tiny model; the engine started in 25 s instead of 49 s at 30 % (one measurement; 25-50 s seen since).
     gpu_memory_utilization: float = Field(0.05, gt=0.0, le=1.0, description="on the CPU build: share of RAM")
     tensor_parallel_size: int = Field(1, ge=1)
     max_model_len: int = Field(256, ge=16)

@@ -289,12 +289,12 @@ class EvalKeys(BaseModel):
 def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, k: int) -> list[StepResult]:
     """Greedy (and, with k > 0, k-sample) generations on `split`, then metrics into `evaluations`."""
     ev = cfg.eval
-    greedy = generate(cfg, model, dataset_key, split, SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed,
-                      f"generate {split} greedy")
-    sampled = greedy if k == 0 else generate(cfg, model, dataset_key, split,
-                                             SampleSpec(k, ev.temperature, 1.0, ev.max_tokens), ev.seed,
-                                             f"generate {split} k={k}")
-    generated = [greedy] if k == 0 else [greedy, sampled]
+    generated = [generate(cfg, model, dataset_key, split, SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed,
+                          f"generate {split} greedy")]
+    if k:
+        generated.append(generate(cfg, model, dataset_key, split, SampleSpec(k, ev.temperature, 1.0, ev.max_tokens),
+                                  ev.seed, f"generate {split} k={k}"))
+    greedy, sampled = generated[0], generated[-1]  # with k = 0 the greedy answers stand in for the samples
     t0 = time.time()
     eval_key = fingerprint({"greedy": greedy.key, "sampled": sampled.key})
     step = f"evaluate {split}"
@@ -304,7 +304,7 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
             info = {k: round(float(row[k][0]), 4) for k in row.columns}
             return [*generated, StepResult(step, eval_key, True, time.time() - t0, info)]
         gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ?",
-                                   [s.key]) for s in (greedy, sampled)}
+                                   [s.key]) for s in generated}
         result = evaluate(gens[greedy.key], gens[sampled.key], store.problems(dataset_key, split), max(k, 1),
                           cfg.data.answer_style)
         store.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,14 @@ from east_tasks.io import atomic_write
 from east_tasks.store import Store
 
 
-def round_results(store: Store, experiment: str) -> pd.DataFrame:
-    df = store.round_table(experiment)
+def _with_tiers(df: pd.DataFrame) -> pd.DataFrame:
+    """`by_tier` as dicts (DuckDB returns the JSON column as text)."""
     df["by_tier"] = [json.loads(b) if isinstance(b, str) else (b or {}) for b in df.by_tier]
     return df
+
+
+def round_results(store: Store, experiment: str) -> pd.DataFrame:
+    return _with_tiers(store.round_table(experiment))
 
 
 def to_records(df: pd.DataFrame) -> list[dict]:
@@ -25,13 +30,13 @@ def to_records(df: pd.DataFrame) -> list[dict]:
     return [{c: None if not isinstance(v, dict) and pd.isna(v) else v for c, v in r.items()} for r in records]
 
 
-def tiers(df: pd.DataFrame) -> list[str]:
-    """The difficulty tiers present in a results frame's `by_tier` column, in order."""
-    return sorted({t for b in df.by_tier for t in b}, key=lambda t: (len(t), t))
+def tiers(by_tier: Iterable[dict]) -> list[str]:
+    """The difficulty tiers present in some `by_tier` results, in numeric order."""
+    return sorted({t for b in by_tier for t in b}, key=lambda t: (len(t), t))
 
 
 def to_markdown(df: pd.DataFrame, experiment: str) -> str:
-    names = tiers(df)
+    names = tiers(df.by_tier)
     lines = [f"### {experiment}: test accuracy per round", "",
              "| round | greedy | " + "".join(f"tier {t} | " for t in names) + "maj@k | pass@k | k | kept questions |",
              "|---" * (6 + len(names)) + "|"]
@@ -75,7 +80,7 @@ def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
     fig, ax = _new_axes()
     for col, label in (("greedy_acc", "greedy"), ("maj_acc", "maj@k"), ("pass_acc", "pass@k")):
         ax.plot(df["round"], df[col], marker="o", label=label)
-    for t in tiers(df):
+    for t in tiers(df.by_tier):
         ax.plot(df["round"], [b.get(t, {}).get("greedy_acc", np.nan) for b in df.by_tier], marker=".",
                 linestyle=":", label=f"tier {t} greedy")
     ax.set_xticks(list(df["round"]))
@@ -231,7 +236,7 @@ def plot_tiers_vs_round(df: pd.DataFrame, title: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     east = df[(df.a == 0) | (df.strategy == "entropy")]
-    names = tiers(east)
+    names = tiers(east.by_tier)
     fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3), sharey=True, squeeze=False)
     for ax, t in zip(axes[0], names, strict=True):
         for keys, group in east.groupby(SETTING):
@@ -317,10 +322,9 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
     """The sweep's tables and PNG plots, written under `out_dir`; returns (Markdown for the UI, plots).
 
     The page on disk embeds the plots beside it by name; the returned Markdown links them by file URI."""
-    df = store.sweep_table(sweep)
+    df = _with_tiers(store.sweep_table(sweep))
     if df.empty:
         raise ValueError(f"no results for sweep {sweep!r}")
-    df["by_tier"] = [json.loads(b) if isinstance(b, str) else (b or {}) for b in df.by_tier]
     finished = set(final_round(df).experiment)
     unfinished = sorted(set(df.experiment) - finished)
     df = df[df.experiment.isin(finished)]

@@ -239,7 +239,9 @@ def worker(
 
 
 def _print_table(name: str, records: list[dict]) -> None:
-    tiers = sorted({t for r in records for t in r["by_tier"]}, key=lambda t: (len(t), t))
+    from east_tasks.report import tiers as tiers_of
+
+    tiers = tiers_of(r["by_tier"] for r in records)
     table = Table(title=f"{name}: test accuracy (greedy by tier; validation greedy)")
     for col in ("round", "greedy", *(f"tier {t}" for t in tiers), "maj@k", "pass@k", "validation", "kept questions"):
         table.add_column(col, justify="right")

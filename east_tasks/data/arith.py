@@ -41,6 +41,10 @@ class Problem:
     tier: int
 
 
+def _apply(value: int, op: str, k: int) -> int:
+    return value + k if op == "+" else value - k
+
+
 def _steps(rng: random.Random, spec: TierSpec) -> tuple[int, list[tuple[str, int]]]:
     value = rng.randint(*spec.start)
     start, steps = value, []
@@ -48,7 +52,7 @@ def _steps(rng: random.Random, spec: TierSpec) -> tuple[int, list[tuple[str, int
         k = rng.randint(*spec.operand)
         op = "-" if k <= value and rng.random() < 0.5 else "+"
         steps.append((op, k))
-        value = value + k if op == "+" else value - k
+        value = _apply(value, op, k)
     return start, steps
 
 
@@ -59,7 +63,7 @@ def make_problem(rng: random.Random, tier: int) -> Problem:
     lines, value = [], start
     for op, k in steps:
         sentences.append(rng.choice(ADD if op == "+" else SUB).format(n=name, k=k, item=item))
-        new = value + k if op == "+" else value - k
+        new = _apply(value, op, k)
         lines.append(f"{value} {op} {k} = {new}.")
         value = new
     sentences.append(f"How many {item} does {name} have now?")
