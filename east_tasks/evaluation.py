@@ -21,8 +21,8 @@ class EvalResult:
     n_questions: int
     k: int
     greedy_acc: float
-    maj_acc: float
-    pass_acc: float
+    maj_acc: float | None  # None when k = 0 (greedy only)
+    pass_acc: float | None
     by_tier: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -39,17 +39,19 @@ def _scores(greedy: pd.DataFrame, sampled: pd.DataFrame, gold: dict[str, str], s
     return out
 
 
-def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame, problems: pd.DataFrame, k: int, style: str) -> EvalResult:
+def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame | None, problems: pd.DataFrame, k: int,
+             style: str) -> EvalResult:
     """`greedy`: one row per question; `sampled`: k rows per question (columns problem_id, pred_answer,
-    correct). pass@k here is "any of the k samples correct" (the unbiased estimator with n = k)."""
+    correct), or None with k = 0 (greedy only: no maj@k / pass@k). pass@k here is "any of the k samples
+    correct" (the unbiased estimator with n = k)."""
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))
-    scores = _scores(greedy, sampled, gold, style).join(problems.set_index("problem_id")[["tier"]])
-    by_tier = {
-        str(t): {"n": int(len(s)), "greedy_acc": float(s.greedy.mean()), "maj_acc": float(s["maj"].mean()),
-                 "pass_acc": float(s["pass"].mean())}
-        for t, s in scores.groupby("tier")
-    }
-    return EvalResult(
-        n_questions=len(scores), k=k, greedy_acc=float(scores.greedy.mean()),
-        maj_acc=float(scores["maj"].mean()), pass_acc=float(scores["pass"].mean()), by_tier=by_tier,
-    )
+    scores = _scores(greedy, greedy if sampled is None else sampled, gold, style)
+    scores = scores.join(problems.set_index("problem_id")[["tier"]])
+
+    def metrics(s: pd.DataFrame) -> dict[str, float | None]:
+        sampled_metric = {m: None if sampled is None else float(s[m].mean()) for m in ("maj", "pass")}
+        return {"greedy_acc": float(s.greedy.mean()), "maj_acc": sampled_metric["maj"],
+                "pass_acc": sampled_metric["pass"]}
+
+    by_tier = {str(t): {"n": int(len(s)), **metrics(s)} for t, s in scores.groupby("tier")}
+    return EvalResult(n_questions=len(scores), k=k, **metrics(scores), by_tier=by_tier)

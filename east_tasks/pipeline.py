@@ -286,6 +286,10 @@ class EvalKeys(BaseModel):
     validation: str | None = None
 
 
+def _rounded(v: float | None) -> float | None:
+    return None if v is None or pd.isna(v) else round(float(v), 4)
+
+
 def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, k: int) -> list[StepResult]:
     """Greedy (and, with k > 0, k-sample) generations on `split`, then metrics into `evaluations`."""
     ev = cfg.eval
@@ -294,26 +298,25 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
     if k:
         generated.append(generate(cfg, model, dataset_key, split, SampleSpec(k, ev.temperature, 1.0, ev.max_tokens),
                                   ev.seed, f"generate {split} k={k}"))
-    greedy, sampled = generated[0], generated[-1]  # with k = 0 the greedy answers stand in for the samples
+    greedy, sampled = generated[0], (generated[1] if k else None)
     t0 = time.time()
-    eval_key = fingerprint({"greedy": greedy.key, "sampled": sampled.key})
+    eval_key = fingerprint({"greedy": greedy.key, "sampled": (sampled or greedy).key})
     step = f"evaluate {split}"
     with Store(cfg.store_path) as store:
         row = store.query("SELECT greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?", [eval_key])
         if len(row):
-            info = {k: round(float(row[k][0]), 4) for k in row.columns}
+            info = {c: _rounded(row[c][0]) for c in row.columns}
             return [*generated, StepResult(step, eval_key, True, time.time() - t0, info)]
         gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ?",
                                    [s.key]) for s in generated}
-        result = evaluate(gens[greedy.key], gens[sampled.key], store.problems(dataset_key, split), max(k, 1),
-                          cfg.data.answer_style)
+        result = evaluate(gens[greedy.key], gens[sampled.key] if sampled else None, store.problems(dataset_key, split),
+                          k, cfg.data.answer_style)
         store.execute(
             "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [eval_key, model.hash, dataset_key, result.n_questions, result.k, result.greedy_acc,
              result.maj_acc, result.pass_acc, json.dumps(result.by_tier), time.time()],
         )
-        info = {"greedy_acc": round(result.greedy_acc, 4), "maj_acc": round(result.maj_acc, 4),
-                "pass_acc": round(result.pass_acc, 4)}
+        info = {m: _rounded(getattr(result, m)) for m in ("greedy_acc", "maj_acc", "pass_acc")}
         store.mark_step(eval_key, step, cfg.experiment, "done", time.time() - t0, info)
     return [*generated, StepResult(step, eval_key, False, time.time() - t0, info)]
 

@@ -30,6 +30,11 @@ def to_records(df: pd.DataFrame) -> list[dict]:
     return [{c: None if not isinstance(v, dict) and pd.isna(v) else v for c, v in r.items()} for r in records]
 
 
+def fmt(v: float | None) -> str:
+    """An accuracy for a table; "-" where there is none (maj@k / pass@k of a greedy-only evaluation)."""
+    return "-" if v is None or pd.isna(v) else f"{v:.3f}"
+
+
 def tiers(by_tier: Iterable[dict]) -> list[str]:
     """The difficulty tiers present in some `by_tier` results, in numeric order."""
     return sorted({t for b in by_tier for t in b}, key=lambda t: (len(t), t))
@@ -44,7 +49,8 @@ def to_markdown(df: pd.DataFrame, experiment: str) -> str:
         kept = "-" if pd.isna(r.n_kept) else int(r.n_kept)
         name = "backbone" if r.round == 0 else f"round {r.round}"
         by_tier = "".join(f"{r.by_tier[t]['greedy_acc']:.3f} | " if t in r.by_tier else "- | " for t in names)
-        lines.append(f"| {name} | {r.greedy_acc:.3f} | {by_tier}{r.maj_acc:.3f} | {r.pass_acc:.3f} | {r.k} | {kept} |")
+        sampled = f"{fmt(r.maj_acc)} | {fmt(r.pass_acc)}"
+        lines.append(f"| {name} | {r.greedy_acc:.3f} | {by_tier}{sampled} | {r.k} | {kept} |")
     return "\n".join(lines)
 
 
@@ -79,7 +85,8 @@ def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
     """Greedy, maj@k and pass@k per round, and greedy accuracy of each difficulty tier (dotted)."""
     fig, ax = _new_axes()
     for col, label in (("greedy_acc", "greedy"), ("maj_acc", "maj@k"), ("pass_acc", "pass@k")):
-        ax.plot(df["round"], df[col], marker="o", label=label)
+        if df[col].notna().any():  # maj@k / pass@k only where k > 0
+            ax.plot(df["round"], df[col], marker="o", label=label)
     for t in tiers(df.by_tier):
         ax.plot(df["round"], [b.get(t, {}).get("greedy_acc", np.nan) for b in df.by_tier], marker=".",
                 linestyle=":", label=f"tier {t} greedy")
@@ -133,8 +140,8 @@ def round_markdown(df: pd.DataFrame, experiment: str, round_: int, selection: di
 
     k = now["k"]
     lines = [f"### {experiment}: round {round_}", "", f"| | round {round_} | round {round_ - 1} |", "|---|---|---|"]
-    for col, label in (("greedy_acc", "greedy accuracy"), ("maj_acc", f"maj@{k}"), ("pass_acc", f"pass@{k}"),
-                       ("n_kept", "kept questions")):
+    sampled = (("maj_acc", f"maj@{k}"), ("pass_acc", f"pass@{k}")) if k else ()
+    for col, label in (("greedy_acc", "greedy accuracy"), *sampled, ("n_kept", "kept questions")):
         lines.append(f"| {label} | {cell(now, col)} | {cell(before, col)} |")
     lines += ["", "| training questions | |", "|---|---|"]
     lines += [f"| {name} | {v:.3f} |" if isinstance(v, float) else f"| {name} | {v} |" for name, v in selection.items()]
@@ -266,8 +273,8 @@ def sweep_markdown(summary: pd.DataFrame, sweep: str, unfinished: list[str] = ()
              "|---" * 8 + "|"]
     for r in summary.itertuples(index=False):
         stds = [getattr(r, f"{m}_std") for m in METRICS]
-        cells = [f"{getattr(r, f'{m}_mean'):.3f} ± {0.0 if pd.isna(sd) else sd:.3f}" for m, sd in zip(METRICS, stds,
-                                                                                                      strict=True)]
+        cells = ["-" if pd.isna(mean := getattr(r, f"{m}_mean")) else f"{mean:.3f} ± {0.0 if pd.isna(sd) else sd:.3f}"
+                 for m, sd in zip(METRICS, stds, strict=True)]
         val = getattr(r, "val_greedy_acc_mean", np.nan)
         per_seed = ", ".join(f"{x:.3f}" for x in r.greedy_per_seed)
         lines.append(f"| {_setting_name(r)} | {'-' if pd.isna(val) else f'{val:.3f}'} | {' | '.join(cells)} | "

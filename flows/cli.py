@@ -239,6 +239,7 @@ def worker(
 
 
 def _print_table(name: str, records: list[dict]) -> None:
+    from east_tasks.report import fmt
     from east_tasks.report import tiers as tiers_of
 
     tiers = tiers_of(r["by_tier"] for r in records)
@@ -249,7 +250,7 @@ def _print_table(name: str, records: list[dict]) -> None:
         val = r.get("val_greedy_acc")
         table.add_row("backbone" if r["round"] == 0 else str(r["round"]), f"{r['greedy_acc']:.3f}",
                       *(f"{r['by_tier'][t]['greedy_acc']:.3f}" if t in r["by_tier"] else "-" for t in tiers),
-                      f"{r['maj_acc']:.3f}", f"{r['pass_acc']:.3f}", "-" if val is None else f"{val:.3f}",
+                      fmt(r["maj_acc"]), fmt(r["pass_acc"]), fmt(val),
                       str(r["n_kept"] or "-"))
     console.print(table)
 

@@ -59,15 +59,15 @@ def test_arith_problems_are_deterministic_and_splits_disjoint() -> None:
     steps = p.solution.split(" #### ")[0].split(". ")
     assert len(steps) == TIER_SPECS[hard].steps and p.solution.endswith(f"#### {p.answer}")
     splits = arith_splits(300, 100, 120, seed=0)
-    labelled = labelled_set((120, 100, 30, 20, 10))
+    labelled = labelled_set((120, 100, 30, 20, 10, 5))
     named = {"pool": splits.pool, "validation": splits.validation, "test": splits.test, "labelled": labelled}
     questions = {name: {q.question for q in rows} for name, rows in named.items()}
-    assert [len(q) for q in questions.values()] == [300, 100, 120, 280]  # distinct within each split
+    assert [len(q) for q in questions.values()] == [300, 100, 120, 285]  # distinct within each split
     assert sum(len(q) for q in questions.values()) == len(set().union(*questions.values()))  # disjoint
     assert {q.tier for q in splits.test} == set(TIERS)
     tiers = Counter(q.tier for q in labelled)
-    assert tiers == {1: 120, 2: 100, 3: 30, 4: 20, 5: 10}
-    with pytest.raises(ValueError, match="2 sizes given for 5 tiers"):
+    assert tiers == {1: 120, 2: 100, 3: 30, 4: 20, 5: 10, 6: 5}
+    with pytest.raises(ValueError, match="2 sizes given for 6 tiers"):
         labelled_set((1, 2))
     with pytest.raises(ValueError, match="unknown split 'train'; allowed: test, validation, pool, labelled"):
         make_split("train", 1)
@@ -77,7 +77,7 @@ def test_arith_problems_are_deterministic_and_splits_disjoint() -> None:
 
 def test_reference_solutions_compute_their_answers() -> None:
     """Each step `x op k = y.` is arithmetically right, chains into the next and stays in range."""
-    for p in arith_splits(200, 0, 10).pool + labelled_set((20, 20, 10, 10, 10)):
+    for p in arith_splits(200, 0, 10).pool + labelled_set((20, 20, 10, 10, 10, 10)):
         value = None
         for step in p.solution.split(" #### ")[0].rstrip(".").split(". "):
             lhs, rhs = step.split(" = ")

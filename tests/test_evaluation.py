@@ -23,6 +23,9 @@ def test_greedy_maj_pass_by_tier() -> None:
     assert res.pass_acc == pytest.approx(2 / 3)  # p and q have a correct sample
     assert res.by_tier["1"] == {"n": 2, "greedy_acc": 0.5, "maj_acc": 0.5, "pass_acc": 1.0}
     assert res.by_tier["2"] == {"n": 1, "greedy_acc": 0.0, "maj_acc": 0.0, "pass_acc": 0.0}
+    greedy_only = evaluate(greedy, None, problems, k=0, style="gsm8k")  # k = 0: no maj@k / pass@k to claim
+    assert (greedy_only.greedy_acc, greedy_only.maj_acc, greedy_only.pass_acc) == (res.greedy_acc, None, None)
+    assert greedy_only.by_tier["1"] == {"n": 2, "greedy_acc": 0.5, "maj_acc": None, "pass_acc": None}
 
 
 def test_majority_vote_counts_equivalent_math_answers_together() -> None:

@@ -16,7 +16,7 @@ from east_tasks.training import train_weighted
 
 
 def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path) -> None:
-    problems = make_split("pool", 8, seed=99, tiers=(3,))  # a tier the backbone half solves
+    problems = make_split("pool", 8, seed=99, tiers=(3,))  # a tier the backbone solves about 3 times in 4
     examples = pd.DataFrame({
         "prompt": [format_prompt(p.question) for p in problems],
         "response": [format_completion(p.solution.replace(f"#### {p.answer}", f"#### {int(p.answer) + 1}"))

@@ -10,7 +10,7 @@ from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.models import BACKBONE_DIR
 from east_tasks.training import score_responses, train_weighted
 
-PROBLEMS = make_split("pool", 8, seed=99, tiers=(3,))  # a tier the backbone half solves
+PROBLEMS = make_split("pool", 8, seed=99, tiers=(4,))  # a tier the backbone half solves
 PROMPTS = [format_prompt(p.question) for p in PROBLEMS]
 CORRECT = [format_completion(p.solution) for p in PROBLEMS]
 WRONG = [format_completion(p.solution.replace(f"#### {p.answer}", f"#### {int(p.answer) + 1}")) for p in PROBLEMS]
@@ -34,14 +34,21 @@ def test_scores_match_the_training_encoding(ref, tiny_tokenizer) -> None:
 
 def test_weighted_dpo_moves_heavy_pairs_more(ref, tmp_path) -> None:
     # The wrong answer is the *chosen* one, so the change is visible against a backbone that prefers the truth.
-    examples = pd.DataFrame({"prompt": PROMPTS, "response": WRONG, "rejected": CORRECT,
-                             "ref_logp": ref["wrong"], "ref_rejected_logp": ref["correct"],
-                             "weight": [1.9] * 4 + [0.1] * 4})
-    cfg = TrainConfig(loss="dpo", beta=0.1, lr=1e-3, epochs=3, batch_size=8, warmup_ratio=0.0)
-    summary = train_weighted(str(BACKBONE_DIR), examples, cfg, tmp_path / "dpo")
-    margin = (_logps(tmp_path / "dpo", WRONG) - ref["wrong"]) - (_logps(tmp_path / "dpo", CORRECT) - ref["correct"])
+    # The pairs share their pattern (answer + 1), so light pairs move too; the weighting shows against the same
+    # training with equal weights: heavy pairs gain margin, light ones lose it.
+    def margins(weights: list[float], out: str) -> tuple[np.ndarray, dict]:
+        examples = pd.DataFrame({"prompt": PROMPTS, "response": WRONG, "rejected": CORRECT,
+                                 "ref_logp": ref["wrong"], "ref_rejected_logp": ref["correct"], "weight": weights})
+        cfg = TrainConfig(loss="dpo", beta=0.1, lr=3e-4, epochs=3, batch_size=8, warmup_ratio=0.0)
+        summary = train_weighted(str(BACKBONE_DIR), examples, cfg, tmp_path / out)
+        chosen = _logps(tmp_path / out, WRONG) - ref["wrong"]
+        return chosen - (_logps(tmp_path / out, CORRECT) - ref["correct"]), summary
+
+    weighted, summary = margins([1.9] * 4 + [0.1] * 4, "weighted")
+    equal, _ = margins([1.0] * 8, "equal")
     assert summary["steps"] == 3 and summary["train_loss"] < np.log(2)  # it starts at log 2 and falls
-    assert margin[:4].mean() > 2 * margin[4:].mean() > 0
+    assert weighted[:4].mean() > equal[:4].mean() and 0 < weighted[4:].mean() < equal[4:].mean()
+    assert weighted[:4].mean() > weighted[4:].mean()
 
 
 def test_kto_raises_desirable_and_lowers_undesirable(ref, tmp_path) -> None:

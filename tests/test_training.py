@@ -23,7 +23,7 @@ def _losses(model_dir, examples: pd.DataFrame) -> torch.Tensor:
 
 
 def test_heavier_examples_are_learned_more(tmp_path) -> None:
-    problems = make_split("pool", 8, seed=99, tiers=(3,))  # a tier the backbone half solves
+    problems = make_split("pool", 8, seed=99, tiers=(3,))  # a tier the backbone solves about 3 times in 4
     # Wrong-but-well-formed solutions the backbone finds unlikely, so learning them is visible.
     examples = pd.DataFrame({
         "prompt": [format_prompt(p.question) for p in problems],

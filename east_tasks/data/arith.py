@@ -28,7 +28,7 @@ class TierSpec:
     start: tuple[int, int] = (2, 20)
 
 
-TIER_SPECS: dict[int, TierSpec] = {t: TierSpec(steps=t + 1) for t in range(1, 6)}
+TIER_SPECS: dict[int, TierSpec] = {t: TierSpec(steps=t + 1) for t in range(1, 7)}
 TIERS = tuple(TIER_SPECS)
 
 

