@@ -168,6 +168,9 @@ class BackendConfig(_Strict):
     enforce_eager: bool | None = Field(None, description="skip vLLM's graph capture / compilation; default: "
                                        "on for the CPU build, off on GPUs")
     max_model_len: int = Field(256, ge=16)
+    max_num_seqs: int | None = Field(None, ge=1, description="sequences per engine step (vLLM's default: 256 on "
+                                     "the CPU build, more on GPUs)")
+    max_num_batched_tokens: int | None = Field(None, ge=16, description="tokens per engine step (vLLM's default)")
     hf_batch_size: int = Field(32, ge=1, description="prompts per transformers.generate call")
     trust_remote_code: bool = False
 

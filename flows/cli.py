@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -243,15 +244,16 @@ def _print_table(name: str, records: list[dict]) -> None:
     from east_tasks.report import tiers as tiers_of
 
     tiers = tiers_of(r["by_tier"] for r in records)
-    table = Table(title=f"{name}: test accuracy (greedy by tier; validation greedy)")
-    for col in ("round", "greedy", *(f"tier {t}" for t in tiers), "maj@k", "pass@k", "validation", "kept questions"):
+    sampled = [m for m in ("maj_acc", "pass_acc") if any(r[m] is not None for r in records)]  # none when k = 0
+    table = Table(title=f"{name}: greedy test accuracy, overall and by tier (t1 easiest); validation greedy; "
+                        "questions kept for training", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("round", justify="right", min_width=8)
+    for col in ("test", *(f"t{t}" for t in tiers), *(f"{m[:-4]}@k" for m in sampled), "val", "kept"):
         table.add_column(col, justify="right")
     for r in records:
-        val = r.get("val_greedy_acc")
         table.add_row("backbone" if r["round"] == 0 else str(r["round"]), f"{r['greedy_acc']:.3f}",
                       *(f"{r['by_tier'][t]['greedy_acc']:.3f}" if t in r["by_tier"] else "-" for t in tiers),
-                      fmt(r["maj_acc"]), fmt(r["pass_acc"]), fmt(val),
-                      str(r["n_kept"] or "-"))
+                      *(fmt(r[m]) for m in sampled), fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"))
     console.print(table)
 
 

@@ -25,6 +25,8 @@ class VLLMGenerator:
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             tensor_parallel_size=cfg.tensor_parallel_size,
             max_model_len=cfg.max_model_len,
+            # None leaves vLLM's defaults
+            **{k: v for k in ("max_num_seqs", "max_num_batched_tokens") if (v := getattr(cfg, k)) is not None},
             trust_remote_code=cfg.trust_remote_code,
             seed=0,
             enforce_eager=current_platform.is_cpu() if cfg.enforce_eager is None else cfg.enforce_eager,
