@@ -49,9 +49,8 @@ def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame | None, problems: pd.Da
     scores = scores.join(problems.set_index("problem_id")[["tier"]])
 
     def metrics(s: pd.DataFrame) -> dict[str, float | None]:
-        sampled_metric = {m: None if sampled is None else float(s[m].mean()) for m in ("maj", "pass")}
-        return {"greedy_acc": float(s.greedy.mean()), "maj_acc": sampled_metric["maj"],
-                "pass_acc": sampled_metric["pass"]}
+        return {"greedy_acc": float(s.greedy.mean()),
+                **{f"{m}_acc": None if sampled is None else float(s[m].mean()) for m in ("maj", "pass")}}
 
     by_tier = {str(t): {"n": int(len(s)), **metrics(s)} for t, s in scores.groupby("tier")}
     return EvalResult(n_questions=len(scores), k=k, **metrics(scores), by_tier=by_tier)
