@@ -217,9 +217,6 @@ PRESETS: dict[str, dict] = {
         # 1e-3 0.518 greedy (backbone 0.556).
         "train": {"lr": 3e-4},
         "eval": {"k": 0},
-        # vLLM's CPU defaults (256 sequences, 4,096 tokens a step) leave the tiny model's batches small: 1,024 /
-        # 16,384 sampled the pool ~20 % faster here (155-164 vs 124-135 samples/s).
-        "backend": {"max_num_seqs": 1024, "max_num_batched_tokens": 16384},
     },
     # Smaller than the demo, for the integration test.
     "tiny-test": {
