@@ -26,8 +26,11 @@ class EvalResult:
     by_tier: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _scores(greedy: pd.DataFrame, sampled: pd.DataFrame, gold: dict[str, str], style: str) -> pd.DataFrame:
+def _scores(greedy: pd.DataFrame, sampled: pd.DataFrame | None, gold: dict[str, str], style: str) -> pd.DataFrame:
+    """Per question: greedy correct, and with samples the majority vote's and any sample's correctness."""
     g = greedy.groupby("problem_id").correct.first()
+    if sampled is None:
+        return g.rename("greedy").to_frame()
     rows = []
     for pid, group in sampled.groupby("problem_id"):
         # votes go to clusters of equivalent answers (the same equivalence as the EAST clustering)
@@ -45,12 +48,10 @@ def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame | None, problems: pd.Da
     correct), or None with k = 0 (greedy only: no maj@k / pass@k). pass@k here is "any of the k samples
     correct" (the unbiased estimator with n = k)."""
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))
-    scores = _scores(greedy, greedy if sampled is None else sampled, gold, style)
-    scores = scores.join(problems.set_index("problem_id")[["tier"]])
+    scores = _scores(greedy, sampled, gold, style).join(problems.set_index("problem_id")[["tier"]])
 
     def metrics(s: pd.DataFrame) -> dict[str, float | None]:
-        return {"greedy_acc": float(s.greedy.mean()),
-                **{f"{m}_acc": None if sampled is None else float(s[m].mean()) for m in ("maj", "pass")}}
+        return {f"{m}_acc": float(s[m].mean()) if m in s else None for m in ("greedy", "maj", "pass")}
 
     by_tier = {str(t): {"n": int(len(s)), **metrics(s)} for t, s in scores.groupby("tier")}
     return EvalResult(n_questions=len(scores), k=k, **metrics(scores), by_tier=by_tier)

@@ -48,7 +48,7 @@ def to_markdown(df: pd.DataFrame, experiment: str) -> str:
     for r in df.itertuples(index=False):
         kept = "-" if pd.isna(r.n_kept) else int(r.n_kept)
         name = "backbone" if r.round == 0 else f"round {r.round}"
-        by_tier = "".join(f"{r.by_tier[t]['greedy_acc']:.3f} | " if t in r.by_tier else "- | " for t in names)
+        by_tier = "".join(f"{fmt(r.by_tier.get(t, {}).get('greedy_acc'))} | " for t in names)
         sampled = f"{fmt(r.maj_acc)} | {fmt(r.pass_acc)}"
         lines.append(f"| {name} | {r.greedy_acc:.3f} | {by_tier}{sampled} | {r.k} | {kept} |")
     return "\n".join(lines)
@@ -277,7 +277,7 @@ def sweep_markdown(summary: pd.DataFrame, sweep: str, unfinished: list[str] = ()
                  for m, sd in zip(METRICS, stds, strict=True)]
         val = getattr(r, "val_greedy_acc_mean", np.nan)
         per_seed = ", ".join(f"{x:.3f}" for x in r.greedy_per_seed)
-        lines.append(f"| {_setting_name(r)} | {'-' if pd.isna(val) else f'{val:.3f}'} | {' | '.join(cells)} | "
+        lines.append(f"| {_setting_name(r)} | {fmt(val)} | {' | '.join(cells)} | "
                      f"{r.seeds} | {r.rounds} | {per_seed} |")
     if unfinished:
         lines += ["", f"Not counted, unfinished: {', '.join(unfinished)}"]

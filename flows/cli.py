@@ -252,7 +252,7 @@ def _print_table(name: str, records: list[dict]) -> None:
         table.add_column(col, justify="right")
     for r in records:
         table.add_row("backbone" if r["round"] == 0 else str(r["round"]), f"{r['greedy_acc']:.3f}",
-                      *(f"{r['by_tier'][t]['greedy_acc']:.3f}" if t in r["by_tier"] else "-" for t in tiers),
+                      *(fmt(r["by_tier"].get(t, {}).get("greedy_acc")) for t in tiers),
                       *(fmt(r[m]) for m in sampled), fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"))
     console.print(table)
 
