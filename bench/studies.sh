@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Every study of docs/results on the embedded default, in one store, each sweep timed and its page copied to
 # docs/results as soon as it finishes (a session may end before the last one does; rerunning resumes from
-# the cache). `a` for the baselines, losses and rounds studies is the one the a-grid picks on validation:
+# the cache). The a-grid runs first; the weighted setting it scores best on *validation* (mapping and `a`)
+# is the one the rounds, baselines and losses studies use, unless A (and MAPPING) are given:
 #
-#     bash bench/studies.sh [SEEDS] [A]        # defaults: 0,1,2,3,4 and 1
+#     bash bench/studies.sh [SEEDS] [A] [MAPPING]        # defaults: 0,1,2,3,4, then chosen on validation
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-0,1,2,3,4}
-A=${2:-1}
 EAST=.venv/bin/east
 DATA=${EAST_STUDY_DATA:-data/studies}
 mkdir -p docs/results
@@ -17,7 +17,7 @@ run() {  # name, then east sweep options
     shift
     local t0=$SECONDS
     $EAST sweep --name "$name" --seeds "$SEEDS" --data-dir "$DATA" "$@"
-    echo "$name: $((SECONDS - t0)) s" | tee -a docs/results/timings.txt
+    echo "$name ($SEEDS): $((SECONDS - t0)) s" | tee -a docs/results/timings.txt
     cp "$DATA/plots/$name".md docs/results/
     for plot in accuracy-vs-a accuracy-vs-round tiers-vs-round paired-differences entropy-vs-error; do
         cp "$DATA/plots/$name-$plot.png" docs/results/ 2>/dev/null || true  # a sweep may lack some plots
@@ -25,6 +25,17 @@ run() {  # name, then east sweep options
 }
 
 run a-grid --a 0,0.5,1,2 --mappings power,exp
-run baselines --a "0,$A" --strategies local,accuracy,rejected
-run losses --a "0,$A" --losses sft,dpo,kto --set weighting.max_pairs_per_question=1
-run rounds --a "0,$A" --rounds 3
+if [[ -z "${2:-}" ]]; then
+    read -r A MAPPING < <($EAST report --sweep a-grid --json --data-dir "$DATA" | .venv/bin/python -c \
+        'import json, sys; b = json.load(sys.stdin)["best_on_validation"]; print(b["a"], b["mapping"])')
+    echo "chosen on validation: a=$A mapping=$MAPPING" | tee -a docs/results/timings.txt
+else
+    A=$2
+    MAPPING=${3:-power}
+fi
+run rounds --a "0,$A" --mappings "$MAPPING" --rounds 3
+# The testbed's one design choice beyond the backbone: train each round on every round's kept examples so far
+# (train.accumulate, the tiny preset) or on that round's alone. Vanilla both ways, paired by seed.
+run rounds-each-round-alone --a 0 --rounds 3 --set train.accumulate=false
+run baselines --a "0,$A" --mappings "$MAPPING" --strategies local,accuracy,rejected
+run losses --a "0,$A" --mappings "$MAPPING" --losses sft,dpo,kto --set weighting.max_pairs_per_question=1

@@ -249,9 +249,27 @@ def _with_reference_logps(cfg: ExperimentConfig, parent: ModelRef, weight_key: s
     return examples
 
 
-def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[StepResult, ModelRef]:
+def earlier_weight_keys(cfg: ExperimentConfig, round_: int) -> list[str]:
+    """With `train.accumulate`, the weight keys of rounds 1..round_-1 of this experiment (their kept examples
+    are trained on again in round `round_`); else none."""
+    if not cfg.train.accumulate:
+        return []
+    with Store(cfg.store_path) as store:
+        rows = store.execute("SELECT round, weight_key FROM experiment_rounds WHERE experiment = ? AND round >= 1 "
+                             "AND round < ? ORDER BY round", [cfg.experiment, round_])
+    if [r for r, _ in rows] != list(range(1, round_)):
+        raise RuntimeError(f"train.accumulate: {cfg.experiment} has rounds {[r for r, _ in rows]} recorded before "
+                           f"round {round_}; every earlier round must be")
+    return [key for _, key in rows]
+
+
+def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
+          earlier_keys: list[str] | tuple[str, ...] = ()) -> tuple[StepResult, ModelRef]:
+    """Fine-tunes `parent` on the examples of `weight_key` (and, accumulating, of `earlier_keys` first)."""
     t0 = time.time()
-    ckpt_key = fingerprint({"parent": parent.hash, "weights": weight_key, "train": cfg.train.model_dump()})
+    keys = [*earlier_keys, weight_key]
+    ckpt_key = fingerprint({"parent": parent.hash, "weights": weight_key, "train": cfg.train.model_dump(),
+                            **({"earlier": list(earlier_keys)} if earlier_keys else {})})
     out_dir = cfg.checkpoint_dir / ckpt_key
     with Store(cfg.store_path) as store:
         row = store.query("SELECT model_hash, train_loss FROM checkpoints WHERE ckpt_key = ?", [ckpt_key])
@@ -259,11 +277,12 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> tuple[Ste
             cached = StepResult("train", ckpt_key, True, time.time() - t0,
                                 {"train_loss": round(float(row.train_loss[0]), 4)})
             return cached, ModelRef(path=str(out_dir), hash=row.model_hash[0])
-        examples = store.query("SELECT * FROM training_examples WHERE weight_key = ? ORDER BY example_idx",
-                               [weight_key])
-    if examples.empty:
+        examples = [store.query("SELECT * FROM training_examples WHERE weight_key = ? ORDER BY example_idx", [k])
+                    for k in keys]
+    if examples[-1].empty:
         raise RuntimeError(f"no training examples for weight_key {weight_key}: every question was filtered out")
-    examples = _with_reference_logps(cfg, parent, weight_key, examples)
+    examples = pd.concat([_with_reference_logps(cfg, parent, k, ex) for k, ex in zip(keys, examples, strict=True)],
+                         ignore_index=True)
     release_generator()  # free the sampling engine's memory and cores before training
     summary = train_weighted(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
                              cfg.backend.trust_remote_code)

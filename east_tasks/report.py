@@ -178,6 +178,18 @@ def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["loss", "weighted", *SETTING[1:]], ignore_index=True).drop(columns="weighted")
 
 
+def best_on_validation(summary: pd.DataFrame) -> dict | None:
+    """The weighted (a != 0) setting with the highest mean final-round validation accuracy: where a sweep's
+    choice of `a` (and mapping) is made, never on test. None when there is no validation split or no such point."""
+    weighted = summary[(summary.a != 0) & summary.val_greedy_acc_mean.notna()] if "val_greedy_acc_mean" in summary \
+        else summary.iloc[:0]
+    if weighted.empty:
+        return None
+    best = weighted.loc[weighted.val_greedy_acc_mean.idxmax()]
+    return {k: (float(best[k]) if k == "a" else best[k]) for k in SETTING} | {"val_greedy_acc": float(
+        best.val_greedy_acc_mean)}
+
+
 def paired_differences(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Final-round greedy accuracy of each setting minus its reference, seed by seed, on test and validation.
 
@@ -325,16 +337,54 @@ def plot_entropy_vs_error(stats: pd.DataFrame, title: str, path: Path) -> Path:
     return _save_png(fig, path)
 
 
-def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, list[Path]]:
-    """The sweep's tables and PNG plots, written under `out_dir`; returns (Markdown for the UI, plots).
+def pool_entropy_by_round(store: Store, df: pd.DataFrame) -> pd.DataFrame:
+    """Answer entropy (bits) of the pool questions each round sampled, vanilla and EAST settings, pooled over
+    seeds: whether weighting has a signal, round after round. Settings that sampled the very same pools (every
+    setting's round 1, one pool per seed) share one row."""
+    rounds = df[(df["round"] >= 1) & ((df.a == 0) | (df.strategy == "entropy"))].dropna(subset=["gen_key"])
+    if rounds.empty:
+        return pd.DataFrame()
+    stats = store.query("SELECT DISTINCT ON (gen_key, problem_id) gen_key, entropy FROM question_stats "
+                        "WHERE list_contains(?, gen_key)", [rounds.gen_key.unique().tolist()])
+    rows, seen = [], {}
+    for keys, group in rounds.groupby([*SETTING, "round"]):
+        pools = frozenset(group.gen_key)
+        if pools in seen:
+            seen[pools]["settings"] += 1
+            continue
+        h = stats[stats.gen_key.isin(pools)].entropy
+        seen[pools] = {"setting": _setting_name(pd.Series(dict(zip([*SETTING, "round"], keys, strict=True)))),
+                       "round": keys[-1], "settings": 1, "seeds": len(pools), "questions": len(h),
+                       "mean": h.mean(), "median": h.median(), "above_zero": (h > 0).mean(), "p90": h.quantile(0.9)}
+        rows.append(seen[pools])
+    return pd.DataFrame(rows).sort_values(["round", "setting"], ignore_index=True)
 
-    The page on disk embeds the plots beside it by name; the returned Markdown links them by file URI."""
+
+def entropy_markdown(entropy: pd.DataFrame, sweep: str) -> str:
+    lines = [f"### {sweep}: answer entropy of the pool questions per round (bits, pooled over seeds)", "",
+             "| round | setting | seeds | questions | mean | median | share > 0 | 90th percentile |",
+             "|---" * 8 + "|"]
+    for r in entropy.itertuples(index=False):
+        setting = "every setting (shared samples)" if r.settings > 1 else r.setting
+        lines.append(f"| {r.round} | {setting} | {r.seeds} | {r.questions} | {r.mean:.2f} | {r.median:.2f} | "
+                     f"{100 * r.above_zero:.0f} % | {r.p90:.2f} |")
+    return "\n".join(lines)
+
+
+def sweep_results(store: Store, sweep: str) -> tuple[pd.DataFrame, list[str]]:
+    """Every round of the sweep's finished experiments (with per-tier columns), and the unfinished ones' names."""
     df = _with_tiers(store.sweep_table(sweep))
     if df.empty:
         raise ValueError(f"no results for sweep {sweep!r}")
     finished = set(final_round(df).experiment)
-    unfinished = sorted(set(df.experiment) - finished)
-    df = df[df.experiment.isin(finished)]
+    return df[df.experiment.isin(finished)], sorted(set(df.experiment) - finished)
+
+
+def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, list[Path]]:
+    """The sweep's tables and PNG plots, written under `out_dir`; returns (Markdown for the UI, plots).
+
+    The page on disk embeds the plots beside it by name; the returned Markdown links them by file URI."""
+    df, unfinished = sweep_results(store, sweep)
     summary = sweep_summary(df)
     first_pool = df[df["round"] == 1].gen_key.dropna()
     start = df[df["round"] == 0].greedy_acc
@@ -352,8 +402,13 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
         plots.append(plot_entropy_vs_error(stats, f"{sweep}: round-1 pool questions",
                                            out_dir / f"{sweep}-entropy-vs-error.png"))
     table = sweep_markdown(summary, sweep, unfinished)
+    if chosen := best_on_validation(summary):
+        table += (f"\n\nBest weighted setting on validation: **{_setting_name(pd.Series(chosen))}** "
+                  f"(validation greedy {chosen['val_greedy_acc']:.3f}); test is not used to choose.")
     if len(diffs):
         table += "\n\n" + paired_markdown(diffs, sweep)
+    if len(entropy := pool_entropy_by_round(store, df)):
+        table += "\n\n" + entropy_markdown(entropy, sweep)
     page = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in plots]])
     atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(page + "\n"))
     return f"{table}\n\n{plot_links({p.stem: p for p in plots})}", plots

@@ -144,13 +144,25 @@ def report(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Per-round test accuracy, read from the store; with --sweep, the sweep's Markdown table and PNG plots."""
-    from east_tasks.report import round_results, to_records, write_sweep_report
+    from east_tasks.report import (
+        best_on_validation,
+        round_results,
+        sweep_results,
+        sweep_summary,
+        to_records,
+        write_sweep_report,
+    )
 
     if sweep:
         with _open_store(data_dir) as store:
             if sweep not in store.sweeps():
                 console.print(f"[red]no sweep {sweep!r}[/red]; known: {', '.join(store.sweeps()) or 'none'}")
                 raise typer.Exit(1)
+            if as_json:
+                summary = sweep_summary(sweep_results(store, sweep)[0])
+                print(json.dumps({"settings": summary.to_dict(orient="records"),
+                                  "best_on_validation": best_on_validation(summary)}, indent=2, default=str))
+                return
             markdown, _ = write_sweep_report(store, sweep, data_dir / "plots")
         print(markdown)
         return

@@ -84,8 +84,8 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, rou
 
 
 @task(name="train", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str) -> ModelRef:
-    result, model = pipeline.train(cfg, parent, weight_key)
+def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> ModelRef:
+    result, model = pipeline.train(cfg, parent, weight_key, pipeline.earlier_weight_keys(cfg, round_))
     _log(result)
     return model
 
@@ -107,7 +107,7 @@ def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key
     """One EAST round: sample the pool with the parent, weight (entropy or a baseline), fine-tune, evaluate."""
     gen_key = generate_pool(cfg, parent, dataset_key, round_)
     weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent)
-    model = train(cfg, parent, weight_key)
+    model = train(cfg, parent, weight_key, round_)
     evals = evaluate(cfg, model, dataset_key)
     pipeline.record_round(cfg, round_, model, evals, gen_key, weight_key)
     publish_round(cfg, round_, weight_key)

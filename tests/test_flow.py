@@ -47,13 +47,17 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     with Store(cfg.store_path) as s:
         ex = s.query("SELECT weight_key, uncertainty, weight FROM training_examples")
         rounds = s.query("SELECT round, n_kept, model_hash FROM experiment_rounds ORDER BY round")
-        steps = s.query("SELECT step, status FROM step_status")
+        steps = s.query("SELECT step, status, detail FROM step_status")
     for _, group in ex.groupby("weight_key"):
         assert np.isclose(group.weight.mean(), 1.0)  # normalised per round
         # a = 1, power mapping: weight proportional to entropy
         np.testing.assert_allclose(group.weight, group.uncertainty / group.uncertainty.mean())
     assert sorted(rounds.n_kept[1:]) == sorted(ex.groupby("weight_key").size())
     assert rounds.model_hash.nunique() == 3  # each round produced a new model
+    # train.accumulate (tiny-test, like tiny): round 2 trains on round 1's kept examples as well as its own
+    assert cfg.train.accumulate
+    train_rows = sorted(json.loads(d)["examples"] for d in steps.detail[steps.step == "train"])
+    assert train_rows == [rounds.n_kept[1], rounds.n_kept[1] + rounds.n_kept[2]]
     assert set(steps.status) == {"done"}
     # 2 pool generations, 3 x (2 test + 1 validation) generations, 2 selections, 2 trainings, 3 x 2 evaluations
     assert steps.step.str.startswith("generate pool").sum() == 2 and (steps.step == "train").sum() == 2

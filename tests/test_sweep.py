@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from east_tasks.config import SweepGrid
-from east_tasks.report import paired_differences, paired_markdown, sweep_markdown, sweep_summary
+from east_tasks.report import best_on_validation, paired_differences, paired_markdown, sweep_markdown, sweep_summary
 from east_tasks.store import Store
 from east_tasks.sweep import SweepPoint, grid_points, point_config
 from flows.sweep import sweep
@@ -81,6 +81,21 @@ def test_paired_differences_by_seed_with_t_intervals() -> None:
     table = paired_markdown(paired_differences(df), "s")
     # validation diffs (0.02, -0.01, 0.02): sd 0.017321, so the half-width is 4.302653 * 0.01 = 4.30 points
     assert "| SFT entropy power a=1 | SFT vanilla | +1.00 ± 4.30 | +2.33 ± 1.43 | 3 |" in table
+
+
+def test_best_on_validation_ignores_test_and_vanilla() -> None:
+    def row(mapping: str, a: float, seed: int, val: float, test: float) -> dict:
+        return {"experiment": f"{mapping}-{a}-s{seed}", "seed": seed, "loss": "sft", "strategy": "entropy",
+                "mapping": mapping, "a": a, "round": 1, "greedy_acc": test, "maj_acc": None, "pass_acc": None,
+                "val_greedy_acc": val}
+
+    df = pd.DataFrame([row("power", 0, 0, 0.90, 0.50), row("power", 0, 1, 0.90, 0.50),  # vanilla: never chosen
+                       row("power", 1, 0, 0.60, 0.90), row("power", 1, 1, 0.62, 0.90),  # best on test only
+                       row("exp", 2, 0, 0.64, 0.40), row("exp", 2, 1, 0.62, 0.40)])  # best on validation: 0.63
+    best = best_on_validation(sweep_summary(df))
+    assert best == {"loss": "sft", "strategy": "entropy", "mapping": "exp", "a": 2.0,
+                    "val_greedy_acc": pytest.approx(0.63)}
+    assert best_on_validation(sweep_summary(df[df.a == 0])) is None
 
 
 def _artifact_keys() -> set[str]:
