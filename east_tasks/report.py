@@ -196,8 +196,6 @@ def paired_differences(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     The reference is vanilla of the same loss for a weighted setting, and SFT vanilla for DPO / KTO vanilla.
     Pairing by seed compares runs that share the first round's pool samples, selection and data order, so
     their noise largely cancels; the interval is Student's t over the per-seed differences."""
-    from scipy import stats
-
     final = final_round(df).assign(weighted=lambda d: d.a != 0)
     vanilla = final[~final.weighted].set_index(["loss", "seed"])
     rows = []
@@ -211,26 +209,60 @@ def paired_differences(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
             mine = group.set_index("seed")[metric]
             ref = vanilla.xs(ref_loss, level="loss")[metric] if ref_loss in vanilla.index.get_level_values(0) else None
             diffs = (mine - ref).dropna() if ref is not None else pd.Series(dtype=float)
-            n = len(diffs)
-            half = (stats.t.ppf(0.5 + confidence / 2, n - 1) * diffs.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-            row |= {f"{name}_diff": diffs.mean() if n else np.nan, f"{name}_ci": half, f"{name}_seeds": n}
+            row |= dict(zip((f"{name}_diff", f"{name}_ci", f"{name}_seeds"), mean_and_ci(diffs, confidence),
+                            strict=True))
         rows.append(row)
     columns = [*SETTING, "reference", *(f"{m}_{x}" for m in ("test", "val") for x in ("diff", "ci", "seeds"))]
     return pd.DataFrame(rows, columns=columns)
+
+
+def mean_and_ci(diffs: pd.Series, confidence: float = 0.95) -> tuple[float, float, int]:
+    """Mean of paired differences, the half-width of its Student-t interval (NaN below two), and their count."""
+    from scipy import stats
+
+    n = len(diffs)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * diffs.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+    return (diffs.mean() if n else np.nan), half, n
+
+
+def paired_by_round(df: pd.DataFrame, ref: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Round by round, each setting of sweep `df` minus the same setting and seed of sweep `ref` (greedy accuracy
+    on test and validation): two sweeps that differ in one config field, compared with their noise paired."""
+    on = [*SETTING, "seed", "round"]
+    both = df.merge(ref, on=on, suffixes=("", "_ref"))
+    rows = []
+    for keys, group in both.groupby([*SETTING, "round"]):
+        row = dict(zip([*SETTING, "round"], keys, strict=True))
+        for metric, name in (("greedy_acc", "test"), ("val_greedy_acc", "val")):
+            diffs = (group[metric] - group[f"{metric}_ref"]).dropna()
+            row |= dict(zip((f"{name}_diff", f"{name}_ci", f"{name}_seeds"), mean_and_ci(diffs, confidence),
+                            strict=True))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _diff_cell(diff: float, ci: float) -> str:
+    if pd.isna(diff):
+        return "-"
+    return f"{100 * diff:+.2f}" if pd.isna(ci) else f"{100 * diff:+.2f} ± {100 * ci:.2f}"
+
+
+def paired_by_round_markdown(diffs: pd.DataFrame, sweep: str, ref: str) -> str:
+    lines = [f"### {sweep} minus {ref}, paired by seed (points of greedy accuracy, mean ± 95 % CI half-width)", "",
+             "| setting | round | validation | test | seeds |", "|---|---|---|---|---|"]
+    for r in diffs.itertuples(index=False):
+        lines.append(f"| {_setting_name(r)} | {r.round} | {_diff_cell(r.val_diff, r.val_ci)} | "
+                     f"{_diff_cell(r.test_diff, r.test_ci)} | {r.test_seeds} |")
+    return "\n".join(lines)
 
 
 def paired_markdown(diffs: pd.DataFrame, sweep: str) -> str:
     lines = [f"### {sweep}: paired differences (points of greedy accuracy, mean over seeds ± 95 % CI half-width)",
              "", "| setting | vs | validation | test | seeds |", "|---|---|---|---|---|"]
 
-    def cell(diff: float, ci: float) -> str:
-        if pd.isna(diff):
-            return "-"
-        return f"{100 * diff:+.2f}" if pd.isna(ci) else f"{100 * diff:+.2f} ± {100 * ci:.2f}"
-
     for r in diffs.itertuples(index=False):
-        lines.append(f"| {_setting_name(r)} | {r.reference} | {cell(r.val_diff, r.val_ci)} | "
-                     f"{cell(r.test_diff, r.test_ci)} | {r.test_seeds} |")
+        lines.append(f"| {_setting_name(r)} | {r.reference} | {_diff_cell(r.val_diff, r.val_ci)} | "
+                     f"{_diff_cell(r.test_diff, r.test_ci)} | {r.test_seeds} |")
     return "\n".join(lines)
 
 

@@ -140,12 +140,16 @@ def report(
     experiment: Annotated[str | None, typer.Option(help="default: every experiment in the store")] = None,
     sweep: Annotated[str | None, typer.Option(help="a sweep's table and plots instead (written beside the store)")]
     = None,
+    versus: Annotated[str | None, typer.Option(help="with --sweep: another sweep to subtract, round by round, "
+                                               "paired by setting and seed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Per-round test accuracy, read from the store; with --sweep, the sweep's Markdown table and PNG plots."""
     from east_tasks.report import (
         best_on_validation,
+        paired_by_round,
+        paired_by_round_markdown,
         round_results,
         sweep_results,
         sweep_summary,
@@ -155,9 +159,14 @@ def report(
 
     if sweep:
         with _open_store(data_dir) as store:
-            if sweep not in store.sweeps():
-                console.print(f"[red]no sweep {sweep!r}[/red]; known: {', '.join(store.sweeps()) or 'none'}")
-                raise typer.Exit(1)
+            for name in (sweep, versus) if versus else (sweep,):
+                if name not in store.sweeps():
+                    console.print(f"[red]no sweep {name!r}[/red]; known: {', '.join(store.sweeps()) or 'none'}")
+                    raise typer.Exit(1)
+            if versus:
+                diffs = paired_by_round(sweep_results(store, sweep)[0], sweep_results(store, versus)[0])
+                print(diffs.to_json(orient="records") if as_json else paired_by_round_markdown(diffs, sweep, versus))
+                return
             if as_json:
                 summary = sweep_summary(sweep_results(store, sweep)[0])
                 print(json.dumps({"settings": summary.to_dict(orient="records"),

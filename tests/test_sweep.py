@@ -6,7 +6,15 @@ import pandas as pd
 import pytest
 
 from east_tasks.config import SweepGrid
-from east_tasks.report import best_on_validation, paired_differences, paired_markdown, sweep_markdown, sweep_summary
+from east_tasks.report import (
+    best_on_validation,
+    paired_by_round,
+    paired_by_round_markdown,
+    paired_differences,
+    paired_markdown,
+    sweep_markdown,
+    sweep_summary,
+)
 from east_tasks.store import Store
 from east_tasks.sweep import SweepPoint, grid_points, point_config
 from flows.sweep import sweep
@@ -96,6 +104,25 @@ def test_best_on_validation_ignores_test_and_vanilla() -> None:
     assert best == {"loss": "sft", "strategy": "entropy", "mapping": "exp", "a": 2.0,
                     "val_greedy_acc": pytest.approx(0.63)}
     assert best_on_validation(sweep_summary(df[df.a == 0])) is None
+
+
+def test_paired_by_round_subtracts_the_same_setting_and_seed() -> None:
+    def rows(greedy: dict[tuple[int, int], float]) -> pd.DataFrame:
+        return pd.DataFrame([{"experiment": f"x-s{seed}", "seed": seed, "loss": "sft", "strategy": "entropy",
+                              "mapping": "power", "a": 0.0, "round": r, "greedy_acc": g, "val_greedy_acc": g / 2}
+                             for (seed, r), g in greedy.items()])
+
+    mine = rows({(0, 1): 0.50, (1, 1): 0.52, (2, 1): 0.48, (0, 2): 0.60, (1, 2): 0.61, (3, 2): 0.99})
+    ref = rows({(0, 1): 0.47, (1, 1): 0.50, (2, 1): 0.46, (0, 2): 0.60, (1, 2): 0.59})  # no seed 3: not paired
+    diffs = paired_by_round(mine, ref).set_index("round")
+    # round 1: diffs (0.03, 0.02, 0.02) as in the test above; round 2: (0.00, 0.02), sd 0.014142, t(0.975, 1) 12.7062
+    assert diffs.loc[1, "test_diff"] == pytest.approx(0.0233333, abs=1e-6) and diffs.loc[1, "test_seeds"] == 3
+    assert diffs.loc[1, "test_ci"] == pytest.approx(4.302653 * 0.0057735 / 3 ** 0.5, abs=1e-5)
+    assert diffs.loc[1, "val_diff"] == pytest.approx(0.0116667, abs=1e-6)
+    assert diffs.loc[2, "test_diff"] == pytest.approx(0.01) and diffs.loc[2, "test_seeds"] == 2
+    assert diffs.loc[2, "test_ci"] == pytest.approx(12.7062 * 0.0141421 / 2 ** 0.5, abs=1e-4)
+    table = paired_by_round_markdown(paired_by_round(mine, ref), "a", "b")
+    assert "| SFT vanilla | 1 | +1.17 ± 0.72 | +2.33 ± 1.43 | 3 |" in table
 
 
 def _artifact_keys() -> set[str]:
