@@ -369,6 +369,29 @@ def plot_entropy_vs_error(stats: pd.DataFrame, title: str, path: Path) -> Path:
     return _save_png(fig, path)
 
 
+def rounds_markdown(df: pd.DataFrame, sweep: str) -> str:
+    """Greedy accuracy per round, overall (mean ± std over seeds), per tier and on validation (means), for the
+    vanilla and EAST settings of a sweep; the backbone (every setting's round 0) once."""
+    east = df[(df.a == 0) | (df.strategy == "entropy")]
+    names = tiers(east.by_tier)
+    lines = [f"### {sweep}: greedy accuracy per round (mean over seeds; test ± std)", "",
+             "| setting | round | test | " + "".join(f"tier {t} | " for t in names) + "validation | seeds |",
+             "|---" * (5 + len(names)) + "|"]
+    groups = [(pd.Series(dict(zip([*SETTING, "round"], keys, strict=True))), group)
+              for keys, group in east.groupby([*SETTING, "round"])]
+    groups = [(r, g) for r, g in groups if r["round"] > 0 or r.a == 0]  # one backbone row: every setting's round 0
+    for r, group in sorted(groups, key=lambda rg: (rg[0]["round"] > 0, rg[0].a != 0, rg[0].loss, rg[0].mapping,
+                                                   rg[0].a, rg[0]["round"])):
+        by_tier = "".join(f"{fmt(np.mean([b.get(t, {}).get('greedy_acc', np.nan) for b in group.by_tier]))} | "
+                          for t in names)
+        sd = group.greedy_acc.std(ddof=1)
+        test = f"{group.greedy_acc.mean():.3f}" + ("" if pd.isna(sd) else f" ± {sd:.3f}")
+        name = "before self-training" if r["round"] == 0 else _setting_name(r)
+        lines.append(f"| {name} | {'backbone' if r['round'] == 0 else int(r['round'])} | {test} | "
+                     f"{by_tier}{fmt(group.val_greedy_acc.mean())} | {group.seed.nunique()} |")
+    return "\n".join(lines)
+
+
 def pool_entropy_by_round(store: Store, df: pd.DataFrame) -> pd.DataFrame:
     """Answer entropy (bits) of the pool questions each round sampled, vanilla and EAST settings, pooled over
     seeds: whether weighting has a signal, round after round. Settings that sampled the very same pools (every
@@ -439,6 +462,7 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
                   f"(validation greedy {chosen['val_greedy_acc']:.3f}); test is not used to choose.")
     if len(diffs):
         table += "\n\n" + paired_markdown(diffs, sweep)
+    table += "\n\n" + rounds_markdown(df, sweep)
     if len(entropy := pool_entropy_by_round(store, df)):
         table += "\n\n" + entropy_markdown(entropy, sweep)
     page = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in plots]])

@@ -12,6 +12,7 @@ from east_tasks.report import (
     paired_by_round_markdown,
     paired_differences,
     paired_markdown,
+    rounds_markdown,
     sweep_markdown,
     sweep_summary,
 )
@@ -123,6 +124,21 @@ def test_paired_by_round_subtracts_the_same_setting_and_seed() -> None:
     assert diffs.loc[2, "test_ci"] == pytest.approx(12.7062 * 0.0141421 / 2 ** 0.5, abs=1e-4)
     table = paired_by_round_markdown(paired_by_round(mine, ref), "a", "b")
     assert "| SFT vanilla | 1 | +1.17 ± 0.72 | +2.33 ± 1.43 | 3 |" in table
+
+
+def test_rounds_table_means_tiers_over_seeds() -> None:
+    def row(seed: int, a: float, round_: int, greedy: float, tier1: float) -> dict:
+        return {"experiment": f"{a}-s{seed}", "seed": seed, "loss": "sft", "strategy": "entropy", "mapping": "power",
+                "a": a, "round": round_, "greedy_acc": greedy, "val_greedy_acc": greedy - 0.1,
+                "by_tier": {"1": {"greedy_acc": tier1, "n": 10}, "2": {"greedy_acc": greedy, "n": 10}}}
+
+    df = pd.DataFrame([row(s, a, 0, 0.5, 0.9) for s in (0, 1) for a in (0, 1)]
+                      + [row(0, 0, 1, 0.60, 1.0), row(1, 0, 1, 0.70, 0.8),
+                         row(0, 1, 1, 0.55, 0.7), row(1, 1, 1, 0.55, 0.9)])
+    lines = rounds_markdown(df, "s").splitlines()[4:]
+    assert lines == ["| before self-training | backbone | 0.500 ± 0.000 | 0.900 | 0.500 | 0.400 | 2 |",
+                     "| SFT vanilla | 1 | 0.650 ± 0.071 | 0.900 | 0.650 | 0.550 | 2 |",  # sd of (0.6, 0.7)
+                     "| SFT entropy power a=1 | 1 | 0.550 ± 0.000 | 0.800 | 0.550 | 0.450 | 2 |"]
 
 
 def _artifact_keys() -> set[str]:
