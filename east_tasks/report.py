@@ -370,18 +370,17 @@ def plot_entropy_vs_error(stats: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def rounds_markdown(df: pd.DataFrame, sweep: str) -> str:
-    """Greedy accuracy per round, overall (mean ± std over seeds), per tier and on validation (means), for the
-    vanilla and EAST settings of a sweep; the backbone (every setting's round 0) once."""
-    east = df[(df.a == 0) | (df.strategy == "entropy")]
-    names = tiers(east.by_tier)
+    """Greedy accuracy per round, overall (mean ± std over seeds), per tier and on validation (means), for every
+    setting of a sweep; the backbone (every setting's round 0) once."""
+    names = tiers(df.by_tier)
     lines = [f"### {sweep}: greedy accuracy per round (mean over seeds; test ± std)", "",
              "| setting | round | test | " + "".join(f"tier {t} | " for t in names) + "validation | seeds |",
              "|---" * (5 + len(names)) + "|"]
     groups = [(pd.Series(dict(zip([*SETTING, "round"], keys, strict=True))), group)
-              for keys, group in east.groupby([*SETTING, "round"])]
+              for keys, group in df.groupby([*SETTING, "round"])]
     groups = [(r, g) for r, g in groups if r["round"] > 0 or r.a == 0]  # one backbone row: every setting's round 0
-    for r, group in sorted(groups, key=lambda rg: (rg[0]["round"] > 0, rg[0].a != 0, rg[0].loss, rg[0].mapping,
-                                                   rg[0].a, rg[0]["round"])):
+    for r, group in sorted(groups, key=lambda rg: (rg[0]["round"] > 0, rg[0].loss, rg[0].a != 0, rg[0].strategy,
+                                                   rg[0].mapping, rg[0].a, rg[0]["round"])):
         by_tier = "".join(f"{fmt(np.mean([b.get(t, {}).get('greedy_acc', np.nan) for b in group.by_tier]))} | "
                           for t in names)
         sd = group.greedy_acc.std(ddof=1)
