@@ -181,8 +181,9 @@ def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
 def best_on_validation(summary: pd.DataFrame) -> dict | None:
     """The weighted (a != 0) setting with the highest mean final-round validation accuracy: where a sweep's
     choice of `a` (and mapping) is made, never on test. None when there is no validation split or no such point."""
-    weighted = summary[(summary.a != 0) & summary.val_greedy_acc_mean.notna()] if "val_greedy_acc_mean" in summary \
-        else summary.iloc[:0]
+    if "val_greedy_acc_mean" not in summary:
+        return None
+    weighted = summary[(summary.a != 0) & summary.val_greedy_acc_mean.notna()]
     if weighted.empty:
         return None
     best = weighted.loc[weighted.val_greedy_acc_mean.idxmax()]
@@ -209,8 +210,7 @@ def paired_differences(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
             mine = group.set_index("seed")[metric]
             ref = vanilla.xs(ref_loss, level="loss")[metric] if ref_loss in vanilla.index.get_level_values(0) else None
             diffs = (mine - ref).dropna() if ref is not None else pd.Series(dtype=float)
-            row |= dict(zip((f"{name}_diff", f"{name}_ci", f"{name}_seeds"), mean_and_ci(diffs, confidence),
-                            strict=True))
+            row |= _diff_columns(name, diffs, confidence)
         rows.append(row)
     columns = [*SETTING, "reference", *(f"{m}_{x}" for m in ("test", "val") for x in ("diff", "ci", "seeds"))]
     return pd.DataFrame(rows, columns=columns)
@@ -225,6 +225,11 @@ def mean_and_ci(diffs: pd.Series, confidence: float = 0.95) -> tuple[float, floa
     return (diffs.mean() if n else np.nan), half, n
 
 
+def _diff_columns(name: str, diffs: pd.Series, confidence: float) -> dict:
+    mean, half, n = mean_and_ci(diffs, confidence)
+    return {f"{name}_diff": mean, f"{name}_ci": half, f"{name}_seeds": n}
+
+
 def paired_by_round(df: pd.DataFrame, ref: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Round by round, each setting of sweep `df` minus the same setting and seed of sweep `ref` (greedy accuracy
     on test and validation): two sweeps that differ in one config field, compared with their noise paired."""
@@ -234,9 +239,7 @@ def paired_by_round(df: pd.DataFrame, ref: pd.DataFrame, confidence: float = 0.9
     for keys, group in both.groupby([*SETTING, "round"]):
         row = dict(zip([*SETTING, "round"], keys, strict=True))
         for metric, name in (("greedy_acc", "test"), ("val_greedy_acc", "val")):
-            diffs = (group[metric] - group[f"{metric}_ref"]).dropna()
-            row |= dict(zip((f"{name}_diff", f"{name}_ci", f"{name}_seeds"), mean_and_ci(diffs, confidence),
-                            strict=True))
+            row |= _diff_columns(name, (group[metric] - group[f"{metric}_ref"]).dropna(), confidence)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -159,7 +159,7 @@ def report(
 
     if sweep:
         with _open_store(data_dir) as store:
-            for name in (sweep, versus) if versus else (sweep,):
+            for name in filter(None, (sweep, versus)):
                 if name not in store.sweeps():
                     console.print(f"[red]no sweep {name!r}[/red]; known: {', '.join(store.sweeps()) or 'none'}")
                     raise typer.Exit(1)
