@@ -379,11 +379,14 @@ def rounds_markdown(df: pd.DataFrame, sweep: str) -> str:
     lines = [f"### {sweep}: greedy accuracy per round (mean over seeds; test ± std)", "",
              "| setting | round | test | " + "".join(f"tier {t} | " for t in names) + "validation | seeds |",
              "|---" * (5 + len(names)) + "|"]
+    trained = df[df["round"] > 0]
     groups = [(pd.Series(dict(zip([*SETTING, "round"], keys, strict=True))), group)
-              for keys, group in df.groupby([*SETTING, "round"])]
-    groups = [(r, g) for r, g in groups if r["round"] > 0 or r.a == 0]  # one backbone row: every setting's round 0
-    for r, group in sorted(groups, key=lambda rg: (rg[0]["round"] > 0, rg[0].loss, rg[0].a != 0, rg[0].strategy,
-                                                   rg[0].mapping, rg[0].a, rg[0]["round"])):
+              for keys, group in trained.groupby([*SETTING, "round"])]
+    groups.sort(key=lambda rg: (rg[0].loss, rg[0].a != 0, rg[0].strategy, rg[0].mapping, rg[0].a, rg[0]["round"]))
+    backbone = df[df["round"] == 0].drop_duplicates("seed")  # every setting's round 0 is the same model
+    if len(backbone):
+        groups.insert(0, (pd.Series({"round": 0}), backbone))
+    for r, group in groups:
         by_tier = "".join(f"{fmt(np.mean([b.get(t, {}).get('greedy_acc', np.nan) for b in group.by_tier]))} | "
                           for t in names)
         sd = group.greedy_acc.std(ddof=1)

@@ -127,16 +127,20 @@ def test_paired_by_round_subtracts_the_same_setting_and_seed() -> None:
 
 
 def test_rounds_table_means_tiers_over_seeds() -> None:
-    def row(seed: int, a: float, round_: int, greedy: float, tier1: float) -> dict:
-        return {"experiment": f"{a}-s{seed}", "seed": seed, "loss": "sft", "strategy": "entropy", "mapping": "power",
+    def row(seed: int, a: float, round_: int, greedy: float, tier1: float, loss: str = "sft") -> dict:
+        return {"experiment": f"{loss}{a}-s{seed}", "seed": seed, "loss": loss, "strategy": "entropy",
+                "mapping": "power",
                 "a": a, "round": round_, "greedy_acc": greedy, "val_greedy_acc": greedy - 0.1,
                 "by_tier": {"1": {"greedy_acc": tier1, "n": 10}, "2": {"greedy_acc": greedy, "n": 10}}}
 
     df = pd.DataFrame([row(s, a, 0, 0.5, 0.9) for s in (0, 1) for a in (0, 1)]
                       + [row(0, 0, 1, 0.60, 1.0), row(1, 0, 1, 0.70, 0.8),
-                         row(0, 1, 1, 0.55, 0.7), row(1, 1, 1, 0.55, 0.9)])
+                         row(0, 1, 1, 0.55, 0.7), row(1, 1, 1, 0.55, 0.9)]
+                      # a second loss: its round 0 is the same backbone, still one row
+                      + [row(s, 0, 0, 0.5, 0.9, "dpo") for s in (0, 1)] + [row(0, 0, 1, 0.4, 0.9, "dpo")])
     lines = rounds_markdown(df, "s").splitlines()[4:]
     assert lines == ["| before self-training | backbone | 0.500 ± 0.000 | 0.900 | 0.500 | 0.400 | 2 |",
+                     "| DPO vanilla | 1 | 0.400 | 0.900 | 0.400 | 0.300 | 1 |",
                      "| SFT vanilla | 1 | 0.650 ± 0.071 | 0.900 | 0.650 | 0.550 | 2 |",  # sd of (0.6, 0.7)
                      "| SFT entropy power a=1 | 1 | 0.550 ± 0.000 | 0.800 | 0.550 | 0.450 | 2 |"]
 
