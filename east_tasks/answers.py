@@ -7,25 +7,30 @@ Two styles:
   compared with math-verify (fractions, radicals, intervals, tuples, matrices, ``\\text{}`` answers, degrees,
   percent, units), each parse and comparison bounded in time.
 
-math-verify bounds its own work with ``signal.alarm``, which only works in the main thread; Prefect runs tasks
-in worker threads, where math-verify's default raises ``ValueError``. So its own timeouts are switched off and
-`_bounded` runs each call in a short-lived thread that is interrupted (an asynchronous exception, the thread
-counterpart of the alarm) when the time is up. Like the alarm, this cannot stop one long C-level operation;
-the caller still gets its answer on time.
+math-verify bounds its own work with ``signal.alarm``, which only works in a main thread (Prefect runs tasks in
+worker threads) and cannot stop one long C-level operation: sympy evaluating ``10^{10^{10^{10}}}`` held the GIL
+for minutes. So math comparisons run in worker processes (pebble), in their main thread with math-verify's own
+timeouts on; a worker past the bound is killed and replaced, and the answer counts as not matching
+(`timeouts` counts these for the step logs). The gsm8k style is plain text and never leaves the process.
 """
 
 from __future__ import annotations
 
-import ctypes
+import atexit
 import logging
+import multiprocessing
+import os
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from pebble import ProcessFuture, ProcessPool
 
 NO_ANSWER = "<no-answer>"
 STYLES = ("gsm8k", "math")
@@ -108,93 +113,115 @@ def extract_answer(text: str, style: str) -> str | None:
     return last_boxed(text) or None
 
 
-# --- math-verify, bounded in time from any thread ----------------------------------------------------------
-class _Deadline(SystemExit):
-    """Raised inside an overrunning worker thread. A SystemExit so neither math-verify's `except Exception`
-    swallows it nor the thread's excepthook prints it."""
+# --- math-verify in worker processes, bounded in time -----------------------------------------------------------
+_workers: ProcessPool | None = None
+_workers_lock = threading.Lock()
+timeouts: Counter[str] = Counter()  # math checks that timed out or failed (counted as not equal), for step logs
 
 
-def _bounded(fn: Callable[[], T], timeout_s: float) -> T:
-    """`fn()` in a helper thread; raises TimeoutError after `timeout_s` and interrupts the helper."""
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = fn()
-        except _Deadline:
-            pass
-        except BaseException as e:  # re-raised in the caller
-            box["error"] = e
-
-    worker = threading.Thread(target=work, name="east-math-verify", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(_Deadline))
-        raise TimeoutError(f"math-verify took longer than {timeout_s}s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+def _pool() -> ProcessPool:
+    """Worker processes for math-verify, started on first use (spawned: the parent may hold vLLM's threads)."""
+    global _workers
+    with _workers_lock:
+        if _workers is None or not _workers.active:
+            _workers = ProcessPool(max_workers=os.cpu_count() or 1, initializer=_quiet_worker,
+                                   context=multiprocessing.get_context("spawn"))
+            atexit.register(_workers.stop)
+        return _workers
 
 
-class _SilenceDisabledTimeoutWarning(logging.Filter):
-    """math-verify warns once that its own timeout is off; ours is on, so the warning would mislead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timeout is disabled")
-
-
-for _name in ("math_verify.parser", "math_verify.grader"):
-    logging.getLogger(_name).addFilter(_SilenceDisabledTimeoutWarning())
+def _quiet_worker() -> None:
+    """math-verify warns that its own timeout is off; in the workers that is by design (they are killed instead)."""
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _in_worker(fn: Callable[..., T], args: tuple, timeout_s: float, fallback: T) -> T:
+    """`fn(*args)` in a worker; past `timeout_s` the worker is killed (and replaced) and `fallback` returned."""
+    # The caller's own bound too: a call queued behind a worker that is being replaced still returns in time.
+    return _result(_pool().schedule(fn, args, timeout=timeout_s), fallback, wait_s=timeout_s + 0.5)
+
+
+def _result(future: ProcessFuture, fallback: T, wait_s: float | None = None) -> T:
+    """A worker's answer; `fallback` if it ran out of time or died (a crash in math-verify is not the run's)."""
+    try:
+        return future.result(timeout=wait_s)
+    except FuturesTimeout:
+        future.cancel()  # stops (kills) the worker if it is still at it
+        timeouts["timed out"] += 1
+    except Exception:  # the worker died (ProcessExpired) or math-verify raised: the answer is not checkable
+        timeouts["failed"] += 1
+    return fallback
+
+
+# These run inside a worker. math-verify's own timeouts are off there: the worker is killed past the bound, so
+# every answer that could not be checked in time is counted, and none is half-checked.
 @lru_cache(maxsize=65536)
-def _parse_math(answer: str, timeout_s: float) -> tuple:
-    """math-verify's parse of one boxed answer (cached: gold answers and common predictions recur)."""
+def _parse(answer: str) -> tuple:
     from math_verify import parse
 
-    try:
-        return tuple(_bounded(lambda: parse(f"\\boxed{{{answer}}}", parsing_timeout=None), timeout_s))
-    except TimeoutError:
-        return ()
+    return tuple(parse(f"\\boxed{{{answer}}}", parsing_timeout=None))
 
 
-def _math_equal(gold: str, pred: str, timeout_s: float) -> bool:
+def _equal(gold: str, pred: str) -> bool:
     from math_verify import verify
 
     if gold.strip() == pred.strip():
         return True
-    gold_p, pred_p = _parse_math(gold, timeout_s), _parse_math(pred, timeout_s)
-    if not gold_p or not pred_p:
-        return False
-    try:
-        return bool(_bounded(lambda: verify(list(gold_p), list(pred_p), timeout_seconds=None), timeout_s))
-    except TimeoutError:
-        return False
+    gold_p, pred_p = _parse(gold), _parse(pred)
+    return bool(gold_p and pred_p and verify(list(gold_p), list(pred_p), timeout_seconds=None))
 
 
-def answers_match(pred: str | None, gold: str, style: str, timeout_s: float = MATH_TIMEOUT_S) -> bool:
-    """Whether an extracted answer equals the gold answer (math: `timeout_s` bounds each math-verify call;
-    an answer that cannot be checked in time counts as not matching)."""
-    if check_style(style) == "gsm8k":
-        return pred is not None and normalize_answer(pred) == normalize_answer(gold)
-    return pred is not None and _math_equal(gold, pred, timeout_s)
-
-
-# --- clustering ------------------------------------------------------------------------------------------------
-def canonical_answers(preds: list[str | None], style: str) -> list[str | None]:
-    """Each answer replaced by a canonical representative: gsm8k, its normalised number; math, the first earlier
-    answer equivalent to it (math-verify's equivalence is not transitive in every corner, so an answer joins the
-    first cluster whose first member it matches)."""
-    if check_style(style) == "gsm8k":
-        return [None if p is None else normalize_answer(p) for p in preds]
+def _representatives(preds: list[str]) -> dict[str, str]:
+    """Each distinct answer -> the first earlier answer equivalent to it (math-verify's equivalence is not
+    transitive in every corner, so an answer joins the first cluster whose first member it matches)."""
     reps: list[str] = []
     canon: dict[str, str] = {}
     for p in preds:
-        if p is not None and p not in canon:
-            canon[p] = next((r for r in reps if answers_match(p, r, style)), p)
+        if p not in canon:
+            canon[p] = next((r for r in reps if _equal(p, r)), p)
             if canon[p] == p:
                 reps.append(p)
+    return canon
+
+
+def _clusters_and_gold(preds: list[str], gold: str) -> tuple[dict[str, str], dict[str, bool]]:
+    canon = _representatives(preds)
+    return canon, {r: _equal(gold, r) for r in set(canon.values())}
+
+
+def answers_match(pred: str | None, gold: str, style: str, timeout_s: float = MATH_TIMEOUT_S) -> bool:
+    """Whether an extracted answer equals the gold answer (math: bounded by `timeout_s`; an answer that
+    cannot be checked in time counts as not matching, in `timeouts`)."""
+    if check_style(style) == "gsm8k":
+        return pred is not None and normalize_answer(pred) == normalize_answer(gold)
+    if pred is None:
+        return False
+    if pred.strip() == gold.strip():
+        return True
+    return _in_worker(_equal, (gold, pred), timeout_s, False)
+
+
+def answers_match_many(preds: list[str | None], golds: list[str], style: str,
+                       timeout_s: float = MATH_TIMEOUT_S) -> list[bool]:
+    """`answers_match` over many pairs; math comparisons run in parallel on every worker, each bounded alone."""
+    if check_style(style) == "gsm8k":
+        return [answers_match(p, g, style) for p, g in zip(preds, golds, strict=True)]
+    pool = _pool()
+    futures = [None if p is None or p.strip() == g.strip() else pool.schedule(_equal, (g, p), timeout=timeout_s)
+               for p, g in zip(preds, golds, strict=True)]
+    return [p is not None if f is None else bool(_result(f, False)) for p, f in zip(preds, futures, strict=True)]
+
+
+# --- clustering ------------------------------------------------------------------------------------------------
+def canonical_answers(preds: list[str | None], style: str, timeout_s: float = MATH_TIMEOUT_S) -> list[str | None]:
+    """Each answer replaced by a canonical representative: gsm8k, its normalised number; math, the first earlier
+    answer math-verify finds equivalent (the whole question bounded by `timeout_s`; past it, exact strings)."""
+    if check_style(style) == "gsm8k":
+        return [None if p is None else normalize_answer(p) for p in preds]
+    distinct = list(dict.fromkeys(p for p in preds if p is not None))
+    canon = _in_worker(_representatives, (distinct,), timeout_s, {p: p for p in distinct}) \
+        if len(distinct) > 1 else {p: p for p in distinct}
     return [None if p is None else canon[p] for p in preds]
 
 
@@ -205,11 +232,22 @@ class Cluster:
     correct: bool
 
 
-def cluster_answers(preds: list[str | None], gold: str, style: str) -> list[Cluster]:
+def cluster_answers(preds: list[str | None], gold: str, style: str,
+                    timeout_s: float = MATH_TIMEOUT_S) -> list[Cluster]:
     """Groups responses whose answers are equivalent under `answers_match`; answerless ones share one cluster.
+    Math: the whole question bounded by `timeout_s` (past it: exact strings, and exact match with the gold).
 
     Sorted largest first (ties by answer) so the "most common incorrect answer" is well defined.
     """
-    counts = Counter(NO_ANSWER if p is None else p for p in canonical_answers(preds, style))
-    clusters = [Cluster(a, n, a != NO_ANSWER and answers_match(a, gold, style)) for a, n in counts.items()]
+    if check_style(style) == "gsm8k":
+        canon = canonical_answers(preds, style)
+        correct = {a: answers_match(a, gold, style) for a in set(canon) if a is not None}
+    else:
+        distinct = list(dict.fromkeys(p for p in preds if p is not None))
+        exact = ({p: p for p in distinct}, {p: p.strip() == gold.strip() for p in distinct})
+        mapping, correct = _in_worker(_clusters_and_gold, (distinct, gold), timeout_s, exact) \
+            if distinct else exact
+        canon = [None if p is None else mapping[p] for p in preds]
+    counts = Counter(NO_ANSWER if p is None else p for p in canon)
+    clusters = [Cluster(a, n, a != NO_ANSWER and correct[a]) for a, n in counts.items()]
     return sorted(clusters, key=lambda c: (-c.size, c.answer))

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from east_tasks.models import BACKBONE_DIR
+from east_tasks.store import DEFAULT_LOCK_TIMEOUT_S
 
 DEFAULT_DATA_DIR = Path("data")
 
@@ -64,6 +65,9 @@ class DataConfig(_Strict):
                                  "on; greedy only. Real data: taken from the pool split, after the pool")
     test_size: int = Field(600, ge=1)
     seed: int = 0
+    on_invalid: Literal["error", "skip"] = Field("error", description="real data with malformed lines, empty "
+                                                 "questions or answers, conflicting duplicates or test questions "
+                                                 "in the pool: refuse it (listing them), or drop those rows")
 
     @model_validator(mode="before")
     @classmethod
@@ -179,7 +183,15 @@ class BackendConfig(_Strict):
                                      "the CPU build, more on GPUs)")
     max_num_batched_tokens: int | None = Field(None, ge=16, description="tokens per engine step (vLLM's default)")
     hf_batch_size: int = Field(32, ge=1, description="prompts per transformers.generate call")
+    weight_sync: bool = Field(True, description="load a new checkpoint's weights into the running vLLM engine "
+                              "instead of restarting it (where the engine can stay up while training: the CPU "
+                              "build); a checkpoint with another architecture or tokenizer restarts it")
     trust_remote_code: bool = False
+
+
+class StoreConfig(_Strict):
+    lock_timeout_s: float = Field(DEFAULT_LOCK_TIMEOUT_S, ge=0, description="how long a step waits for another "
+                                  "process's write lock on the DuckDB file (with backoff, logging the holder)")
 
 
 class ExperimentConfig(_Strict):
@@ -194,6 +206,7 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     backend: BackendConfig = BackendConfig()
+    store: StoreConfig = StoreConfig()
 
     @property
     def store_path(self) -> Path:

@@ -11,7 +11,11 @@ Flows call these and log `StepResult`s; nothing here knows about Prefect. Keys (
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
+from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,18 +25,23 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm.auto import tqdm
 
-from east_tasks.answers import answers_match, extract_answer
+from east_tasks import answers, generation
+from east_tasks.answers import answers_match_many, extract_answer
 from east_tasks.config import ExperimentConfig
 from east_tasks.data.prompts import Prompter, make_prompter
 from east_tasks.data.sources import load_splits
+from east_tasks.errors import UserError
 from east_tasks.evaluation import evaluate
-from east_tasks.generation import SampleSpec, get_generator, release_generator
+from east_tasks.faults import pause_if_asked
+from east_tasks.generation import SampleSpec, get_generator, park_generator
 from east_tasks.io import fingerprint, hash_dir
 from east_tasks.models import BACKBONE_DIR
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
 from east_tasks.selection import assign_weights, cluster_and_score, select_examples
-from east_tasks.store import Store
+from east_tasks.store import open_store
 from east_tasks.training import score_responses, train_weighted
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,13 +84,13 @@ def preflight(cfg: ExperimentConfig) -> None:
     be, and an experiment name means one configuration (only `rounds` may grow), so results never mix."""
     base = cfg.base_model
     if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().is_dir():
-        raise ValueError(f"base_model {base!r}: no such directory (give a local model dir or a hub name)")
-    with Store(cfg.store_path) as store:
+        raise UserError(f"base_model {base!r}: no such directory (give a local model dir or a hub name)")
+    with open_store(cfg) as store:
         rows = store.execute("SELECT config FROM experiment_rounds WHERE experiment = ? ORDER BY round LIMIT 1",
                              [cfg.experiment])
     if not rows:
         return
-    ignored = {"rounds", "data_dir"}  # more rounds continue an experiment; the store's location is moot
+    ignored = {"rounds", "data_dir", "store"}  # more rounds continue an experiment; how the store is reached is moot
     recorded = json.loads(rows[0][0])
     with suppress(ValidationError):  # read through today's model: fields added since compare as their defaults
         recorded = json.loads(ExperimentConfig.model_validate(recorded).model_dump_json())
@@ -90,7 +99,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
         diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise ValueError(f"experiment {cfg.experiment!r} already exists in {cfg.store_path} with another "
+        raise UserError(f"experiment {cfg.experiment!r} already exists in {cfg.store_path} with another "
                          f"configuration ({diffs}); choose a new experiment name")
 
 
@@ -106,17 +115,25 @@ def ensure_backbone(cfg: ExperimentConfig) -> StepResult:
 
 
 def prepare_data(cfg: ExperimentConfig) -> StepResult:
+    """The splits into the store; real data is checked first (`east_tasks.data.validation`), and rows dropped
+    under data.on_invalid = "skip" are recorded in `data_findings` with where they were and why."""
     t0 = time.time()
-    key, splits = load_splits(cfg.data)
-    with Store(cfg.store_path) as store:
+    key, splits, dropped = load_splits(cfg.data)
+    info = {"dropped": dict(Counter(f.kind for f in dropped))} if dropped else {}
+    with open_store(cfg) as store:
         present = store.count("problems", "dataset_key", key)
         if present == sum(len(df) for df in splits.values()):
-            return StepResult("data", key, True, time.time() - t0, {"problems": present})
+            return StepResult("data", key, True, time.time() - t0, {"problems": present, **info})
         with store.transaction():
             store.execute("DELETE FROM problems WHERE dataset_key = ?", [key])
             for split, df in splits.items():
                 store.insert_df("problems", df.assign(dataset_key=key, split=split, idx=range(len(df))))
-    return StepResult("data", key, False, time.time() - t0, {s: len(df) for s, df in splits.items()})
+            store.execute("DELETE FROM data_findings WHERE dataset_key = ?", [key])
+            if dropped:
+                store.insert_df("data_findings", pd.DataFrame(
+                    [(key, f.where, f.kind, f.detail) for f in dropped],
+                    columns=["dataset_key", "location", "kind", "detail"]))
+    return StepResult("data", key, False, time.time() - t0, {**{s: len(df) for s, df in splits.items()}, **info})
 
 
 def prompter_for(cfg: ExperimentConfig, model_path: str) -> Prompter:
@@ -127,6 +144,13 @@ def prompter_for(cfg: ExperimentConfig, model_path: str) -> Prompter:
 
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.backend.trust_remote_code)
     return make_prompter(cfg.data.prompt, cfg.data.answer_style, cfg.data.stop, tokenizer)
+
+
+def _unchecked_answers() -> Callable[[], dict]:
+    """A counter of math answers that could not be checked in time (they count as wrong) from now on, for the
+    step's log: `{"answers_unchecked": n}`, or nothing while n is 0."""
+    before = sum(answers.timeouts.values())
+    return lambda: {"answers_unchecked": n} if (n := sum(answers.timeouts.values()) - before) else {}
 
 
 def _prompt_seed(seed: int, problem_id: str) -> int:
@@ -144,7 +168,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
     gen_key = fingerprint({"model": model.hash, "data": dataset_key, "split": split, "spec": spec.__dict__,
                            "seed": seed, "backend": cfg.backend.backend, "prompt": prompter.template,
                            "style": style})
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         if store.step_done(gen_key):
             return StepResult(step, gen_key, True, time.time() - t0,
                               {"rows": store.count("generations", "gen_key", gen_key)})
@@ -154,46 +178,51 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
         # Stays "running" if the process dies: the next run resumes after the last committed chunk.
         store.mark_step(gen_key, step, cfg.experiment, "running", detail={"resumed_questions": len(done)})
     todo = problems[~problems.problem_id.isin(done)]
+    unchecked = _unchecked_answers()
+    engine = {}
     if len(todo):
         generator = get_generator(model.path, cfg.backend)
+        engine = {"engine": generation.last_engine_event}
         for start in tqdm(range(0, len(todo), cfg.sampling.chunk_size), desc=step, unit="chunk"):
             chunk = todo.iloc[start : start + cfg.sampling.chunk_size]
             prompts = [prompter(q) for q in chunk.question]
             outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
-            rows = []
-            for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer, outs, strict=True):
-                for i, c in enumerate(completions):
-                    pred = extract_answer(c.text, style)
-                    rows.append((gen_key, pid, i, prompt, c.text, pred, answers_match(pred, gold, style),
-                                 c.num_tokens))
-            df = pd.DataFrame(rows, columns=["gen_key", "problem_id", "sample_idx", "prompt", "text",
-                                             "pred_answer", "correct", "num_tokens"])
+            df = pd.DataFrame([(gen_key, pid, i, prompt, c.text, extract_answer(c.text, style), gold, c.num_tokens)
+                               for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer,
+                                                                         outs, strict=True)
+                               for i, c in enumerate(completions)],
+                              columns=["gen_key", "problem_id", "sample_idx", "prompt", "text", "pred_answer",
+                                       "gold", "num_tokens"])
+            df["correct"] = answers_match_many(list(df.pred_answer), list(df.gold), style)
+            df = df.drop(columns="gold")
             # The store is opened per chunk, so readers (`east report`) can get in between chunks.
-            with Store(cfg.store_path) as store, store.transaction():
+            with open_store(cfg) as store, store.transaction():
                 store.insert_df("generations", df)
-    with Store(cfg.store_path) as store:
+            pause_if_asked(step)  # test hook (east_tasks/faults.py): a kill between committed chunks
+    with open_store(cfg) as store:
         n_rows = store.count("generations", "gen_key", gen_key)
         store.mark_step(gen_key, step, cfg.experiment, "done", time.time() - t0, {"rows": n_rows})
     return StepResult(step, gen_key, False, time.time() - t0,
-                      {"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo)})
+                      {"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo), **engine,
+                       **unchecked()})
 
 
 def response_logprobs(cfg: ExperimentConfig, model: ModelRef, gen_key: str, responses: pd.DataFrame) -> np.ndarray:
     """[rows, 2] summed log-prob and token count of each (problem_id, sample_idx, prompt, text) response
     under `model`, computed once per model and generation set and cached in `response_logprobs`."""
     cols = ["problem_id", "sample_idx"]
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         have = store.query("SELECT problem_id, sample_idx, logp_sum, n_tokens FROM response_logprobs "
                            "WHERE model_hash = ? AND gen_key = ?", [model.hash, gen_key])
     todo = responses.drop_duplicates(cols).merge(have, on=cols, how="left")
     todo = todo[todo.logp_sum.isna()]
     if len(todo):
-        release_generator()  # free the sampling engine's memory and cores first
+        park_generator()  # free what scoring needs (an accelerator engine's memory)
         scores = score_responses(model.path, list(todo.prompt), list(todo.text), cfg.backend.max_model_len,
                                  bf16=cfg.train.bf16, trust_remote_code=cfg.backend.trust_remote_code)
         new = todo[cols].assign(model_hash=model.hash, gen_key=gen_key, logp_sum=scores[:, 0],
                                 n_tokens=scores[:, 1].astype(int))
-        with Store(cfg.store_path) as store, store.transaction():
+        with open_store(cfg) as store, store.transaction():
             store.insert_df("response_logprobs", new)
         have = pd.concat([have, new[have.columns]], ignore_index=True)
     return responses[cols].merge(have, on=cols, how="left")[["logp_sum", "n_tokens"]].to_numpy(np.float64)
@@ -204,19 +233,20 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
     training_examples. `parent` (the sampling model) scores responses for the `local` baseline."""
     t0 = time.time()
     weight_key = fingerprint({"gen": gen_key, "weighting": cfg.weighting.model_dump(), "loss": cfg.train.loss})
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         if store.step_done(weight_key):
             n = store.count("training_examples", "weight_key", weight_key)
             return StepResult("select+weight", weight_key, True, time.time() - t0, {"examples": n})
         gens = store.query("SELECT * FROM generations WHERE gen_key = ? ORDER BY problem_id, sample_idx",
                            [gen_key])
         problems = store.problems(dataset_key, "pool")
+    unchecked = _unchecked_answers()
     clusters, stats = cluster_and_score(gens, problems, cfg.data.answer_style)
     examples = select_examples(gens, stats, cfg.weighting, cfg.train.loss)
     logps = (response_logprobs(cfg, parent, gen_key, examples.rename(columns={"response": "text"}))
              if cfg.weighting.strategy == "local" else None)
     examples = assign_weights(examples, stats, cfg.weighting, logps)
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         with store.transaction():
             if not store.count("clusters", "gen_key", gen_key):
                 store.insert_df("clusters", clusters.assign(gen_key=gen_key))
@@ -229,7 +259,7 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
                 "mean_entropy_kept": round(float(stats.entropy[stats.drop_reason.isna()].mean()), 3)
                 if reasons.get("kept") else None}
         store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info)
-    return StepResult("select+weight", weight_key, False, time.time() - t0, info)
+    return StepResult("select+weight", weight_key, False, time.time() - t0, {**info, **unchecked()})
 
 
 def _with_reference_logps(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
@@ -237,7 +267,7 @@ def _with_reference_logps(cfg: ExperimentConfig, parent: ModelRef, weight_key: s
     """DPO / KTO rows get the parent's (the reference model's) log-prob of their response(s)."""
     if cfg.train.loss == "sft":
         return examples
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         gen_key = store.execute("SELECT any_value(gen_key) FROM question_stats WHERE weight_key = ?",
                                 [weight_key])[0][0]
     chosen = examples.rename(columns={"response": "text"})
@@ -254,13 +284,31 @@ def earlier_weight_keys(cfg: ExperimentConfig, round_: int) -> list[str]:
     are trained on again in round `round_`); else none."""
     if not cfg.train.accumulate:
         return []
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         rows = store.execute("SELECT round, weight_key FROM experiment_rounds WHERE experiment = ? AND round >= 1 "
                              "AND round < ? ORDER BY round", [cfg.experiment, round_])
     if [r for r, _ in rows] != list(range(1, round_)):
-        raise RuntimeError(f"train.accumulate: {cfg.experiment} has rounds {[r for r, _ in rows]} recorded before "
+        raise UserError(f"train.accumulate: {cfg.experiment} has rounds {[r for r, _ in rows]} recorded before "
                            f"round {round_}; every earlier round must be")
     return [key for _, key in rows]
+
+
+_DROP_HINTS = {
+    "no_correct": "no sample was correct: raise sampling.n or sampling.temperature, or start from a stronger model",
+    "all_correct": "every sample was correct: weighting.drop_all_correct=false keeps them",
+    "no_wellformed_incorrect": "no incorrect sample had an answer: weighting.require_wellformed_incorrect=false "
+                               "keeps them",
+}
+
+
+def nothing_to_train_on(cfg: ExperimentConfig, weight_key: str) -> str:
+    """Why a round has no training example, filter by filter, and what to change."""
+    with open_store(cfg) as store:
+        reasons = store.query("SELECT drop_reason, count(*) AS n FROM question_stats WHERE weight_key = ? "
+                              "GROUP BY drop_reason ORDER BY n DESC", [weight_key])
+    total = int(reasons.n.sum())
+    why = "; ".join(f"{n} {_DROP_HINTS.get(r, r)}" for r, n in zip(reasons.drop_reason, reasons.n, strict=True))
+    return f"{cfg.experiment}: no training examples: every one of the {total} pool questions was filtered out ({why})"
 
 
 def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
@@ -271,27 +319,33 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
     ckpt_key = fingerprint({"parent": parent.hash, "weights": weight_key, "train": cfg.train.model_dump(),
                             **({"earlier": list(earlier_keys)} if earlier_keys else {})})
     out_dir = cfg.checkpoint_dir / ckpt_key
-    with Store(cfg.store_path) as store:
+    replaced = {}
+    with open_store(cfg) as store:
         row = store.query("SELECT model_hash, train_loss FROM checkpoints WHERE ckpt_key = ?", [ckpt_key])
-        if len(row) and out_dir.is_dir() and hash_dir(out_dir) == row.model_hash[0]:
-            cached = StepResult("train", ckpt_key, True, time.time() - t0,
-                                {"train_loss": round(float(row.train_loss[0]), 4)})
-            return cached, ModelRef(path=str(out_dir), hash=row.model_hash[0])
+        if len(row) and out_dir.is_dir():
+            if hash_dir(out_dir) == row.model_hash[0]:
+                cached = StepResult("train", ckpt_key, True, time.time() - t0,
+                                    {"train_loss": round(float(row.train_loss[0]), 4)})
+                return cached, ModelRef(path=str(out_dir), hash=row.model_hash[0])
+            replaced = {"retrained": f"checkpoint {out_dir} no longer matched its stored hash {row.model_hash[0]}"}
+            log.warning(replaced["retrained"])
+        for partial in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a run killed while saving
+            shutil.rmtree(partial, ignore_errors=True)
         examples = [store.query("SELECT * FROM training_examples WHERE weight_key = ? ORDER BY example_idx", [k])
                     for k in keys]
     if examples[-1].empty:
-        raise RuntimeError(f"no training examples for weight_key {weight_key}: every question was filtered out")
+        raise UserError(nothing_to_train_on(cfg, weight_key))
     examples = pd.concat([_with_reference_logps(cfg, parent, k, ex) for k, ex in zip(keys, examples, strict=True)],
                          ignore_index=True)
-    release_generator()  # free the sampling engine's memory and cores before training
+    park_generator()  # free what training needs (an accelerator engine's memory)
     summary = train_weighted(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
                              cfg.backend.trust_remote_code)
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         store.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
                       [ckpt_key, str(out_dir), summary["model_hash"], parent.hash, weight_key,
                        summary["train_loss"], time.time()])
         info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
-                "examples": summary["n_examples"]}
+                "examples": summary["n_examples"], **replaced}
         store.mark_step(ckpt_key, "train", cfg.experiment, "done", time.time() - t0, info)
     model = ModelRef(path=str(out_dir), hash=summary["model_hash"])
     return StepResult("train", ckpt_key, False, time.time() - t0, info), model
@@ -321,7 +375,7 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
     t0 = time.time()
     eval_key = fingerprint({"greedy": greedy.key, "sampled": (sampled or greedy).key})
     step = f"evaluate {split}"
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         row = store.query("SELECT greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?", [eval_key])
         if len(row):
             info = {c: _rounded(row[c][0]) for c in row.columns}
@@ -349,7 +403,7 @@ def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> 
 
 def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: EvalKeys,
                  gen_key: str | None = None, weight_key: str | None = None) -> None:
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         n_kept = store.count("training_examples", "weight_key", weight_key) if weight_key else None
         store.record_round(cfg.experiment, round_, model_hash=model.hash, model_path=model.path,
                            eval_key=evals.test, val_eval_key=evals.validation, gen_key=gen_key,

@@ -8,20 +8,33 @@ one chunk of questions at a time, so a crash loses at most that chunk.
 from __future__ import annotations
 
 import json
+import logging
+import random
+import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
+
+from east_tasks.errors import UserError
+
+if TYPE_CHECKING:
+    from east_tasks.config import ExperimentConfig
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS problems (
     dataset_key VARCHAR, split VARCHAR, idx INTEGER, problem_id VARCHAR,
     question VARCHAR, answer VARCHAR, tier INTEGER,
     PRIMARY KEY (dataset_key, split, problem_id));
+-- Rows of real data left out under data.on_invalid = "skip": where (file and line or row) and why.
+CREATE TABLE IF NOT EXISTS data_findings (
+    dataset_key VARCHAR, location VARCHAR, kind VARCHAR, detail VARCHAR);
 CREATE TABLE IF NOT EXISTS generations (
     gen_key VARCHAR, problem_id VARCHAR, sample_idx INTEGER, prompt VARCHAR, text VARCHAR,
     pred_answer VARCHAR, correct BOOLEAN, num_tokens INTEGER,
@@ -66,15 +79,41 @@ CREATE TABLE IF NOT EXISTS step_status (
     step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, status VARCHAR, wall_s DOUBLE,
     detail JSON, updated_at DOUBLE);
 """
+TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+
+
+DEFAULT_LOCK_TIMEOUT_S = 600.0  # the default of store.lock_timeout_s (east_tasks.config.StoreConfig)
+
+
+def _connect_waiting(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    """DuckDB lets one process write a file; another run's process that holds it (for one step's write, a
+    second or so) is waited for, with backoff, up to `timeout_s`, logging who holds it."""
+    deadline, delay, warned = time.monotonic() + timeout_s, 0.05, False
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower():
+                raise
+            holder = re.search(r"held in (.*?\(PID \d+\))", str(err))
+            who = holder.group(1) if holder else "another process"
+            if time.monotonic() + delay > deadline:
+                raise UserError(f"store {path} stayed locked by {who} for more than {timeout_s:g}s "
+                                f"(store.lock_timeout_s); is another run still writing to it?") from err
+            if not warned:
+                log.info("store %s is locked by %s; waiting up to %gs", path, who, timeout_s)
+                warned = True
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
 
 
 class Store:
     """A thin wrapper over one DuckDB file; open it per step (DuckDB allows one writer process)."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path))
+        self.con = _connect_waiting(self.path, lock_timeout_s)
         self.execute(SCHEMA)
 
     def close(self) -> None:
@@ -177,3 +216,32 @@ class Store:
 
     def experiments(self) -> list[str]:
         return [r[0] for r in self.execute("SELECT DISTINCT experiment FROM experiment_rounds ORDER BY experiment")]
+
+    # --- housekeeping -----------------------------------------------------------------------------------
+    def export_parquet(self, out_dir: Path) -> dict[str, int]:
+        """Every table of the schema as `<table>.parquet` (written beside, then renamed); rows per table."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = {}
+        for table in TABLES:
+            final = out_dir / f"{table}.parquet"
+            tmp = out_dir / f".{table}.parquet.tmp"
+            self.execute(f"COPY {table} TO '{tmp}' (FORMAT parquet)")
+            tmp.replace(final)
+            rows[table] = self.execute(f"SELECT count(*) FROM {table}")[0][0]
+        return rows
+
+    def referenced_checkpoints(self, keep_last: int | None = None) -> set[Path]:
+        """Checkpoint directories the store points at; with `keep_last`, only those of each experiment's last
+        `keep_last` rounds (and every one a `checkpoints` row has no experiment round for is kept)."""
+        rounds = self.query("SELECT experiment, round, model_path FROM experiment_rounds WHERE round > 0")
+        if keep_last is not None:
+            last = rounds.groupby("experiment")["round"].transform("max")
+            rounds = rounds[rounds["round"] > last - keep_last]
+        in_rounds = set(self.query("SELECT model_path FROM experiment_rounds").model_path.dropna())
+        orphans = set(self.query("SELECT path FROM checkpoints").path) - in_rounds  # trained, round not recorded
+        return {Path(p).resolve() for p in set(rounds.model_path.dropna()) | orphans}
+
+
+def open_store(cfg: ExperimentConfig) -> Store:
+    """The experiment's store, waiting for a lock as long as its config says."""
+    return Store(cfg.store_path, cfg.store.lock_timeout_s)

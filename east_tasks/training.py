@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from east_tasks.config import TrainConfig
+from east_tasks.faults import pause_if_asked
 from east_tasks.io import atomic_dir, hash_dir
 from east_tasks.lora import add_lora, merge_lora
 from east_tasks.losses import (
@@ -183,6 +184,7 @@ def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, ou
                                   data_collator=collate(tokenizer.pad_token_id), loss=cfg.loss, beta=cfg.beta)
         result = trainer.train()
         merge_lora(model).save_pretrained(tmp, safe_serialization=True)
+        pause_if_asked("checkpoint-write")  # weights written, tokenizer not yet, nothing renamed into place
         tokenizer.save_pretrained(tmp)
         model_hash = hash_dir(tmp)
     return {"train_loss": float(result.training_loss), "steps": int(result.global_step), "model_hash": model_hash,

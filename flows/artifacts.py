@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from east_tasks.config import ExperimentConfig
 from east_tasks.report import plot_rounds, round_markdown, round_results, selection_summary
-from east_tasks.store import Store
+from east_tasks.store import open_store
 
 
 def artifact_key(name: str) -> str:
@@ -23,7 +23,7 @@ def entropy_plot_path(cfg: ExperimentConfig, round_: int) -> Path:
 
 def publish_round(cfg: ExperimentConfig, round_: int, weight_key: str) -> str:
     """A Markdown table for one finished round (accuracy, kept questions, entropy) linking the PNG plots."""
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         df = round_results(store, cfg.experiment)
         stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [weight_key])
         examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [weight_key])

@@ -6,6 +6,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,12 +18,16 @@ from rich.console import Console
 from rich.table import Table
 
 from east_tasks.config import DEFAULT_DATA_DIR, PRESETS, ExperimentConfig, load_config
+from east_tasks.errors import UserError
+from east_tasks.reaper import ensure_reaper
 from flows.operate import PROCESS_POOL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 
 DataDir = Annotated[Path, typer.Option(help="where the DuckDB store, checkpoints and plots live")]
+DataDirOrSet = Annotated[Path | None, typer.Option(help=f"where the DuckDB store, checkpoints and plots live "
+                                                        f"(default: {DEFAULT_DATA_DIR}; or --set data_dir=...)")]
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -44,6 +50,25 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
+def _data_dir(option: Path | None, overrides: dict) -> Path:
+    """`--data-dir` or `--set data_dir=...` (one field, two spellings; both given must agree)."""
+    given = overrides.pop("data_dir", None)
+    if option is not None and given is not None and Path(given) != option:
+        console.print(f"[red]--data-dir {option} and --set data_dir={given} disagree; give one[/red]")
+        raise typer.Exit(2)
+    return option or Path(given or DEFAULT_DATA_DIR)
+
+
+@contextmanager
+def _user_errors_exit_2() -> Iterator[None]:
+    """Bad input (data, model path, filters that drop everything) is one red line and exit code 2."""
+    try:
+        yield
+    except UserError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from err
+
+
 def _config_or_exit(preset: str, **overrides) -> ExperimentConfig:
     try:
         return load_config(preset, **overrides)
@@ -61,26 +86,27 @@ def run(
     mapping: Annotated[str | None, typer.Option(help="power | exp")] = None,
     backend: Annotated[str | None, typer.Option(help="vllm | hf")] = None,
     pool_size: Annotated[int | None, typer.Option(help="unlabelled questions per round")] = None,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    data_dir: DataDirOrSet = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, e.g. --set train.lr=1e-5 "
                                                     "--set data.path=/data/gsm8k (repeatable)")] = None,
 ) -> None:
     """EAST self-training rounds from the preset's base model, every step cached in the DuckDB store."""
     overrides = _parse_sets(set_ or [])
+    data_dir = _data_dir(data_dir, overrides)
     for section, values in (("weighting", {"a": a, "mapping": mapping}), ("backend", {"backend": backend}),
                             ("data", {"pool_size": pool_size})):
         overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
-    cfg = _config_or_exit(preset, experiment=experiment, rounds=rounds, data_dir=data_dir, **overrides)
+    given = {"experiment": experiment, "rounds": rounds}  # options win over --set of the same field
+    overrides.update({k: v for k, v in given.items() if v is not None}, data_dir=data_dir)
+    cfg = _config_or_exit(preset, **overrides)
     from east_tasks.pipeline import preflight
     from flows.self_train import self_train
 
-    try:
-        preflight(cfg)
-    except ValueError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from err
     t0 = time.time()
-    records = self_train(cfg)
+    ensure_reaper()  # a killed run leaves no engine or Prefect server behind
+    with _user_errors_exit_2():
+        preflight(cfg)
+        records = self_train(cfg)
     _print_table(cfg.experiment, records)
     console.print(f"done in {time.time() - t0:.1f}s; store: {cfg.store_path}")
 
@@ -99,7 +125,7 @@ def sweep(
     losses: Annotated[str | None, typer.Option(help="comma-separated: sft, dpo, kto")] = None,
     strategies: Annotated[str | None, typer.Option(help="comma-separated: entropy, local, accuracy, rejected")] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds")] = None,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    data_dir: DataDirOrSet = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, as for `east run`")] = None,
 ) -> None:
     """Every point of a grid as its own experiment (cached generations shared), then the sweep report.
@@ -110,6 +136,7 @@ def sweep(
     from flows.sweep import sweep_configs
 
     overrides = _parse_sets(set_ or [])
+    data_dir = _data_dir(data_dir, overrides)
     try:
         given = {"a_values": a and [float(v) for v in _words(a)], "mappings": mappings and _words(mappings),
                  "losses": losses and _words(losses), "strategies": strategies and _words(strategies),
@@ -121,7 +148,9 @@ def sweep(
         raise typer.Exit(2) from err
     console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
     t0 = time.time()
-    console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides))
+    ensure_reaper()
+    with _user_errors_exit_2():
+        console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides))
     console.print(f"done in {time.time() - t0:.1f}s; plots in {data_dir / 'plots'}")
 
 
@@ -276,6 +305,38 @@ def _print_table(name: str, records: list[dict]) -> None:
                       *(fmt(r["by_tier"].get(t, {}).get("greedy_acc")) for t in tiers),
                       *(fmt(r[m]) for m in sampled), fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"))
     console.print(table)
+
+
+@app.command()
+def gc(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    keep_last: Annotated[int | None, typer.Option(min=1, help="also remove the checkpoints of every round before "
+                                                  "each experiment's last K (default: keep every round's)")] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="remove them (default: only list them)")] = False,
+) -> None:
+    """Checkpoints the store does not reference and temp dirs killed runs left; a dry run unless --delete."""
+    from east_tasks.housekeeping import remove, unreferenced
+
+    with _open_store(data_dir) as store:
+        paths = unreferenced(store, data_dir / "checkpoints", keep_last)
+    for path in paths:
+        typer.echo(f"{'removing' if delete else 'would remove'} {path}")
+    if delete:
+        console.print(f"removed {len(paths)} directories, {remove(paths) / 1e6:.1f} MB")
+    else:
+        console.print(f"{len(paths)} directories; run with --delete to remove them")
+
+
+@app.command()
+def export(
+    parquet: Annotated[Path, typer.Option(help="directory for one <table>.parquet per store table")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Every table of the store as Parquet (for pandas, Polars, Spark, DuckDB elsewhere)."""
+    with _open_store(data_dir) as store:
+        rows = store.export_parquet(parquet)
+    for table, n in rows.items():
+        typer.echo(f"{parquet / table}.parquet: {n} rows")
 
 
 def main() -> None:

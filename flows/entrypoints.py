@@ -28,7 +28,7 @@ from east_tasks.config import (
 )
 from east_tasks.experiments import round_checkpoint
 from east_tasks.generation import release_generator
-from east_tasks.store import Store
+from east_tasks.store import open_store
 from flows.artifacts import RoundProgress, artifact_key
 from flows.self_train import east_round, evaluate, prepare_data, publish_results, resolve_model, self_train
 
@@ -162,7 +162,7 @@ def evaluate_checkpoint(
         eval_key = evaluate(cfg, resolve_model(model_path), dataset_key).test
     finally:
         release_generator()
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         row = store.query("SELECT n_questions, k, greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?",
                           [eval_key])
     result = {"checkpoint": checkpoint, "model": model_path, **row.astype(object).iloc[0].to_dict()}

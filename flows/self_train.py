@@ -7,13 +7,16 @@ computed or skipped.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
+from prefect.states import State
 
 from east_tasks import pipeline
 from east_tasks.config import ExperimentConfig
+from east_tasks.errors import UserError
 from east_tasks.generation import SampleSpec, release_generator
 from east_tasks.pipeline import EvalKeys, ModelRef, StepResult
 from east_tasks.report import (
@@ -25,9 +28,17 @@ from east_tasks.report import (
     to_markdown,
     to_records,
 )
-from east_tasks.store import Store
+from east_tasks.store import open_store
 from flows.artifacts import RoundProgress, artifact_key, entropy_plot_path, publish_round
 from flows.faults import fail_once_if_asked
+
+
+def _retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Retry crashes, not bad input: a UserError would fail the same way again."""
+    return not isinstance(state.data, UserError)
+
+
+RETRY = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _retry_unless_user_error}
 
 
 def _log(results: StepResult | list[StepResult]) -> None:
@@ -45,6 +56,16 @@ def ensure_backbone(cfg: ExperimentConfig) -> None:
 def prepare_data(cfg: ExperimentConfig) -> str:
     result = pipeline.prepare_data(cfg)
     _log(result)
+    if "dropped" in result.info:  # data.on_invalid = "skip" left rows out: say which, where the run is seen
+        with open_store(cfg) as store:
+            dropped = store.query("SELECT location, kind, detail FROM data_findings WHERE dataset_key = ? "
+                                  "ORDER BY kind, location", [result.key])
+        create_markdown_artifact(
+            key=f"{artifact_key(cfg.experiment)}-dropped-rows",
+            markdown="\n".join([f"### {cfg.experiment}: {len(dropped)} data rows left out (data.on_invalid = skip)",
+                                 "", "| where | problem | detail |", "|---|---|---|",
+                                 *(f"| {r.location} | {r.kind} | {r.detail} |" for r in dropped.itertuples())]),
+            description="Rows of the data that failed validation and were dropped")
     return result.key
 
 
@@ -55,7 +76,7 @@ def resolve_model(path: str) -> ModelRef:
     return ref
 
 
-@task(name="generate-pool", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(name="generate-pool", cache_policy=NO_CACHE, **RETRY)
 def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int) -> str:
     s = cfg.sampling
     result = pipeline.generate(cfg, model, dataset_key, "pool",
@@ -70,7 +91,7 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, rou
     fail_once_if_asked("select-and-weight", cfg.data_dir)  # test hook, see flows/faults.py
     result = pipeline.select_and_weight(cfg, gen_key, dataset_key, parent)
     _log(result)
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [result.key])
         examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [result.key])
     name = f"{cfg.experiment}-round-{round_}"
@@ -83,14 +104,14 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, rou
     return result.key
 
 
-@task(name="train", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(name="train", cache_policy=NO_CACHE, **RETRY)
 def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> ModelRef:
     result, model = pipeline.train(cfg, parent, weight_key, pipeline.earlier_weight_keys(cfg, round_))
     _log(result)
     return model
 
 
-@task(name="evaluate", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(name="evaluate", cache_policy=NO_CACHE, **RETRY)
 def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> EvalKeys:
     results, keys = pipeline.evaluate_model(cfg, model, dataset_key)
     _log(results)
@@ -115,7 +136,7 @@ def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key
 
 
 def publish_results(cfg: ExperimentConfig) -> list[dict]:
-    with Store(cfg.store_path) as store:
+    with open_store(cfg) as store:
         df = round_results(store, cfg.experiment)
     records = to_records(df)
     key = artifact_key(cfg.experiment)
@@ -129,12 +150,14 @@ def publish_results(cfg: ExperimentConfig) -> list[dict]:
 
 
 @flow(name="self-train", flow_run_name="{cfg.experiment}")
-def self_train(cfg: ExperimentConfig) -> list[dict]:
-    """Evaluates the base model (round 0), then runs `cfg.rounds` EAST rounds, each from the last."""
+def self_train(cfg: ExperimentConfig, keep_engine: bool = False) -> list[dict]:
+    """Evaluates the base model (round 0), then runs `cfg.rounds` EAST rounds, each from the last.
+
+    `keep_engine` leaves the sampling engine up for a caller that runs more experiments (a sweep)."""
     pipeline.preflight(cfg)  # before anything is loaded or written
     try:
+        dataset_key = prepare_data(cfg)  # bad data is refused before any model is built or loaded
         ensure_backbone(cfg)
-        dataset_key = prepare_data(cfg)
         model = resolve_model(cfg.base_model)
         evals = evaluate(cfg, model, dataset_key)
         pipeline.record_round(cfg, 0, model, evals)
@@ -143,5 +166,6 @@ def self_train(cfg: ExperimentConfig) -> list[dict]:
             model = east_round(cfg, r, model, dataset_key)
             progress.update(r)
     finally:
-        release_generator()
+        if not keep_engine:
+            release_generator()
     return publish_results(cfg)

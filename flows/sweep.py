@@ -12,8 +12,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from east_tasks.config import DEFAULT_DATA_DIR, SweepGrid
+from east_tasks.generation import release_generator
 from east_tasks.report import write_sweep_report
-from east_tasks.store import Store
+from east_tasks.store import Store, open_store
 from east_tasks.sweep import grid_points, point_config, point_record
 from flows.artifacts import artifact_key
 from flows.self_train import self_train
@@ -33,11 +34,14 @@ def sweep(name: str = "sweep", grid: SweepGrid | None = None, preset: str = "tin
     logger = get_run_logger()
     points = sweep_configs(name, grid or SweepGrid(), preset, rounds, data_dir, overrides)
     logger.info(f"sweep {name}: {len(points)} points")
-    for i, (point, cfg) in enumerate(points, 1):
-        logger.info(f"[{i}/{len(points)}] {cfg.experiment}")
-        with Store(cfg.store_path) as store:
-            store.record_sweep_run(**point_record(name, cfg, point))
-        self_train(cfg)
+    try:
+        for i, (point, cfg) in enumerate(points, 1):
+            logger.info(f"[{i}/{len(points)}] {cfg.experiment}")
+            with open_store(cfg) as store:
+                store.record_sweep_run(**point_record(name, cfg, point))
+            self_train(cfg, keep_engine=True)  # the next point syncs its weights into the same engine
+    finally:
+        release_generator()
     with Store(Path(data_dir) / "east.duckdb") as store:
         markdown, plots = write_sweep_report(store, name, Path(data_dir) / "plots")
     key = artifact_key(f"sweep-{name}")

@@ -89,8 +89,8 @@ def test_reference_solutions_compute_their_answers() -> None:
 
 
 def test_dataset_key_changes_with_the_data() -> None:
-    k1, s1 = load_splits(load_config("tiny-test").data)
-    k2, _ = load_splits(load_config("tiny-test", data={"seed": 1}).data)
+    k1, s1, _ = load_splits(load_config("tiny-test").data)
+    k2, _, _ = load_splits(load_config("tiny-test", data={"seed": 1}).data)
     assert k1 != k2 and len(s1["pool"]) == 160 and len(s1["test"]) == 90
 
 
@@ -116,6 +116,13 @@ def test_cli_set_reaches_any_field_and_is_validated(tmp_path) -> None:
     assert out.exit_code == 2 and "sampling.n" in out.output
     out = CliRunner().invoke(app, ["run", "--set", "sampling.n", "--data-dir", str(tmp_path)])
     assert out.exit_code == 2 and "expected FIELD=VALUE" in out.output
+    # top-level fields through --set too (data_dir and experiment once crashed with a TypeError)
+    out = CliRunner().invoke(app, ["run", "--set", f"data_dir={tmp_path}", "--set", "experiment=x",
+                                   "--set", "rounds=2", "--set", "sampling.n=0"])
+    assert out.exit_code == 2 and "sampling.n" in out.output and "TypeError" not in out.output
+    out = CliRunner().invoke(app, ["sweep", "--set", f"data_dir={tmp_path}", "--data-dir", str(tmp_path / "other")])
+    assert out.exit_code == 2 and "disagree" in out.output
+    assert not (tmp_path / "east.duckdb").exists()
 
 
 def test_experiments_recorded_before_new_config_fields_continue(tmp_path) -> None:

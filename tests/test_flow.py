@@ -79,3 +79,28 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert all((tmp_path / "plots" / f"it-round-{r}-entropy.png").stat().st_size > 1000 for r in (1, 2))
     missing = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path), "--experiment", "nope"])
     assert missing.exit_code == 1 and "known: it" in " ".join(missing.output.split())
+
+
+def test_a_round_with_nothing_to_train_on_is_one_message_exit_2_and_not_retried(tmp_path, prefect_server) -> None:
+    """One-token answers: no pool sample is correct, every question is filtered out. That is the user's to fix
+    (the message says which filter and what to change), not a crash for Prefect to retry."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    out = CliRunner().invoke(app, ["run", "--preset", "tiny-test", "--experiment", "empty", "--rounds", "1",
+                                   "--backend", "hf", "--data-dir", str(tmp_path), "--set", "sampling.max_tokens=1"])
+    assert out.exit_code == 2, out.output
+    pool = load_config("tiny-test").data.pool_size
+    assert (f"empty: no training examples: every one of the {pool} pool questions was filtered out ({pool} no "
+            "sample was correct: raise sampling.n or sampling.temperature") in " ".join(out.output.split())
+    assert "Traceback" not in out.output
+
+    async def train_runs() -> list:
+        async with get_client() as client:
+            return await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="train")))
+
+    runs = [r for r in asyncio.run(train_runs()) if r.flow_run_id and r.state and r.state.is_failed()]
+    assert len(runs) == 1 and runs[0].run_count == 1  # failed once, no retry
+    assert "no training examples" in runs[0].state.message  # what the Prefect UI shows

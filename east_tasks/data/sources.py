@@ -10,13 +10,19 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
-from east_tasks.answers import extract_answer
+from east_tasks.answers import extract_answer, normalize_answer
 from east_tasks.config import ColumnMap, DataConfig
 from east_tasks.data.arith import arith_splits
+from east_tasks.data.validation import DataProblems, Finding, contamination, read_jsonl
+from east_tasks.errors import UserError
 from east_tasks.io import fingerprint
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 COLUMNS = ["problem_id", "question", "answer", "tier"]
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -31,19 +37,24 @@ def _arith(cfg: DataConfig) -> dict[str, pd.DataFrame]:
             for name, rows in (("pool", splits.pool), ("validation", splits.validation), ("test", splits.test))}
 
 
-def _load(path: str, split: str, hub_config: str | None):
-    """One split as a `datasets.Dataset`, and a description of where it came from for error messages."""
-    from datasets import load_dataset
+def _load(path: str, split: str, hub_config: str | None) -> tuple[Dataset, str, list[str], list[Finding]]:
+    """One split as a `datasets.Dataset`, where it came from, where each row came from ("line 7" of a JSONL
+    file, else "row 7") and the lines that could not be read."""
+    from datasets import Dataset, load_dataset
 
     local = Path(path)
     if local.exists():
         files = [local / f"{split}{ext}" for ext in LOCAL_FORMATS]
         found = next((f for f in files if f.exists()), None)
         if found is None:
-            raise FileNotFoundError(f"{local}: no file for split {split!r} (looked for "
-                                    f"{', '.join(f.name for f in files)})")
-        return load_dataset(LOCAL_FORMATS[found.suffix], data_files={split: str(found)}, split=split), str(found)
-    return load_dataset(path, hub_config, split=split), f"{path} ({hub_config or 'default'}) split {split!r}"
+            raise UserError(f"{local}: no file for split {split!r} (looked for {', '.join(f.name for f in files)})")
+        if found.suffix == ".jsonl":  # read here, so a bad line is named instead of failing inside `datasets`
+            rows, lines, bad = read_jsonl(found)
+            return Dataset.from_list(rows), str(found), [f"line {n}" for n in lines], bad
+        ds = load_dataset(LOCAL_FORMATS[found.suffix], data_files={split: str(found)}, split=split)
+        return ds, str(found), [f"row {i}" for i in range(len(ds))], []
+    ds = load_dataset(path, hub_config, split=split)
+    return ds, f"{path} ({hub_config or 'default'}) split {split!r}", [f"row {i}" for i in range(len(ds))], []
 
 
 def _tier(value: object) -> int:
@@ -52,21 +63,32 @@ def _tier(value: object) -> int:
     return int(found.group()) if found else 0
 
 
-def _gold(row: dict, columns: ColumnMap, style: str, where: str, i: int) -> str:
-    if columns.answer in row and row[columns.answer] not in (None, ""):
-        return str(row[columns.answer]).strip()
-    solution = row.get(columns.solution) if columns.solution else None
+def _text(value: object) -> str | None:
+    """A cell as text; None for a missing or blank one (a JSON null must not become the question "None")."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return str(value) if str(value).strip() else None
+
+
+def _gold(row: dict, columns: ColumnMap, style: str) -> tuple[str | None, str]:
+    """The gold answer, or None and why there is none."""
+    if (answer := _text(row.get(columns.answer))) is not None:
+        return answer.strip(), ""
+    solution = _text(row.get(columns.solution)) if columns.solution else None
     if solution is None:
-        raise ValueError(f"{where} row {i}: no gold answer (column {columns.answer!r} absent or empty, and no "
-                         f"solution column to take it from)")
-    answer = extract_answer(str(solution), style)
-    if answer is None or (style == "gsm8k" and "####" not in str(solution)):
-        raise ValueError(f"{where} row {i}: column {columns.solution!r} has no {GOLD_FORMS[style]} final answer")
-    return answer
+        return None, (f"no gold answer (column {columns.answer!r} absent or empty"
+                      + (f", and column {columns.solution!r} empty)" if columns.solution else ")"))
+    answer = extract_answer(solution, style)
+    if answer is None or (style == "gsm8k" and "####" not in solution):
+        return None, f"column {columns.solution!r} has no {GOLD_FORMS[style]} final answer"
+    return answer, ""
 
 
-def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None, limit: int) -> pd.DataFrame:
-    ds, where = _load(path, split, hub_config)
+def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None,
+           limit: int) -> tuple[pd.DataFrame, list[Finding]]:
+    """Up to `limit` usable rows, in file order, each with where it came from; and what was wrong with the rest.
+    A question given twice with one gold answer is kept once; with two different ones, not at all."""
+    ds, where, locations, findings = _load(path, split, hub_config)
     cols = cfg.columns or ColumnMap()
     available = set(ds.column_names)
     wanted = {"question": cols.question, "tier": cols.tier}
@@ -74,31 +96,63 @@ def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None, limit
         wanted["solution"] = cols.solution
     for field, name in wanted.items():
         if name is not None and name not in available:
-            raise ValueError(f"{where}: no column {name!r} (data.columns.{field}); available columns: "
-                             f"{', '.join(sorted(available))}")
+            raise UserError(f"{where}: no column {name!r} (data.columns.{field}); available columns: "
+                            f"{', '.join(sorted(available))}")
     if cols.answer not in available and cols.solution is None:
-        raise ValueError(f"{where}: no column {cols.answer!r} (data.columns.answer) and no data.columns.solution "
-                         f"to derive the answer from; available columns: {', '.join(sorted(available))}")
-    out = []
-    for i, row in enumerate(ds.select(range(min(limit, len(ds))))):
-        question = str(row[cols.question])
-        out.append({"problem_id": hashlib.sha1(question.encode()).hexdigest()[:12], "question": question,
-                    "answer": _gold(row, cols, cfg.answer_style, where, i),
-                    "tier": _tier(row[cols.tier]) if cols.tier else 0})
-    return pd.DataFrame(out, columns=COLUMNS).drop_duplicates("problem_id")
+        raise UserError(f"{where}: no column {cols.answer!r} (data.columns.answer) and no data.columns.solution "
+                        f"to derive the answer from; available columns: {', '.join(sorted(available))}")
+    same = (lambda a: normalize_answer(a)) if cfg.answer_style == "gsm8k" else (lambda a: a)
+    kept: dict[str, dict] = {}
+    conflicting: set[str] = set()
+    for row, location in zip(ds, locations, strict=True):
+        if len(kept) - len(conflicting) >= limit:
+            break
+        at = f"{where} {location}"
+        if (question := _text(row.get(cols.question))) is None:
+            findings.append(Finding(at, "empty_question", f"empty question (column {cols.question!r})"))
+            continue
+        answer, why = _gold(row, cols, cfg.answer_style)
+        if answer is None:
+            findings.append(Finding(at, "no_gold", why))
+            continue
+        pid = hashlib.sha1(question.encode()).hexdigest()[:12]
+        if pid in kept:
+            first = kept[pid]
+            if same(first["answer"]) != same(answer):
+                findings.append(Finding(at, "conflicting_gold", f"the question of {first['location']} again, with "
+                                        f"gold answer {answer!r} there {first['answer']!r}"))
+                conflicting.add(pid)
+            continue
+        kept[pid] = {"problem_id": pid, "question": question, "answer": answer,
+                     "tier": _tier(row[cols.tier]) if cols.tier else 0, "location": at}
+    rows = [r for pid, r in kept.items() if pid not in conflicting]
+    return pd.DataFrame(rows, columns=[*COLUMNS, "location"]), findings
 
 
-def load_splits(cfg: DataConfig) -> tuple[str, dict[str, pd.DataFrame]]:
-    """Returns (dataset_key, splits). The key hashes the rows themselves, so edited data gets a new key."""
+class LoadedSplits(NamedTuple):
+    key: str  # hashes the rows themselves, so edited data gets a new key
+    splits: dict[str, pd.DataFrame]  # pool, validation, test: problem_id, question, answer, tier
+    dropped: list[Finding]  # rows left out under data.on_invalid = "skip"
+
+
+def load_splits(cfg: DataConfig) -> LoadedSplits:
+    """The splits, checked: with data.on_invalid = "error" (the default) any finding raises `DataProblems`."""
+    findings: list[Finding] = []
     if cfg.source == "arith":
         splits = _arith(cfg)
     else:
         test_path, test_config = (cfg.test_path, None) if cfg.test_path else (cfg.path, cfg.hub_config)
-        pool = _frame(cfg.path, cfg.pool_split, cfg, cfg.hub_config, cfg.pool_size + cfg.validation_size)
-        splits = {"pool": pool.iloc[:cfg.pool_size].reset_index(drop=True),
-                  "validation": pool.iloc[cfg.pool_size:].reset_index(drop=True),
-                  "test": _frame(test_path, cfg.test_split, cfg, test_config, cfg.test_size)}
+        pool, pool_findings = _frame(cfg.path, cfg.pool_split, cfg, cfg.hub_config,
+                                     cfg.pool_size + cfg.validation_size)
+        test, findings = _frame(test_path, cfg.test_split, cfg, test_config, cfg.test_size)
+        leaked = contamination(pool, test)
+        findings = pool_findings + findings + leaked
+        pool = pool[~pool["location"].isin({f.where for f in leaked})]
+        splits = {"pool": pool.iloc[:cfg.pool_size], "validation": pool.iloc[cfg.pool_size:], "test": test}
+        splits = {name: df[COLUMNS].reset_index(drop=True) for name, df in splits.items()}
+    if findings and cfg.on_invalid == "error":
+        raise DataProblems(findings)
     # Empty splits stay out of the key, so data without a validation split keeps the key it had before.
     key = fingerprint({s: df[["problem_id", "question", "answer"]].values.tolist() for s, df in splits.items()
                        if len(df)})
-    return key, splits
+    return LoadedSplits(key, splits, findings)

@@ -12,6 +12,8 @@ from east_tasks.generation import Completion, SampleSpec
 
 
 class HFGenerator:
+    stays_up_while_training = False  # it shares the training process and device; reloading it is cheap
+
     def __init__(self, model_path: str, cfg: BackendConfig):
         self.cfg = cfg
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
@@ -61,6 +63,9 @@ class HFGenerator:
         # generate stops after a stop string but keeps it; vLLM drops it: cut here so both return the same text
         cuts = [text.find(s) for s in stop if s in text]
         return Completion(text[: min(cuts)] if cuts else text, len(ids))
+
+    def load_weights(self, model_path: str) -> bool:
+        return False  # a new model is loaded as fast as new weights would be
 
     def close(self) -> None:
         del self.model
