@@ -118,9 +118,11 @@ class WeightingConfig(_Strict):
 # The learning rate a loss gets unless the config sets one. SFT: chosen on validation on the embedded task (1 round,
 # seed 0): 1e-4 0.582, 3e-4 0.584, 1e-3 0.518 greedy (backbone 0.556). Preference losses move the policy much
 # further per step than SFT on the same data; the usual recipes use a learning rate 10-30x below SFT's. On the
-# embedded task DPO and KTO at SFT's 3e-4 collapsed the model in one round (greedy 0.535 -> 0.10 / 0.05, 5 seeds);
-# on the earlier task KTO at 1e-4 fell to 0.03. A preset that sets `train.lr` sets it for every loss.
-DEFAULT_LR: dict[str, float] = {"sft": 3e-4, "dpo": 1e-5, "kto": 1e-5}
+# embedded task DPO and KTO at SFT's 3e-4 collapsed the model in one round (greedy 0.535 -> 0.10 / 0.05, 5 seeds).
+# DPO / KTO chosen on validation (vanilla, 1 round, 5 seeds; docs/results/losses-lr.md): validation greedy
+# 1e-5 0.474 / 0.460, 3e-6 0.545 / 0.522, 1e-6 0.550 / 0.549 (backbone 0.534); 1e-6 is the grid's edge.
+# A preset that sets `train.lr` sets it for every loss.
+DEFAULT_LR: dict[str, float] = {"sft": 3e-4, "dpo": 1e-6, "kto": 1e-6}
 
 
 class LoraConfig(_Strict):

@@ -36,7 +36,7 @@ def test_point_config_sets_every_seed_and_name() -> None:
                        train={"epochs": 1}, weighting={"eps": 1e-3})
     assert cfg.experiment == "sw-dpo-local-exp-a0.5-s2" and cfg.rounds == 3
     assert (cfg.sampling.seed, cfg.weighting.seed, cfg.train.seed) == (2, 2, 2)
-    assert (cfg.train.loss, cfg.train.epochs, cfg.train.lr) == ("dpo", 1, 1e-5)
+    assert (cfg.train.loss, cfg.train.epochs, cfg.train.lr) == ("dpo", 1, 1e-6)
     assert (cfg.weighting.strategy, cfg.weighting.mapping, cfg.weighting.a, cfg.weighting.eps) == ("local", "exp",
                                                                                                     0.5, 1e-3)
     with pytest.raises(ValueError, match="loss"):
