@@ -5,13 +5,13 @@ Two styles:
   the text; normalised (thousands separators, ``$``, trailing ``.0``, fractions) and compared exactly.
 - ``math``: the contents of the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces; ``\\boxed 5`` too),
   compared with math-verify (fractions, radicals, intervals, tuples, matrices, ``\\text{}`` answers, degrees,
-  percent, units), each parse and comparison bounded in time.
+  percent, units), each comparison bounded in time.
 
 math-verify bounds its own work with ``signal.alarm``, which only works in a main thread (Prefect runs tasks in
 worker threads) and cannot stop one long C-level operation: sympy evaluating ``10^{10^{10^{10}}}`` held the GIL
-for minutes. So math comparisons run in worker processes (pebble), in their main thread with math-verify's own
-timeouts on; a worker past the bound is killed and replaced, and the answer counts as not matching
-(`timeouts` counts these for the step logs). The gsm8k style is plain text and never leaves the process.
+for minutes. So math comparisons run in worker processes (pebble) with math-verify's own timeouts off: a worker
+past the bound is killed and replaced, and the answer counts as not matching (`timeouts` counts these for the
+step logs). The gsm8k style is plain text and never leaves the process.
 """
 
 from __future__ import annotations

@@ -40,13 +40,17 @@ def hash_dir(path: Path) -> str:
 
 
 @contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yields a temp dir beside `final`; renames it into place only if the block succeeds."""
+def atomic_dir(final: Path, keep_equal: bool = False) -> Iterator[Path]:
+    """Yields a temp dir beside `final`; renames it into place only if the block succeeds. With `keep_equal`,
+    a `final` already there with the same content (`hash_dir`) is left in place: another process wrote the same
+    model while this one computed it, and may be reading it."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
+        if keep_equal and final.is_dir() and hash_dir(final) == hash_dir(tmp):
+            return
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from east_tasks import answers, generation
 from east_tasks.answers import answers_match_many, extract_answer
 from east_tasks.config import ExperimentConfig
+from east_tasks.cost import Meter
 from east_tasks.data.prompts import Prompter, make_prompter
 from east_tasks.data.sources import load_splits
 from east_tasks.errors import UserError
@@ -100,7 +101,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     if changed:
         diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
         raise UserError(f"experiment {cfg.experiment!r} already exists in {cfg.store_path} with another "
-                         f"configuration ({diffs}); choose a new experiment name")
+                        f"configuration ({diffs}); choose a new experiment name")
 
 
 def ensure_backbone(cfg: ExperimentConfig) -> StepResult:
@@ -177,6 +178,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
                                [gen_key]).problem_id)
         # Stays "running" if the process dies: the next run resumes after the last committed chunk.
         store.mark_step(gen_key, step, cfg.experiment, "running", detail={"resumed_questions": len(done)})
+    meter = Meter()
     todo = problems[~problems.problem_id.isin(done)]
     unchecked = _unchecked_answers()
     engine = {}
@@ -200,8 +202,10 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
                 store.insert_df("generations", df)
             pause_if_asked(step)  # test hook (east_tasks/faults.py): a kill between committed chunks
     with open_store(cfg) as store:
-        n_rows = store.count("generations", "gen_key", gen_key)
-        store.mark_step(gen_key, step, cfg.experiment, "done", time.time() - t0, {"rows": n_rows})
+        n_rows, tokens = store.execute("SELECT count(*), coalesce(sum(num_tokens), 0) FROM generations "
+                                       "WHERE gen_key = ?", [gen_key])[0]
+        store.mark_step(gen_key, step, cfg.experiment, "done", time.time() - t0, {"rows": n_rows},
+                        meter.cost(tokens_generated=int(tokens)))
     return StepResult(step, gen_key, False, time.time() - t0,
                       {"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo), **engine,
                        **unchecked()})
@@ -240,7 +244,7 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
         gens = store.query("SELECT * FROM generations WHERE gen_key = ? ORDER BY problem_id, sample_idx",
                            [gen_key])
         problems = store.problems(dataset_key, "pool")
-    unchecked = _unchecked_answers()
+    unchecked, meter = _unchecked_answers(), Meter()
     clusters, stats = cluster_and_score(gens, problems, cfg.data.answer_style)
     examples = select_examples(gens, stats, cfg.weighting, cfg.train.loss)
     logps = (response_logprobs(cfg, parent, gen_key, examples.rename(columns={"response": "text"}))
@@ -258,7 +262,7 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
         info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
                 "mean_entropy_kept": round(float(stats.entropy[stats.drop_reason.isna()].mean()), 3)
                 if reasons.get("kept") else None}
-        store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info)
+        store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info, meter.cost())
     return StepResult("select+weight", weight_key, False, time.time() - t0, {**info, **unchecked()})
 
 
@@ -289,7 +293,7 @@ def earlier_weight_keys(cfg: ExperimentConfig, round_: int) -> list[str]:
                              "AND round < ? ORDER BY round", [cfg.experiment, round_])
     if [r for r, _ in rows] != list(range(1, round_)):
         raise UserError(f"train.accumulate: {cfg.experiment} has rounds {[r for r, _ in rows]} recorded before "
-                           f"round {round_}; every earlier round must be")
+                        f"round {round_}; every earlier round must be")
     return [key for _, key in rows]
 
 
@@ -335,6 +339,7 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
                     for k in keys]
     if examples[-1].empty:
         raise UserError(nothing_to_train_on(cfg, weight_key))
+    meter = Meter()  # the reference log-probs DPO / KTO need are part of what the step costs
     examples = pd.concat([_with_reference_logps(cfg, parent, k, ex) for k, ex in zip(keys, examples, strict=True)],
                          ignore_index=True)
     park_generator()  # free what training needs (an accelerator engine's memory)
@@ -346,7 +351,8 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
                        summary["train_loss"], time.time()])
         info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
                 "examples": summary["n_examples"], **replaced}
-        store.mark_step(ckpt_key, "train", cfg.experiment, "done", time.time() - t0, info)
+        store.mark_step(ckpt_key, "train", cfg.experiment, "done", time.time() - t0, info,
+                        meter.cost(tokens_trained=summary["tokens_trained"]))
     model = ModelRef(path=str(out_dir), hash=summary["model_hash"])
     return StepResult("train", ckpt_key, False, time.time() - t0, info), model
 
@@ -357,6 +363,7 @@ class EvalKeys(BaseModel):
     model_config = ConfigDict(frozen=True)
     test: str
     validation: str | None = None
+    steps: tuple[str, ...] = ()  # every step key the evaluation ran or reused (generations included)
 
 
 def _rounded(v: float | None) -> float | None:
@@ -372,7 +379,7 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
         generated.append(generate(cfg, model, dataset_key, split, SampleSpec(k, ev.temperature, 1.0, ev.max_tokens),
                                   ev.seed, f"generate {split} k={k}"))
     greedy, sampled = generated[0], (generated[1] if k else None)
-    t0 = time.time()
+    t0, meter = time.time(), Meter()
     eval_key = fingerprint({"greedy": greedy.key, "sampled": (sampled or greedy).key})
     step = f"evaluate {split}"
     with open_store(cfg) as store:
@@ -385,12 +392,12 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
         result = evaluate(gens[greedy.key], gens[sampled.key] if sampled else None, store.problems(dataset_key, split),
                           k, cfg.data.answer_style)
         store.execute(
-            "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # a concurrent run's: equal
             [eval_key, model.hash, dataset_key, result.n_questions, result.k, result.greedy_acc,
              result.maj_acc, result.pass_acc, json.dumps(result.by_tier), time.time()],
         )
         info = {m: _rounded(getattr(result, m)) for m in ("greedy_acc", "maj_acc", "pass_acc")}
-        store.mark_step(eval_key, step, cfg.experiment, "done", time.time() - t0, info)
+        store.mark_step(eval_key, step, cfg.experiment, "done", time.time() - t0, info, meter.cost())
     return [*generated, StepResult(step, eval_key, False, time.time() - t0, info)]
 
 
@@ -398,13 +405,18 @@ def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> 
     """The test split (greedy, maj@k, pass@k) and, when there is one, the validation split (greedy only)."""
     test = evaluate_split(cfg, model, dataset_key, "test", cfg.eval.k)
     validation = evaluate_split(cfg, model, dataset_key, "validation", 0) if cfg.data.validation_size else []
-    return test + validation, EvalKeys(test=test[-1].key, validation=validation[-1].key if validation else None)
+    return test + validation, EvalKeys(test=test[-1].key, validation=validation[-1].key if validation else None,
+                                       steps=tuple(r.key for r in test + validation))
 
 
 def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: EvalKeys,
                  gen_key: str | None = None, weight_key: str | None = None) -> None:
     with open_store(cfg) as store:
         n_kept = store.count("training_examples", "weight_key", weight_key) if weight_key else None
+        ckpt = store.execute("SELECT ckpt_key FROM checkpoints WHERE model_hash = ? AND weight_key = ?",
+                             [model.hash, weight_key]) if weight_key else []
+        steps = [k for k in (gen_key, weight_key, *(c for (c,) in ckpt[:1]), *evals.steps) if k]
         store.record_round(cfg.experiment, round_, model_hash=model.hash, model_path=model.path,
                            eval_key=evals.test, val_eval_key=evals.validation, gen_key=gen_key,
-                           weight_key=weight_key, n_kept=n_kept, config=cfg.model_dump_json())
+                           weight_key=weight_key, n_kept=n_kept, config=cfg.model_dump_json(),
+                           step_keys=json.dumps(steps))

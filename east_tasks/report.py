@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from east_tasks.cost import COST_FIELDS
 from east_tasks.io import atomic_write
 from east_tasks.store import Store
 
@@ -470,6 +471,105 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
     table += "\n\n" + rounds_markdown(df, sweep)
     if len(entropy := pool_entropy_by_round(store, df)):
         table += "\n\n" + entropy_markdown(entropy, sweep)
+    if round_costs(store, list(df.experiment.unique())).costed.any():
+        costs, _, png = cost_report(store, out_dir, sweep=sweep)
+        table += "\n\n" + costs
+        plots.append(png)
     page = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in plots]])
     atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(page + "\n"))
     return f"{table}\n\n{plot_links({p.stem: p for p in plots})}", plots
+
+
+# --- compute cost ------------------------------------------------------------------------------------------------
+def round_costs(store: Store, experiments: list[str]) -> pd.DataFrame:
+    """Per experiment and round: greedy test accuracy and what the round's steps cost (each step's cost as it
+    was computed, also when this round found it cached: a sweep point is charged the shared pool it needs),
+    with cumulative hours. `costed` is False where a step has no recorded cost (stores from before costs)."""
+    rounds = store.query("SELECT r.experiment, r.round, r.step_keys, e.greedy_acc FROM experiment_rounds r "
+                         "LEFT JOIN evaluations e USING (eval_key) WHERE list_contains(?, r.experiment) "
+                         "ORDER BY r.experiment, r.round", [experiments])
+    steps = store.query("SELECT step_key, wall_s, cpu_s, gpu_s, tokens_generated, tokens_trained FROM step_status")
+    rows = []
+    for r in rounds.itertuples(index=False):
+        keys = json.loads(r.step_keys) if isinstance(r.step_keys, str) else []
+        mine = steps[steps.step_key.isin(keys)]
+        rows.append({"experiment": r.experiment, "round": r.round, "greedy_acc": r.greedy_acc,
+                     "costed": bool(keys) and len(mine) == len(set(keys)) and mine.cpu_s.notna().all(),
+                     **{f: float(mine[f].fillna(0).sum()) for f in COST_FIELDS}})
+    df = pd.DataFrame(rows, columns=["experiment", "round", "greedy_acc", "costed", *COST_FIELDS])
+    for unit in ("wall", "cpu", "gpu"):
+        df[f"{unit}_h_cum"] = df[df["round"] > 0].groupby("experiment")[f"{unit}_s"].cumsum() / 3600
+    df.loc[df["round"] == 0, ["wall_h_cum", "cpu_h_cum", "gpu_h_cum"]] = 0.0
+    return df
+
+
+def cost_summary(costs: pd.DataFrame, settings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per experiment (or, given `settings` with experiment -> setting, per setting, mean over seeds): accuracy
+    gained over the backbone by the last round, the self-training rounds' compute, and points per hour."""
+    last = costs.sort_values("round").groupby("experiment").tail(1).set_index("experiment")
+    base = costs[costs["round"] == 0].set_index("experiment").greedy_acc
+    out = pd.DataFrame({
+        "rounds": last["round"], "gain_points": 100 * (last.greedy_acc - base.reindex(last.index)),
+        "cpu_h": last.cpu_h_cum, "gpu_h": last.gpu_h_cum, "wall_h": last.wall_h_cum,
+        "tokens_generated": costs[costs["round"] > 0].groupby("experiment").tokens_generated.sum(),
+        "tokens_trained": costs[costs["round"] > 0].groupby("experiment").tokens_trained.sum(),
+        "costed": costs.groupby("experiment").costed.all()}).reset_index()
+    if settings is not None:
+        out = out.merge(settings, on="experiment").groupby("setting", sort=False).agg(
+            rounds=("rounds", "max"), seeds=("experiment", "count"), gain_points=("gain_points", "mean"),
+            cpu_h=("cpu_h", "mean"), gpu_h=("gpu_h", "mean"), wall_h=("wall_h", "mean"),
+            tokens_generated=("tokens_generated", "mean"), tokens_trained=("tokens_trained", "mean"),
+            costed=("costed", "all")).reset_index()
+    hours = np.where(out.gpu_h > 0, out.gpu_h, out.cpu_h)
+    out["points_per_hour"] = np.where(hours > 0, out.gain_points / np.where(hours > 0, hours, 1), np.nan)
+    out["per"] = np.where(out.gpu_h > 0, "GPU-hour", "CPU-hour")
+    return out
+
+
+def cost_markdown(summary: pd.DataFrame, title: str) -> str:
+    name = "setting" if "setting" in summary else "experiment"
+    lines = [f"### {title}: accuracy gained over the backbone per unit of compute", "",
+             f"| {name} | rounds | gain (points) | CPU-hours | GPU-hours | wall hours | tokens generated | "
+             "tokens trained | points per hour |", "|---" * 9 + "|"]
+    for r in summary.itertuples(index=False):
+        star = "" if r.costed else " *"
+        lines.append(f"| {getattr(r, name)}{star} | {r.rounds} | {r.gain_points:+.2f} | {r.cpu_h:.3f} | "
+                     f"{r.gpu_h:.3f} | {r.wall_h:.3f} | {r.tokens_generated:,.0f} | {r.tokens_trained:,.0f} | "
+                     + ("- |" if pd.isna(r.points_per_hour) else f"{r.points_per_hour:+.1f} per {r.per} |"))
+    lines += ["", "Compute is that of rounds 1..R (sampling, selection, training with its reference log-probs, "
+              "evaluation), CPU time of the run's processes and their engines; a point of a sweep is charged the "
+              "shared round-1 pool it reuses, as if run alone."]
+    if not summary.costed.all():
+        lines.append("* some steps of this run have no recorded cost (computed before costs were recorded).")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_compute(costs: pd.DataFrame, labels: dict[str, str], title: str, path: Path) -> Path:
+    """Greedy test accuracy against cumulative compute, round by round, one line per experiment (or setting:
+    `labels` maps experiments to the name to show; experiments sharing a name are averaged)."""
+    use_gpu = costs.gpu_s.sum() > 0
+    col, unit = ("gpu_h_cum", "GPU-hours") if use_gpu else ("cpu_h_cum", "CPU-hours")
+    df = costs.assign(label=costs.experiment.map(labels)).dropna(subset=["label"])
+    fig, ax = _new_axes()
+    for label, group in df.groupby("label", sort=False):
+        line = group.groupby("round")[[col, "greedy_acc"]].mean()
+        ax.plot(line[col], line.greedy_acc, marker="o", label=label)
+    _label(ax, f"cumulative compute ({unit}, self-training rounds)", "greedy test accuracy", title, legend_size=7)
+    return _save_png(fig, path)
+
+
+def cost_report(store: Store, out_dir: Path, *, sweep: str | None = None,
+                experiments: list[str] | None = None) -> tuple[str, pd.DataFrame, Path]:
+    """The cost table (per sweep setting, mean over seeds; or per experiment) and its accuracy-vs-compute plot."""
+    if sweep:
+        runs = store.query("SELECT * FROM sweep_runs WHERE sweep = ?", [sweep])
+        labels = {r.experiment: _setting_name(r) for r in runs.itertuples(index=False)}
+    else:
+        labels = {e: e for e in (experiments or store.experiments())}
+    costs = round_costs(store, list(labels))
+    settings = pd.DataFrame({"experiment": list(labels), "setting": list(labels.values())}) if sweep else None
+    summary = cost_summary(costs, settings)
+    title = sweep or ", ".join(labels)
+    png = plot_accuracy_vs_compute(costs, labels, f"{title}: accuracy vs compute",
+                                   out_dir / f"{sweep or 'experiments'}-accuracy-vs-compute.png")
+    return cost_markdown(summary, title), summary, png

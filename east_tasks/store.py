@@ -24,6 +24,7 @@ from east_tasks.errors import UserError
 
 if TYPE_CHECKING:
     from east_tasks.config import ExperimentConfig
+    from east_tasks.cost import Cost
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,14 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
     a DOUBLE, PRIMARY KEY (sweep, experiment));
 CREATE TABLE IF NOT EXISTS step_status (
     step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, status VARCHAR, wall_s DOUBLE,
-    detail JSON, updated_at DOUBLE);
+    detail JSON, updated_at DOUBLE,
+    -- what computing the step cost (east_tasks.cost); NULL in stores from before it was recorded
+    cpu_s DOUBLE, gpu_s DOUBLE, tokens_generated BIGINT, tokens_trained BIGINT);
+ALTER TABLE step_status ADD COLUMN IF NOT EXISTS cpu_s DOUBLE;
+ALTER TABLE step_status ADD COLUMN IF NOT EXISTS gpu_s DOUBLE;
+ALTER TABLE step_status ADD COLUMN IF NOT EXISTS tokens_generated BIGINT;
+ALTER TABLE step_status ADD COLUMN IF NOT EXISTS tokens_trained BIGINT;
+ALTER TABLE experiment_rounds ADD COLUMN IF NOT EXISTS step_keys JSON;  -- every step the round ran or reused
 """
 TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
 
@@ -137,13 +145,17 @@ class Store:
 
     # --- generic helpers -------------------------------------------------------------------------------
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
-        """Appends a DataFrame whose columns are a subset of the table's, by name."""
+        """Appends a DataFrame whose columns are a subset of the table's, by name. Rows whose primary key is
+        already there are skipped: keys are content hashes, so two runs computing one step at the same time
+        write the same rows, and the second adds nothing (`data_findings`, unkeyed, is rewritten whole)."""
         if df.empty:
             return
         self.con.register("_incoming", df)
         try:
             cols = ", ".join(df.columns)
-            self.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+            keyed = self.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND "
+                                 "constraint_type = 'PRIMARY KEY'", [table])[0][0]
+            self.execute(f"INSERT {'OR IGNORE ' if keyed else ''}INTO {table} ({cols}) SELECT {cols} FROM _incoming")
         finally:
             self.con.unregister("_incoming")
 
@@ -168,12 +180,12 @@ class Store:
         return bool(rows) and rows[0][0] == "done"
 
     def mark_step(self, step_key: str, step: str, experiment: str, status: str, wall_s: float = 0.0,
-                  detail: dict | None = None) -> None:
+                  detail: dict | None = None, cost: Cost | None = None) -> None:
         """`experiment` is the one that computed the step; any experiment with the same key reuses it."""
-        self.execute(
-            "INSERT OR REPLACE INTO step_status VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [step_key, step, experiment, status, wall_s, json.dumps(detail or {}), time.time()],
-        )
+        c = cost.as_dict() if cost else {}
+        self.upsert("step_status", {"step_key": step_key, "step": step, "experiment": experiment, "status": status,
+                                    "wall_s": c.get("wall_s", wall_s), "detail": json.dumps(detail or {}),
+                                    "updated_at": time.time(), **{k: v for k, v in c.items() if k != "wall_s"}})
 
     # --- problems ---------------------------------------------------------------------------------------
     def problems(self, dataset_key: str, split: str) -> pd.DataFrame:

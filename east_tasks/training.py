@@ -63,6 +63,10 @@ class WeightedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def num_tokens(self) -> int:
+        """Tokens one epoch feeds the model (prompt and response, every sequence of every item)."""
+        return sum(len(seq["input_ids"]) for item in self.items for seq in item["seqs"])
+
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
 
@@ -159,7 +163,7 @@ def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, ou
     model = add_lora(model, cfg.lora)
     dataset = WeightedDataset(examples, tokenizer, max_len, cfg.loss)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory() as scratch:
+    with atomic_dir(out_dir, keep_equal=True) as tmp, tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch,
             learning_rate=cfg.lr,
@@ -188,4 +192,4 @@ def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, ou
         tokenizer.save_pretrained(tmp)
         model_hash = hash_dir(tmp)
     return {"train_loss": float(result.training_loss), "steps": int(result.global_step), "model_hash": model_hash,
-            "n_examples": len(dataset)}
+            "n_examples": len(dataset), "tokens_trained": round(dataset.num_tokens() * cfg.epochs)}

@@ -171,12 +171,15 @@ def report(
     = None,
     versus: Annotated[str | None, typer.Option(help="with --sweep: another sweep to subtract, round by round, "
                                                "paired by setting and seed")] = None,
+    cost: Annotated[bool, typer.Option("--cost", help="accuracy gained over the backbone per compute-hour, per "
+                                       "experiment (with --sweep: per setting), and its plot")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Per-round test accuracy, read from the store; with --sweep, the sweep's Markdown table and PNG plots."""
     from east_tasks.report import (
         best_on_validation,
+        cost_report,
         paired_by_round,
         paired_by_round_markdown,
         round_results,
@@ -186,6 +189,15 @@ def report(
         write_sweep_report,
     )
 
+    if cost:
+        with _open_store(data_dir) as store:
+            if sweep and sweep not in store.sweeps():
+                console.print(f"[red]no sweep {sweep!r}[/red]; known: {', '.join(store.sweeps()) or 'none'}")
+                raise typer.Exit(1)
+            markdown, summary, png = cost_report(store, data_dir / "plots", sweep=sweep,
+                                                 experiments=[experiment] if experiment else None)
+        print(summary.to_json(orient="records") if as_json else f"{markdown}\n\nPlot: {png}")
+        return
     if sweep:
         with _open_store(data_dir) as store:
             for name in filter(None, (sweep, versus)):

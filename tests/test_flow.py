@@ -4,6 +4,7 @@ import json
 import time
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from east_tasks.config import load_config
@@ -79,6 +80,21 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert all((tmp_path / "plots" / f"it-round-{r}-entropy.png").stat().st_size > 1000 for r in (1, 2))
     missing = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path), "--experiment", "nope"])
     assert missing.exit_code == 1 and "known: it" in " ".join(missing.output.split())
+
+    # what the rounds cost: every step the two rounds ran, generation tokens exactly those stored
+    out = CliRunner().invoke(app, ["report", "--cost", "--json", "--data-dir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    (cost,) = json.loads(out.output)
+    with Store(cfg.store_path) as s:
+        keys = [k for (r,) in s.execute("SELECT step_keys FROM experiment_rounds WHERE round > 0")
+                for k in json.loads(r)]
+        tokens = s.execute("SELECT sum(num_tokens) FROM generations WHERE list_contains(?, gen_key)", [keys])[0][0]
+        steps = s.query("SELECT cpu_s, tokens_trained FROM step_status WHERE list_contains(?, step_key)", [keys])
+    assert cost["costed"] and cost["rounds"] == 2 and cost["tokens_generated"] == tokens
+    assert cost["tokens_trained"] == steps.tokens_trained.sum() > 0 and steps.cpu_s.notna().all()
+    assert cost["cpu_h"] > 0 and cost["gain_points"] == pytest.approx(100 * (first[-1]["greedy_acc"] -
+                                                                             first[0]["greedy_acc"]))
+    assert (tmp_path / "plots" / "experiments-accuracy-vs-compute.png").stat().st_size > 1000
 
 
 def test_a_round_with_nothing_to_train_on_is_one_message_exit_2_and_not_retried(tmp_path, prefect_server) -> None:

@@ -14,6 +14,20 @@ def test_atomic_dir_keeps_the_old_version_when_writing_fails(tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
 
 
+def test_atomic_dir_leaves_an_equal_dir_in_place_and_replaces_a_different_one(tmp_path) -> None:
+    final = tmp_path / "ckpt"
+    with atomic_dir(final) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"v1")
+    inode = (final / "model.safetensors").stat().st_ino
+    with atomic_dir(final, keep_equal=True) as tmp:  # another process wrote the same model meanwhile
+        (tmp / "model.safetensors").write_bytes(b"v1")
+    assert (final / "model.safetensors").stat().st_ino == inode  # untouched: a reader of it is never cut off
+    with atomic_dir(final, keep_equal=True) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"v2")
+    assert (final / "model.safetensors").read_bytes() == b"v2"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
 def test_atomic_write_and_hashes(tmp_path) -> None:
     atomic_write(tmp_path / "config.json", lambda p: p.write_text("{}"))
     h1 = hash_dir(tmp_path)
