@@ -387,8 +387,9 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
         if len(row):
             info = {c: _rounded(row[c][0]) for c in row.columns}
             return [*generated, StepResult(step, eval_key, True, time.time() - t0, info)]
-        gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ?",
-                                   [s.key]) for s in generated}
+        # In sample order: a majority tie goes to the earliest sample, whatever order the rows were written in
+        gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ? "
+                                   "ORDER BY problem_id, sample_idx", [s.key]) for s in generated}
         result = evaluate(gens[greedy.key], gens[sampled.key] if sampled else None, store.problems(dataset_key, split),
                           k, cfg.data.answer_style)
         store.execute(
