@@ -101,7 +101,7 @@ def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None,
     if cols.answer not in available and cols.solution is None:
         raise UserError(f"{where}: no column {cols.answer!r} (data.columns.answer) and no data.columns.solution "
                         f"to derive the answer from; available columns: {', '.join(sorted(available))}")
-    same = (lambda a: normalize_answer(a)) if cfg.answer_style == "gsm8k" else (lambda a: a)
+    same = normalize_answer if cfg.answer_style == "gsm8k" else (lambda a: a)
     kept: dict[str, dict] = {}
     conflicting: set[str] = set()
     for row, location in zip(ds, locations, strict=True):
