@@ -15,6 +15,7 @@ DEFAULT_DATA_DIR = Path("data")
 Loss = Literal["sft", "dpo", "kto"]
 Strategy = Literal["entropy", "local", "accuracy", "rejected"]
 Mapping = Literal["power", "exp"]
+Tracker = Literal["mlflow", "wandb", "tensorboard"]
 
 
 class _Strict(BaseModel):
@@ -196,6 +197,16 @@ class StoreConfig(_Strict):
                                   "process's write lock on the DuckDB file (with backoff, logging the holder)")
 
 
+class TrackingConfig(_Strict):
+    """Experiment trackers, off by default: each round's training curve through transformers' `report_to`, and
+    the round's metrics (accuracy by tier, kept questions, entropy, cost) on one run per experiment."""
+
+    report_to: tuple[Tracker, ...] = Field((), description="any of mlflow, wandb, tensorboard (each needs its package)")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite:///<data_dir>/mlflow.db")
+    project: str = Field("east", min_length=1, description="MLflow experiment / W&B project the runs go to")
+    tensorboard_dir: Path | None = Field(None, description="event files; default: <data_dir>/tensorboard")
+
+
 class ExperimentConfig(_Strict):
     experiment: str = Field("tiny", pattern=r"^[A-Za-z0-9_.-]+$")
     preset: str = Field("tiny", description="the preset these values came from (recorded; `load_config` applies it)")
@@ -209,6 +220,7 @@ class ExperimentConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     backend: BackendConfig = BackendConfig()
     store: StoreConfig = StoreConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @property
     def store_path(self) -> Path:

@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm.auto import tqdm
 
-from east_tasks import answers, generation
+from east_tasks import answers, generation, tracking
 from east_tasks.answers import answers_match_many, extract_answer
 from east_tasks.config import ExperimentConfig
 from east_tasks.cost import Meter
@@ -35,7 +35,7 @@ from east_tasks.errors import UserError
 from east_tasks.evaluation import evaluate
 from east_tasks.faults import pause_if_asked
 from east_tasks.generation import SampleSpec, get_generator, park_generator
-from east_tasks.io import fingerprint, hash_dir
+from east_tasks.io import fingerprint, flatten, hash_dir
 from east_tasks.models import BACKBONE_DIR
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
 from east_tasks.selection import assign_weights, cluster_and_score, select_examples
@@ -73,16 +73,11 @@ def model_ref(path: str | Path) -> ModelRef:
     return ModelRef(path=str(path), hash=hash_dir(p) if p.is_dir() else fingerprint({"hub": str(path)}))
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def preflight(cfg: ExperimentConfig) -> None:
     """Checks that need the filesystem, before anything expensive: the base model is where it is said to
-    be, and an experiment name means one configuration (only `rounds` may grow), so results never mix."""
+    be, the trackers asked for are installed, and an experiment name means one configuration (only `rounds`
+    may grow), so results never mix."""
+    tracking.check_trackers(cfg)
     base = cfg.base_model
     if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().is_dir():
         raise UserError(f"base_model {base!r}: no such directory (give a local model dir or a hub name)")
@@ -91,12 +86,13 @@ def preflight(cfg: ExperimentConfig) -> None:
                              [cfg.experiment])
     if not rows:
         return
-    ignored = {"rounds", "data_dir", "store"}  # more rounds continue an experiment; how the store is reached is moot
+    # more rounds continue an experiment; how the store is reached and where metrics are reported are moot
+    ignored = {"rounds", "data_dir", "store", "tracking"}
     recorded = json.loads(rows[0][0])
     with suppress(ValidationError):  # read through today's model: fields added since compare as their defaults
         recorded = json.loads(ExperimentConfig.model_validate(recorded).model_dump_json())
-    old = _flatten({k: v for k, v in recorded.items() if k not in ignored})
-    new = _flatten(json.loads(cfg.model_dump_json(exclude=ignored)))
+    old = flatten({k: v for k, v in recorded.items() if k not in ignored})
+    new = flatten(json.loads(cfg.model_dump_json(exclude=ignored)))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
         diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
@@ -316,8 +312,9 @@ def nothing_to_train_on(cfg: ExperimentConfig, weight_key: str) -> str:
 
 
 def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
-          earlier_keys: list[str] | tuple[str, ...] = ()) -> tuple[StepResult, ModelRef]:
-    """Fine-tunes `parent` on the examples of `weight_key` (and, accumulating, of `earlier_keys` first)."""
+          earlier_keys: list[str] | tuple[str, ...] = (), run_name: str | None = None) -> tuple[StepResult, ModelRef]:
+    """Fine-tunes `parent` on the examples of `weight_key` (and, accumulating, of `earlier_keys` first);
+    `run_name` names its training curve in the trackers."""
     t0 = time.time()
     keys = [*earlier_keys, weight_key]
     ckpt_key = fingerprint({"parent": parent.hash, "weights": weight_key, "train": cfg.train.model_dump(),
@@ -343,8 +340,9 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
     examples = pd.concat([_with_reference_logps(cfg, parent, k, ex) for k, ex in zip(keys, examples, strict=True)],
                          ignore_index=True)
     park_generator()  # free what training needs (an accelerator engine's memory)
-    summary = train_weighted(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
-                             cfg.backend.trust_remote_code)
+    with tracking.training_run(cfg, run_name or f"{cfg.experiment}-{ckpt_key}") as tracked:
+        summary = train_weighted(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
+                                 cfg.backend.trust_remote_code, tracked)
     with open_store(cfg) as store:
         store.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
                       [ckpt_key, str(out_dir), summary["model_hash"], parent.hash, weight_key,
@@ -421,3 +419,6 @@ def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: Eva
                            eval_key=evals.test, val_eval_key=evals.validation, gen_key=gen_key,
                            weight_key=weight_key, n_kept=n_kept, config=cfg.model_dump_json(),
                            step_keys=json.dumps(steps))
+    if cfg.tracking.report_to:
+        with open_store(cfg) as store:
+            tracking.log_round(cfg, store, round_)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -113,7 +114,7 @@ def selection_summary(stats: pd.DataFrame, examples: pd.DataFrame) -> dict:
 def selection_markdown(summary: dict, name: str, histogram: Path) -> str:
     rows = [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
     return "\n".join([f"### {name}: training questions", "", "| | |", "|---|---|", *rows, "",
-                      f"Entropy histogram: `{Path(histogram).resolve()}`"])
+                      embedded_plots({"entropy histogram": histogram})])
 
 
 def plot_entropy_histogram(stats: pd.DataFrame, title: str, path: Path) -> Path:
@@ -146,12 +147,23 @@ def round_markdown(df: pd.DataFrame, experiment: str, round_: int, selection: di
         lines.append(f"| {label} | {cell(now, col)} | {cell(before, col)} |")
     lines += ["", "| training questions | |", "|---|---|"]
     lines += [f"| {name} | {v:.3f} |" if isinstance(v, float) else f"| {name} | {v} |" for name, v in selection.items()]
-    return "\n".join([*lines, "", plot_links(plots)])
+    return "\n".join([*lines, "", embedded_plots(plots)])
 
 
-def plot_links(plots: dict[str, Path]) -> str:
-    """File-URI links: Prefect's Markdown artifacts cannot show local images."""
-    return "Plots: " + ", ".join(f"[{name}]({Path(p).resolve().as_uri()})" for name, p in plots.items())
+MAX_EMBEDDED_BYTES = 512 * 1024
+
+
+def embedded_plots(plots: dict[str, Path]) -> str:
+    """The PNGs inside the Markdown as data URIs, so an artifact shows them to anyone who can open the run in
+    the Prefect UI, not only on the worker's disk; one too large for that is linked by its path instead."""
+    lines = []
+    for name, path in plots.items():
+        data = Path(path).read_bytes()
+        if len(data) <= MAX_EMBEDDED_BYTES:
+            lines.append(f"![{name}](data:image/png;base64,{base64.b64encode(data).decode()})")
+        else:
+            lines.append(f"{name}: `{Path(path).resolve()}` ({len(data) // 1024} KB, too large to embed)")
+    return "\n\n".join(lines)
 
 
 # --- sweeps -------------------------------------------------------------------------------------------------
@@ -444,7 +456,7 @@ def sweep_results(store: Store, sweep: str) -> tuple[pd.DataFrame, list[str]]:
 def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, list[Path]]:
     """The sweep's tables and PNG plots, written under `out_dir`; returns (Markdown for the UI, plots).
 
-    The page on disk embeds the plots beside it by name; the returned Markdown links them by file URI."""
+    The page on disk shows the plots beside it by name; the returned Markdown embeds them (`embedded_plots`)."""
     df, unfinished = sweep_results(store, sweep)
     summary = sweep_summary(df)
     first_pool = df[df["round"] == 1].gen_key.dropna()
@@ -477,7 +489,7 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
         plots.append(png)
     page = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in plots]])
     atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(page + "\n"))
-    return f"{table}\n\n{plot_links({p.stem: p for p in plots})}", plots
+    return f"{table}\n\n{embedded_plots({p.stem: p for p in plots})}", plots
 
 
 # --- compute cost ------------------------------------------------------------------------------------------------

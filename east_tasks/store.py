@@ -201,7 +201,7 @@ class Store:
     def round_table(self, experiment: str) -> pd.DataFrame:
         return self.query(
             """SELECT r.round, r.n_kept, e.greedy_acc, e.maj_acc, e.pass_acc, e.k, e.n_questions, e.by_tier,
-                      v.greedy_acc AS val_greedy_acc, r.model_hash, r.model_path
+                      v.greedy_acc AS val_greedy_acc, r.model_hash, r.model_path, r.weight_key
                FROM experiment_rounds r LEFT JOIN evaluations e USING (eval_key)
                LEFT JOIN evaluations v ON v.eval_key = r.val_eval_key
                WHERE r.experiment = ? ORDER BY r.round""",

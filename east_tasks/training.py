@@ -157,8 +157,10 @@ def score_responses(model_path: str, prompts: list[str], responses: list[str], m
 
 
 def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, out_dir: Path,
-                   max_len: int = 256, trust_remote_code: bool = False) -> dict:
-    """Fine-tunes `base_model` on weighted examples with `cfg.loss`, writes `out_dir` atomically."""
+                   max_len: int = 256, trust_remote_code: bool = False, tracking: dict | None = None) -> dict:
+    """Fine-tunes `base_model` on weighted examples with `cfg.loss`, writes `out_dir` atomically.
+
+    `tracking`: `report_to` / `run_name` for transformers' tracker callbacks (east_tasks.tracking)."""
     tokenizer, model = _load(base_model, trust_remote_code)
     model = add_lora(model, cfg.lora)
     dataset = WeightedDataset(examples, tokenizer, max_len, cfg.loss)
@@ -179,7 +181,7 @@ def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, ou
             data_seed=cfg.seed,
             logging_steps=10,
             save_strategy="no",
-            report_to=[],
+            **(tracking or {"report_to": []}),
             remove_unused_columns=False,
             dataloader_num_workers=0,
             disable_tqdm=False,

@@ -20,6 +20,7 @@ from east_tasks.errors import UserError
 from east_tasks.generation import SampleSpec, release_generator
 from east_tasks.pipeline import EvalKeys, ModelRef, StepResult
 from east_tasks.report import (
+    embedded_plots,
     plot_entropy_histogram,
     plot_rounds,
     round_results,
@@ -106,7 +107,8 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, rou
 
 @task(name="train", cache_policy=NO_CACHE, **RETRY)
 def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> ModelRef:
-    result, model = pipeline.train(cfg, parent, weight_key, pipeline.earlier_weight_keys(cfg, round_))
+    result, model = pipeline.train(cfg, parent, weight_key, pipeline.earlier_weight_keys(cfg, round_),
+                                   run_name=f"{cfg.experiment}-round-{round_}")
     _log(result)
     return model
 
@@ -145,7 +147,7 @@ def publish_results(cfg: ExperimentConfig) -> list[dict]:
                           description=f"Test accuracy per round of {cfg.experiment}")
     png = plot_rounds(df, cfg.experiment, cfg.data_dir / "plots" / f"{cfg.experiment}-rounds.png")
     create_markdown_artifact(key=f"{key}-summary",
-                             markdown=to_markdown(df, cfg.experiment) + f"\n\nPlot: `{png.resolve()}`")
+                             markdown=to_markdown(df, cfg.experiment) + "\n\n" + embedded_plots({"accuracy": png}))
     return records
 
 

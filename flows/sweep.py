@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 
 from east_tasks.config import DEFAULT_DATA_DIR, SweepGrid
 from east_tasks.generation import release_generator
@@ -43,9 +43,7 @@ def sweep(name: str = "sweep", grid: SweepGrid | None = None, preset: str = "tin
     finally:
         release_generator()
     with Store(Path(data_dir) / "east.duckdb") as store:
-        markdown, plots = write_sweep_report(store, name, Path(data_dir) / "plots")
+        markdown, _ = write_sweep_report(store, name, Path(data_dir) / "plots")
     key = artifact_key(f"sweep-{name}")
-    create_markdown_artifact(key=f"{key}-summary", markdown=markdown, description=f"Sweep {name}: results")
-    for png in plots:
-        create_link_artifact(key=artifact_key(f"{key}-{png.stem}"), link=png.resolve().as_uri(), link_text=png.name)
+    create_markdown_artifact(key=f"{key}-summary", markdown=markdown, description=f"Sweep {name}: results and plots")
     return markdown

@@ -22,7 +22,8 @@ def _counts(cfg) -> dict[str, int]:
 
 
 def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> None:
-    cfg = load_config("tiny-test", experiment="it", data_dir=tmp_path, weighting={"a": 1.0})
+    cfg = load_config("tiny-test", experiment="it", data_dir=tmp_path, weighting={"a": 1.0},
+                      tracking={"report_to": ["mlflow"]})  # MLflow's local SQLite store, read back below
     pool, val, test = cfg.data.pool_size, cfg.data.validation_size, cfg.data.test_size
     n, k = cfg.sampling.n, cfg.eval.k
     assert val > 0
@@ -95,6 +96,36 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert cost["cpu_h"] > 0 and cost["gain_points"] == pytest.approx(100 * (first[-1]["greedy_acc"] -
                                                                              first[0]["greedy_acc"]))
     assert (tmp_path / "plots" / "experiments-accuracy-vs-compute.png").stat().st_size > 1000
+
+    _assert_tracked_in_mlflow(cfg, first)
+
+
+def _assert_tracked_in_mlflow(cfg, rounds: list[dict]) -> None:
+    """One run per experiment with each round's metrics once (the cached rerun added none), and each round's
+    training curve as a nested run, logged by transformers' MLflow callback."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{cfg.data_dir.resolve()}/mlflow.db")
+    runs = {r.info.run_name: r for r in client.search_runs(
+        [client.get_experiment_by_name("east").experiment_id])}
+    assert set(runs) == {"it", "it-round-1", "it-round-2"}
+    parent = runs["it"]
+    assert parent.data.tags["east.experiment"] == "it" and parent.data.params["weighting.a"] == "1.0"
+    history = client.get_metric_history(parent.info.run_id, "greedy_acc")
+    assert sorted((m.step, m.value) for m in history) == [(r["round"], r["greedy_acc"]) for r in rounds]
+    kept = client.get_metric_history(parent.info.run_id, "n_kept")
+    assert sorted((m.step, m.value) for m in kept) == [(r["round"], r["n_kept"]) for r in rounds[1:]]
+    for tier, acc in rounds[-1]["by_tier"].items():
+        assert parent.data.metrics[f"greedy_acc_tier_{tier}"] == acc["greedy_acc"]
+    assert parent.data.metrics["cpu_s"] > 0 and parent.data.metrics["tokens_trained"] > 0
+    assert 0 < parent.data.metrics["entropy_share_positive"] <= 1
+    with Store(cfg.store_path) as s:
+        losses = [loss for (loss,) in s.execute("SELECT train_loss FROM checkpoints ORDER BY created_at")]
+    for r, loss in zip(("it-round-1", "it-round-2"), losses, strict=True):
+        child = runs[r]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.metrics["train_loss"] == pytest.approx(loss)
+        assert client.get_metric_history(child.info.run_id, "loss")  # the curve, every logging_steps
 
 
 def test_a_round_with_nothing_to_train_on_is_one_message_exit_2_and_not_retried(tmp_path, prefect_server) -> None:

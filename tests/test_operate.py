@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import jsonschema
 import pytest
+from markdown_images import embedded_pngs
 
 from east_tasks.config import PRESETS, load_config
 from east_tasks.store import Store
@@ -234,7 +235,10 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     assert any("fault injected" in m for m in messages)
 
     round_md = live.artifact("ui-round-1")["data"]
-    assert "kept questions" in round_md and "entropy" in round_md and "ui-round-1-entropy.png" in round_md
+    assert "kept questions" in round_md and "entropy" in round_md
+    plots = embedded_pngs(round_md)  # inside the artifact, so the UI shows them wherever it is opened
+    assert plots["entropy histogram"] == (live.data_dir / "plots" / "ui-round-1-entropy.png").read_bytes()
+    assert plots["accuracy per round"] == (live.data_dir / "plots" / "ui-rounds.png").read_bytes()
     assert live.artifact("ui-progress")["data"] == 100.0
 
 
@@ -268,13 +272,18 @@ def test_next_round_then_the_run_page_in_chromium(live: Live) -> None:
                                "WHERE r.experiment = 'ui' AND r.round = 2")[0][0]
     assert f"| greedy_acc | {greedy} |" in live.artifact("evaluate-ui-2")["data"]
 
-    artifact_page = _open_run_page(live, round_run["id"])  # fails unless the badge says Completed
-    assert "kept questions" in artifact_page and "entropy histogram" in artifact_page, artifact_page[:2000]
+    artifact_page, images = _open_run_page(live, round_run["id"])  # fails unless the badge says Completed
+    assert "kept questions" in artifact_page and "greedy accuracy" in artifact_page, artifact_page[:2000]
+    # the embedded plots decode and show in the browser: (alt, natural width, height) of each <img>
+    assert {alt for alt, width, height in images if width > 300 and height > 200} == {
+        "entropy histogram", "accuracy per round"}, images
 
 
-def _open_run_page(live: Live, run_id: str, state: str = "Completed", artifact: str = "ui-round-2") -> str:
+def _open_run_page(live: Live, run_id: str, state: str = "Completed",
+                   artifact: str = "ui-round-2") -> tuple[str, list[tuple[str, int, int]]]:
     """A run's page in headless Chromium: waits for its state badge and the artifact's card (Artifacts tab),
-    then opens the artifact; saves a screenshot of each; returns the artifact page's text."""
+    then opens the artifact; saves a screenshot of each; returns the artifact page's text and its images
+    (alt text, natural width and height once loaded: 0 for one the browser could not show)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -301,7 +310,10 @@ def _open_run_page(live: Live, run_id: str, state: str = "Completed", artifact: 
         driver.save_screenshot(str(SCREENSHOTS / "round-run-page.png"))
         driver.find_element(By.XPATH, card).click()
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "greedy accuracy"))
+        wait.until(lambda d: d.execute_script("return [...document.images].every(i => i.complete)"))
         driver.save_screenshot(str(SCREENSHOTS / "round-artifact.png"))
-        return driver.find_element(By.TAG_NAME, "body").text
+        images = driver.execute_script(
+            "return [...document.images].map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
+        return driver.find_element(By.TAG_NAME, "body").text, [tuple(i) for i in images]
     finally:
         driver.quit()

@@ -4,6 +4,7 @@ import asyncio
 
 import pandas as pd
 import pytest
+from markdown_images import embedded_pngs
 
 from east_tasks.config import SweepGrid
 from east_tasks.report import (
@@ -19,6 +20,8 @@ from east_tasks.report import (
 from east_tasks.store import Store
 from east_tasks.sweep import SweepPoint, grid_points, point_config
 from flows.sweep import sweep
+
+PLOTS = ("accuracy-vs-a", "accuracy-vs-round", "tiers-vs-round", "paired-differences", "entropy-vs-error")
 
 
 def test_vanilla_points_collapse_and_order_is_seed_major() -> None:
@@ -145,12 +148,13 @@ def test_rounds_table_means_tiers_over_seeds() -> None:
                      "| SFT entropy power a=1 | 1 | 0.550 ± 0.000 | 0.800 | 0.550 | 0.450 | 2 |"]
 
 
-def _artifact_keys() -> set[str]:
+def _artifacts() -> dict[str, str]:
+    """Key -> data of every artifact on the test server (the latest of each key)."""
     from prefect.client.orchestration import get_client
 
-    async def read() -> set[str]:
+    async def read() -> dict[str, str]:
         async with get_client() as client:
-            return {a.key for a in await client.read_artifacts()}
+            return {a.key: a.data for a in sorted(await client.read_artifacts(), key=lambda a: a.created)}
 
     return asyncio.run(read())
 
@@ -184,9 +188,11 @@ def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
 
     for name in ("DPO vanilla", "DPO local power a=1", "SFT vanilla", "SFT local power a=1"):
         assert f"| {name} |" in markdown
-    for plot in ("accuracy-vs-a", "accuracy-vs-round", "tiers-vs-round", "paired-differences", "entropy-vs-error"):
+    for plot in PLOTS:
         assert (tmp_path / "plots" / f"it-{plot}.png").stat().st_size > 1000
     page = (tmp_path / "plots" / "it.md").read_text()
     assert page.split("\n\n")[:2] == markdown.split("\n\n")[:2]  # same title and table
-    assert "![it-accuracy-vs-a](it-accuracy-vs-a.png)" in page and "file://" in markdown  # page sits beside its plots
-    assert {"sweep-it-summary", "sweep-it-it-accuracy-vs-a"} <= _artifact_keys()
+    assert "![it-accuracy-vs-a](it-accuracy-vs-a.png)" in page  # the page sits beside its plots
+    embedded = embedded_pngs(_artifacts()["sweep-it-summary"])  # the UI's copy carries them inside
+    assert {f"it-{plot}" for plot in PLOTS} <= set(embedded)
+    assert all(png == (tmp_path / "plots" / f"{name}.png").read_bytes() for name, png in embedded.items())
