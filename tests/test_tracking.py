@@ -1,5 +1,7 @@
 """Tracker settings are checked before any work; what a tracked run logs is read back in test_flow.py."""
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -30,5 +32,5 @@ def test_training_without_trackers_reports_nowhere_and_leaves_the_environment_al
     cfg = load_config("tiny-test", data_dir=tmp_path, tracking={"report_to": ["tensorboard"]})
     with tracking.training_run(cfg, "x-round-1") as kwargs:
         assert kwargs == {"report_to": ["tensorboard"], "run_name": "x-round-1"}
-        assert tracking.os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tensorboard" / cfg.experiment / "x-round-1")
-    assert "TENSORBOARD_LOGGING_DIR" not in tracking.os.environ
+        assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tensorboard" / cfg.experiment / "x-round-1")
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ
