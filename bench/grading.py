@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
+
+from benchmarks import record
 
 from east_tasks import answers
 from east_tasks.answers import answers_match, answers_match_many
@@ -87,6 +90,7 @@ def main() -> None:
     parser.add_argument("--gsm8k", type=int, default=5276, help="GSM8K gold answers (3 pairs each, most of them)")
     parser.add_argument("--math", type=int, default=500, help="generated MATH-style pairs")
     args = parser.parse_args()
+    lines = []
     for name, pairs in (("gsm8k", gsm8k_pairs(args.data_dir, args.gsm8k)), ("math", math_pairs(args.math))):
         t0 = time.perf_counter()
         ref = naive(pairs)
@@ -103,10 +107,13 @@ def main() -> None:
         agree = sum(a == b for a, b in zip(ref, batched, strict=True)) / len(pairs)
         right = sum(a == b for a, b in zip(expected, batched, strict=True)) / len(pairs)
         assert one_by_one == batched
-        print(f"{name}: {len(pairs)} pairs | in-thread {t_naive:.2f}s | bounded, one call at a time {t_one:.2f}s "
-              f"({t_one / t_naive:.2f}x) | bounded, batched over {answers.os.cpu_count()} workers {t_many:.2f}s "
-              f"({t_many / t_naive:.2f}x) | verdicts equal to in-thread {100 * agree:.1f} %, "
-              f"to expected {100 * right:.1f} % | timeouts {dict(answers.timeouts)}")
+        lines.append(f"{name}: {len(pairs)} pairs | in-thread {t_naive:.2f}s | bounded, one call at a time "
+                     f"{t_one:.2f}s ({t_one / t_naive:.2f}x) | bounded, batched over {answers.os.cpu_count()} "
+                     f"workers {t_many:.2f}s ({t_many / t_naive:.2f}x) | verdicts equal to in-thread "
+                     f"{100 * agree:.1f} %, to expected {100 * right:.1f} % | timeouts {dict(answers.timeouts)}")
+        print(lines[-1])
+    record("grading", "Math grading: bounded worker processes vs math-verify in the calling thread", lines,
+           "python bench/grading.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import record
+
 
 def child(rounds: int, backend: str, data_dir: Path) -> None:
     import psutil
@@ -43,15 +45,16 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--rounds", str(args.rounds), "--backend", args.backend,
                               "--child", str(Path(tmp) / "data")], env=env, capture_output=True, text=True)
     rss = [float(line.split()[-1]) for line in out.stdout.splitlines() if line.startswith("SOAK")]
-    for r, mb in enumerate(rss, 1):
-        print(f"round {r}: {mb:.0f} MB resident")
     if out.returncode or len(rss) < 3:
         sys.exit(f"soak failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     growth = rss[-1] / rss[1] - 1
     leaks = [line for line in out.stderr.splitlines() if "leaked" in line]
-    print(f"growth after round 2: {100 * growth:+.1f} % (target < 10 %); leak warnings at exit: {len(leaks)}")
-    for line in leaks:
-        print("  " + line.strip())
+    lines = [*(f"round {r}: {mb:.0f} MB resident" for r, mb in enumerate(rss, 1)),
+             f"growth after round 2: {100 * growth:+.1f} % (target < 10 %); leak warnings at exit: {len(leaks)}",
+             *("  " + line.strip() for line in leaks)]
+    print("\n".join(lines))
+    record("soak", f"Soak: {args.rounds} rounds of tiny-test in one process", lines,
+           "python bench/soak.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import record
 
 from east_tasks.config import SweepGrid
 from east_tasks.store import Store
@@ -56,13 +59,16 @@ def main() -> None:
     for i in range(len(separate)):
         for step, n in computed_steps(root / f"point-{i}").items():
             steps_separate[step] = steps_separate.get(step, 0) + n
-    print(f"\n{len(separate)} points ({args.preset}, backend {args.backend}, a={args.a}, losses={args.losses})")
-    print(f"sweep, one store:          {swept:8.1f} s")
-    print(f"separately, fresh stores:  {sum(separate):8.1f} s  ({', '.join(f'{s:.0f}' for s in separate)})")
-    print(f"ratio separate / sweep:    {sum(separate) / swept:8.2f}x")
-    print("steps computed (sweep | separately):")
-    for step in sorted(steps_separate):
-        print(f"  {step:24s} {steps_sweep.get(step, 0):4d} | {steps_separate[step]:4d}")
+    lines = [f"{len(separate)} points ({args.preset}, backend {args.backend}, a={args.a}, losses={args.losses})",
+             f"sweep, one store:          {swept:8.1f} s",
+             f"separately, fresh stores:  {sum(separate):8.1f} s  ({', '.join(f'{s:.0f}' for s in separate)})",
+             f"ratio separate / sweep:    {sum(separate) / swept:8.2f}x",
+             "steps computed (sweep | separately):",
+             *(f"  {step:24s} {steps_sweep.get(step, 0):4d} | {steps_separate[step]:4d}"
+               for step in sorted(steps_separate))]
+    print("\n" + "\n".join(lines))
+    record("sweep-reuse", "A sweep in one store vs its points run separately", lines,
+           "python bench/sweep_reuse.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

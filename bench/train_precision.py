@@ -9,12 +9,14 @@ prints seconds per optimizer step and the ratio; the `tiny` preset's `train.bf16
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from benchmarks import record
 
 from east_tasks.config import TrainConfig
 from east_tasks.data.arith import make_split
@@ -40,11 +42,13 @@ def main() -> None:
             t0 = time.time()
             summary = train_weighted(args.model, examples, cfg, Path(out) / "ckpt")
             seconds["bf16" if bf16 else "fp32"] = (time.time() - t0) / summary["steps"]
-    print(f"{args.examples} examples, batch {args.batch_size}, {torch.get_num_threads()} threads, "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
-    for name, s in seconds.items():
-        print(f"{name}: {s:.3f} s/step")
-    print(f"bf16 / fp32 time: {seconds['bf16'] / seconds['fp32']:.2f}x")
+    lines = [f"{args.examples} examples, batch {args.batch_size}, {torch.get_num_threads()} threads, "
+             f"{'cuda' if torch.cuda.is_available() else 'cpu'}",
+             *(f"{name}: {s:.3f} s/step" for name, s in seconds.items()),
+             f"bf16 / fp32 time: {seconds['bf16'] / seconds['fp32']:.2f}x"]
+    print("\n".join(lines))
+    record("train-precision", "Weighted SFT: bf16 autocast vs fp32", lines,
+           "python bench/train_precision.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ training does), then checks that greedy output on the embedded default's test sp
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from benchmarks import record
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from east_tasks import pipeline
@@ -61,8 +63,11 @@ def main() -> None:
         fresh = fresh_engine.generate(prompts, seeds, greedy)
         release_generator()
     same = sum(a[0].text == b[0].text for a, b in zip(synced, fresh, strict=True))
-    print(f"live sync {t_sync:.3f}s | restart {t_restart:.1f}s | restart / sync {t_restart / t_sync:.0f}x | "
-          f"greedy output equal on {same} / {len(prompts)} test prompts")
+    line = (f"live sync {t_sync:.3f}s | restart {t_restart:.1f}s | restart / sync {t_restart / t_sync:.0f}x | "
+            f"greedy output equal on {same} / {len(prompts)} test prompts")
+    print(line)
+    record("weight-sync", "A new checkpoint into vLLM: live weight sync vs engine restart", [line],
+           "python bench/weight_sync.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
