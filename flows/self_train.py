@@ -7,6 +7,8 @@ computed or skipped.
 
 from __future__ import annotations
 
+import logging
+
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -40,6 +42,21 @@ def _retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> boo
 
 
 RETRY = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _retry_unless_user_error}
+
+
+class _UserErrorsInOneLine(logging.Filter):
+    """Prefect logs a failed task or flow run with its traceback; a UserError is bad input, not a crash, so the
+    run's logs in the UI show the one line the CLI prints instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        if isinstance(err, UserError):
+            record.msg, record.args, record.exc_info, record.exc_text = str(err), (), None, None
+        return True
+
+
+for _name in ("prefect.flow_runs", "prefect.task_runs"):  # where Prefect's engines log run failures
+    logging.getLogger(_name).addFilter(_UserErrorsInOneLine())
 
 
 def _log(results: StepResult | list[StepResult]) -> None:

@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -279,16 +281,27 @@ def test_next_round_then_the_run_page_in_chromium(live: Live) -> None:
         "entropy histogram", "accuracy per round"}, images
 
 
-def _open_run_page(live: Live, run_id: str, state: str = "Completed",
-                   artifact: str = "ui-round-2") -> tuple[str, list[tuple[str, int, int]]]:
-    """A run's page in headless Chromium: waits for its state badge and the artifact's card (Artifacts tab),
-    then opens the artifact; saves a screenshot of each; returns the artifact page's text and its images
-    (alt text, natural width and height once loaded: 0 for one the browser could not show)."""
+@pytest.mark.skipif(os.environ.get("EAST_SKIP_BROWSER") == "1", reason="EAST_SKIP_BROWSER=1")
+def test_bad_input_is_the_clis_one_line_in_the_run_page_logs(live: Live) -> None:
+    missing = str(live.data_dir / "no-such-model")
+    cli = subprocess.run([*EAST, "run", "--preset", "tiny-test", "--data-dir", str(live.data_dir), "--set",
+                          f"base_model={missing}"], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "1000"})  # rich wraps at the terminal's width
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    (line,) = [ln for ln in cli.stdout.splitlines() if ln.strip()]  # the CLI says one thing
+    params = {"experiment": "bad-model", "preset": "tiny-test", "base_model": missing,
+              "data_dir": str(live.data_dir)}
+    failed = live.wait(live.trigger("east-self-train/self-train", params).raise_for_status().json()["id"])
+    assert failed["state_type"] == "FAILED" and line in failed["state"]["message"], failed["state"]
+    page = _failed_run_logs(live, failed["id"], line)  # the same line in the UI's logs, without a traceback
+    assert "Traceback" not in page and "UserError(" not in page, page[-3000:]
+
+
+@contextmanager
+def _chromium() -> Iterator:
+    """Headless Debian Chromium through selenium (both paths given: nothing is downloaded)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and driver_path, "install Debian's chromium and chromium-driver (see .ci/run)"
@@ -296,13 +309,36 @@ def _open_run_page(live: Live, run_id: str, state: str = "Completed",
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)  # no download: both paths given
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        driver.get(f"{live.url}/runs/flow-run/{run_id}")
-        wait = WebDriverWait(driver, 90)
-        badge = f"//*[contains(@class, 'state-badge') and normalize-space(.)='{state}']"
-        wait.until(ec.visibility_of_element_located((By.XPATH, badge)))
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _run_page(driver, live: Live, run_id: str, state: str):
+    """Opens a run's page and waits for its state badge; returns a 90-second wait."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{live.url}/runs/flow-run/{run_id}")
+    wait = WebDriverWait(driver, 90)
+    badge = f"//*[contains(@class, 'state-badge') and normalize-space(.)='{state}']"
+    wait.until(ec.visibility_of_element_located((By.XPATH, badge)))
+    return wait
+
+
+def _open_run_page(live: Live, run_id: str, artifact: str = "ui-round-2") -> tuple[str, list[tuple[str, int, int]]]:
+    """A completed run's page: waits for the artifact's card (Artifacts tab), then opens the artifact; saves a
+    screenshot of each; returns the artifact page's text and its images (alt text, natural width and height
+    once loaded: 0 for one the browser could not show)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    with _chromium() as driver:
+        wait = _run_page(driver, live, run_id, "Completed")
         tab = "//li[contains(@class, 'p-tab') and normalize-space(.)='Artifacts']"
         wait.until(ec.element_to_be_clickable((By.XPATH, tab))).click()
         card = f"//*[contains(@class, 'artifact-card__title') and normalize-space(.)='{artifact}']"
@@ -315,5 +351,15 @@ def _open_run_page(live: Live, run_id: str, state: str = "Completed",
         images = driver.execute_script(
             "return [...document.images].map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
         return driver.find_element(By.TAG_NAME, "body").text, [tuple(i) for i in images]
-    finally:
-        driver.quit()
+
+
+def _failed_run_logs(live: Live, run_id: str, expected: str) -> str:
+    """A failed run's page once its logs show `expected`; returns the page's text (screenshot saved)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    with _chromium() as driver:
+        wait = _run_page(driver, live, run_id, "Failed")
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), expected))
+        driver.save_screenshot(str(SCREENSHOTS / "failed-run-page.png"))
+        return driver.find_element(By.TAG_NAME, "body").text
