@@ -347,6 +347,7 @@ def _open_run_page(live: Live, run_id: str, artifact: str = "ui-round-2") -> tup
         driver.find_element(By.XPATH, card).click()
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "greedy accuracy"))
         wait.until(lambda d: d.execute_script("return [...document.images].every(i => i.complete)"))
+        driver.set_window_size(1400, 1900)  # the tables and the first plot in one screenshot
         driver.save_screenshot(str(SCREENSHOTS / "round-artifact.png"))
         images = driver.execute_script(
             "return [...document.images].map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
