@@ -362,5 +362,6 @@ def _failed_run_logs(live: Live, run_id: str, expected: str) -> str:
     with _chromium() as driver:
         wait = _run_page(driver, live, run_id, "Failed")
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), expected))
+        driver.set_window_size(1400, 1400)  # down to the run's last log lines
         driver.save_screenshot(str(SCREENSHOTS / "failed-run-page.png"))
         return driver.find_element(By.TAG_NAME, "body").text
