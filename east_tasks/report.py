@@ -471,7 +471,7 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
                                              out_dir / f"{sweep}-paired-differences.png"))
     if len(first_pool):
         stats = store.query("SELECT DISTINCT ON (problem_id) entropy, frac_correct, n_incorrect FROM question_stats "
-                            "WHERE gen_key = ?", [first_pool.iloc[0]])
+                            "WHERE gen_key = ? ORDER BY problem_id", [first_pool.iloc[0]])  # drawn in one order
         plots.append(plot_entropy_vs_error(stats, f"{sweep}: round-1 pool questions",
                                            out_dir / f"{sweep}-entropy-vs-error.png"))
     table = sweep_markdown(summary, sweep, unfinished)
