@@ -2,7 +2,7 @@
 stamped with the machine, the commit and the date, so every figure there says where and when it was measured.
 
     from benchmarks import record          # in a bench script (bench/ is on sys.path when it runs)
-    record("weight-sync", "Live weight sync vs engine restart", lines)
+    record("weight-sync", "Live weight sync vs engine restart", lines)   # prints them too
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,8 +43,11 @@ def _commit() -> str:
     return out or "unknown"
 
 
-def record(section: str, title: str, lines: list[str], command: str) -> None:
-    """Replaces (or appends) the section `section` of docs/BENCHMARKS.md; written atomically."""
+def record(section: str, title: str, lines: list[str]) -> None:
+    """Prints `lines` and replaces (or appends) the section `section` of docs/BENCHMARKS.md, atomically, with the
+    command that produced them."""
+    print("\n".join(lines))
+    command = " ".join(["python", *sys.argv])
     stamp = f"{time.strftime('%Y-%m-%d')}, commit {_commit()}, {machine()}"
     body = "\n".join([f"<!-- bench:{section} -->", f"## {title}", "", f"`{command}` ({stamp})", "", "```",
                       *lines, "```", f"<!-- /bench:{section} -->"])

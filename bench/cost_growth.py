@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -60,10 +59,8 @@ def main() -> None:
         lines.append(f"x{scale} | {pool * scale} | {kept[name]} | {r.wall_s:.1f} | {r.cpu_s:.1f} | "
                      f"{r.tokens_generated:.0f} | {r.tokens_trained:.0f} | {r.wall_s / base.wall_s:.2f} | "
                      f"{r.cpu_s / base.cpu_s:.2f} | {sampling:.1f} | {train:.1f}")
-    print("\n".join(lines))
+    record("cost-growth", "Cost of one round at 1x, 2x and 4x the pool", lines)
     print(json.dumps(round1[["wall_s", "cpu_s", "tokens_generated", "tokens_trained"]].to_dict("index")))
-    record("cost-growth", "Cost of one round at 1x, 2x and 4x the pool", lines,
-           "python bench/cost_growth.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

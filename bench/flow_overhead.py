@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,9 +70,7 @@ def main() -> None:
              f"direct east_tasks calls {seconds['direct']:7.1f} s",
              f"self-train flow         {seconds['flow']:7.1f} s",
              f"flow overhead {100 * overhead:+.1f} % (target <= 15 %)"]
-    print("\n".join(lines))
-    record("flow-overhead", "Prefect flow vs the same east_tasks calls made directly", lines,
-           "python bench/flow_overhead.py " + " ".join(sys.argv[1:]))
+    record("flow-overhead", "Prefect flow vs the same east_tasks calls made directly", lines)
 
 
 if __name__ == "__main__":

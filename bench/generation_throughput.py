@@ -8,7 +8,6 @@ Prints samples/s for each backend (engine start-up excluded and reported separat
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from benchmarks import record
@@ -48,9 +47,7 @@ def main() -> None:
         lines.append(f"{b:5s} start-up {startup:6.1f}s  {rate:7.1f} samples/s  ({with_startup:.1f} with start-up)")
     lines.append(f"vllm / hf throughput: {results['vllm'][1] / results['hf'][1]:.2f}x "
                  f"({results['vllm'][2] / results['hf'][2]:.2f}x counting start-up; target 5x)")
-    print("\n".join(lines))
-    record("generation-throughput", "Sampling: vLLM vs transformers generate", lines,
-           "python bench/generation_throughput.py " + " ".join(sys.argv[1:]))
+    record("generation-throughput", "Sampling: vLLM vs transformers generate", lines)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -111,9 +110,7 @@ def main() -> None:
                      f"{t_one:.2f}s ({t_one / t_naive:.2f}x) | bounded, batched over {answers.os.cpu_count()} "
                      f"workers {t_many:.2f}s ({t_many / t_naive:.2f}x) | verdicts equal to in-thread "
                      f"{100 * agree:.1f} %, to expected {100 * right:.1f} % | timeouts {dict(answers.timeouts)}")
-        print(lines[-1])
-    record("grading", "Math grading: bounded worker processes vs math-verify in the calling thread", lines,
-           "python bench/grading.py " + " ".join(sys.argv[1:]))
+    record("grading", "Math grading: bounded worker processes vs math-verify in the calling thread", lines)
 
 
 if __name__ == "__main__":

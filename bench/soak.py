@@ -52,9 +52,7 @@ def main() -> None:
     lines = [*(f"round {r}: {mb:.0f} MB resident" for r, mb in enumerate(rss, 1)),
              f"growth after round 2: {100 * growth:+.1f} % (target < 10 %); leak warnings at exit: {len(leaks)}",
              *("  " + line.strip() for line in leaks)]
-    print("\n".join(lines))
-    record("soak", f"Soak: {args.rounds} rounds of tiny-test in one process", lines,
-           "python bench/soak.py " + " ".join(sys.argv[1:]))
+    record("soak", f"Soak: {args.rounds} rounds of tiny-test in one process", lines)
 
 
 if __name__ == "__main__":

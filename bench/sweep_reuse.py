@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,9 +65,7 @@ def main() -> None:
              "steps computed (sweep | separately):",
              *(f"  {step:24s} {steps_sweep.get(step, 0):4d} | {steps_separate[step]:4d}"
                for step in sorted(steps_separate))]
-    print("\n" + "\n".join(lines))
-    record("sweep-reuse", "A sweep in one store vs its points run separately", lines,
-           "python bench/sweep_reuse.py " + " ".join(sys.argv[1:]))
+    record("sweep-reuse", "A sweep in one store vs its points run separately", lines)
 
 
 if __name__ == "__main__":

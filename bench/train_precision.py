@@ -9,7 +9,6 @@ prints seconds per optimizer step and the ratio; the `tiny` preset's `train.bf16
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,9 +45,7 @@ def main() -> None:
              f"{'cuda' if torch.cuda.is_available() else 'cpu'}",
              *(f"{name}: {s:.3f} s/step" for name, s in seconds.items()),
              f"bf16 / fp32 time: {seconds['bf16'] / seconds['fp32']:.2f}x"]
-    print("\n".join(lines))
-    record("train-precision", "Weighted SFT: bf16 autocast vs fp32", lines,
-           "python bench/train_precision.py " + " ".join(sys.argv[1:]))
+    record("train-precision", "Weighted SFT: bf16 autocast vs fp32", lines)
 
 
 if __name__ == "__main__":

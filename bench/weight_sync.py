@@ -9,7 +9,6 @@ training does), then checks that greedy output on the embedded default's test sp
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -65,9 +64,7 @@ def main() -> None:
     same = sum(a[0].text == b[0].text for a, b in zip(synced, fresh, strict=True))
     line = (f"live sync {t_sync:.3f}s | restart {t_restart:.1f}s | restart / sync {t_restart / t_sync:.0f}x | "
             f"greedy output equal on {same} / {len(prompts)} test prompts")
-    print(line)
-    record("weight-sync", "A new checkpoint into vLLM: live weight sync vs engine restart", [line],
-           "python bench/weight_sync.py " + " ".join(sys.argv[1:]))
+    record("weight-sync", "A new checkpoint into vLLM: live weight sync vs engine restart", [line])
 
 
 if __name__ == "__main__":
