@@ -421,4 +421,5 @@ def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: Eva
                            step_keys=json.dumps(steps))
     if cfg.tracking.report_to:
         with open_store(cfg) as store:
-            tracking.log_round(cfg, store, round_)
+            metrics = tracking.round_metrics(store, cfg.experiment, round_)
+        tracking.log_round(cfg, round_, metrics)  # the store is not held while the trackers are reached

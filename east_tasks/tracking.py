@@ -55,9 +55,8 @@ def round_metrics(store: Store, experiment: str, round_: int) -> dict[str, float
     return {k: float(v) for k, v in metrics.items() if v is not None and not pd.isna(v)}
 
 
-def log_round(cfg: ExperimentConfig, store: Store, round_: int) -> None:
-    """Logs a finished round to every tracker of `cfg.tracking.report_to`."""
-    metrics = round_metrics(store, cfg.experiment, round_)
+def log_round(cfg: ExperimentConfig, round_: int, metrics: dict[str, float]) -> None:
+    """Logs a finished round's `round_metrics` to every tracker of `cfg.tracking.report_to`."""
     for name in cfg.tracking.report_to:
         _ROUND_LOGGERS[name](cfg, round_, metrics)
 
@@ -73,8 +72,8 @@ def training_run(cfg: ExperimentConfig, run_name: str) -> Iterator[dict]:
     env: dict[str, str] = {}
     with ExitStack() as stack:
         if "mlflow" in trackers:
-            mlflow = _mlflow(cfg)
-            stack.enter_context(mlflow.start_run(run_id=_mlflow_run_id(cfg)))  # the callback nests its run in it
+            mlflow, run_id = _mlflow_run(cfg)
+            stack.enter_context(mlflow.start_run(run_id=run_id))  # the callback nests its run in it
             env |= {"MLFLOW_NESTED_RUN": "TRUE"}
         if "wandb" in trackers:
             env |= {"WANDB_PROJECT": cfg.tracking.project, "WANDB_RUN_GROUP": cfg.experiment}
@@ -106,34 +105,30 @@ def mlflow_uri(cfg: ExperimentConfig) -> str:
     return cfg.tracking.mlflow_uri or f"sqlite:///{Path(cfg.data_dir).resolve() / 'mlflow.db'}"
 
 
-def _mlflow(cfg: ExperimentConfig):
-    """The mlflow module, pointed at the configured store and project (artifacts beside a local store)."""
+def _mlflow_run(cfg: ExperimentConfig):
+    """The mlflow module, pointed at the configured store and project (artifacts beside a local store), and the
+    experiment's run: found by tag (a resumed experiment logs into the run it started), else created with the
+    configuration as params."""
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_uri(cfg))
-    if mlflow.get_experiment_by_name(cfg.tracking.project) is None:
+    project = mlflow.get_experiment_by_name(cfg.tracking.project)
+    if project is None:
         artifacts = None if cfg.tracking.mlflow_uri else (Path(cfg.data_dir).resolve() / "mlartifacts").as_uri()
         mlflow.create_experiment(cfg.tracking.project, artifact_location=artifacts)
-    mlflow.set_experiment(cfg.tracking.project)
-    return mlflow
-
-
-def _mlflow_run_id(cfg: ExperimentConfig) -> str:
-    """The experiment's run, found by tag (a resumed experiment logs into the run it started), else created with
-    the configuration as params."""
-    mlflow = _mlflow(cfg)
+        project = mlflow.get_experiment_by_name(cfg.tracking.project)
+    mlflow.set_experiment(experiment_id=project.experiment_id)
     client = mlflow.MlflowClient()
-    project = mlflow.get_experiment_by_name(cfg.tracking.project)
     found = client.search_runs([project.experiment_id], f"tags.`{EXPERIMENT_TAG}` = '{cfg.experiment}'",
                                max_results=1, order_by=["attributes.start_time ASC"])
     if found:
-        return found[0].info.run_id
+        return mlflow, found[0].info.run_id
     run = client.create_run(project.experiment_id, run_name=cfg.experiment, tags={EXPERIMENT_TAG: cfg.experiment})
     params = flatten(json.loads(cfg.model_dump_json(exclude={"data_dir", "store", "tracking"})))
     for batch in _batches(sorted(params.items()), 100):  # MLflow takes at most 100 params per call
         client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in batch])
     client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    return mlflow, run.info.run_id
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -142,9 +137,8 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 def _mlflow_round(cfg: ExperimentConfig, round_: int, metrics: dict[str, float]) -> None:
-    mlflow = _mlflow(cfg)
+    mlflow, run_id = _mlflow_run(cfg)
     client = mlflow.MlflowClient()
-    run_id = _mlflow_run_id(cfg)
     if any(m.step == round_ for m in client.get_metric_history(run_id, "greedy_acc")):
         return  # logged by the run that computed this round
     client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, 0, round_) for k, v in metrics.items()])
