@@ -213,7 +213,7 @@ def report(
                 print(json.dumps({"settings": summary.to_dict(orient="records"),
                                   "best_on_validation": best_on_validation(summary)}, indent=2, default=str))
                 return
-            markdown, _ = write_sweep_report(store, sweep, data_dir / "plots")
+            markdown = write_sweep_report(store, sweep, data_dir / "plots")
         print(markdown)
         return
     with _open_store(data_dir) as store:

@@ -43,7 +43,7 @@ def sweep(name: str = "sweep", grid: SweepGrid | None = None, preset: str = "tin
     finally:
         release_generator()
     with Store(Path(data_dir) / "east.duckdb") as store:
-        markdown, _ = write_sweep_report(store, name, Path(data_dir) / "plots")
+        markdown = write_sweep_report(store, name, Path(data_dir) / "plots")
     key = artifact_key(f"sweep-{name}")
     create_markdown_artifact(key=f"{key}-summary", markdown=markdown, description=f"Sweep {name}: results and plots")
     return markdown
