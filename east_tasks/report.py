@@ -453,10 +453,9 @@ def sweep_results(store: Store, sweep: str) -> tuple[pd.DataFrame, list[str]]:
     return df[df.experiment.isin(finished)], sorted(set(df.experiment) - finished)
 
 
-def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> str:
-    """The sweep's tables and PNG plots, written under `out_dir`; returns the Markdown for the UI.
-
-    The page on disk shows the plots beside it by name; the returned Markdown embeds them (`embedded_plots`)."""
+def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, list[Path]]:
+    """The sweep's tables and PNG plots, written under `out_dir` (the page shows the plots beside it by name);
+    returns the tables' Markdown and the plots, for the caller to show them its own way."""
     df, unfinished = sweep_results(store, sweep)
     summary = sweep_summary(df)
     first_pool = df[df["round"] == 1].gen_key.dropna()
@@ -489,7 +488,7 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> str:
         plots.append(png)
     page = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in plots]])
     atomic_write(out_dir / f"{sweep}.md", lambda tmp: Path(tmp).write_text(page + "\n"))
-    return f"{table}\n\n{embedded_plots({p.stem: p for p in plots})}"
+    return table, plots
 
 
 # --- compute cost ------------------------------------------------------------------------------------------------

@@ -213,8 +213,8 @@ def report(
                 print(json.dumps({"settings": summary.to_dict(orient="records"),
                                   "best_on_validation": best_on_validation(summary)}, indent=2, default=str))
                 return
-            markdown = write_sweep_report(store, sweep, data_dir / "plots")
-        print(markdown)
+            table, plots = write_sweep_report(store, sweep, data_dir / "plots")
+        print(f"{table}\n\nPlots: {', '.join(str(p) for p in plots)}")
         return
     with _open_store(data_dir) as store:
         known = store.experiments()

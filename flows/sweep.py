@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from east_tasks.config import DEFAULT_DATA_DIR, SweepGrid
 from east_tasks.generation import release_generator
-from east_tasks.report import write_sweep_report
+from east_tasks.report import embedded_plots, write_sweep_report
 from east_tasks.store import Store, open_store
 from east_tasks.sweep import grid_points, point_config, point_record
 from flows.artifacts import artifact_key
@@ -43,7 +43,8 @@ def sweep(name: str = "sweep", grid: SweepGrid | None = None, preset: str = "tin
     finally:
         release_generator()
     with Store(Path(data_dir) / "east.duckdb") as store:
-        markdown = write_sweep_report(store, name, Path(data_dir) / "plots")
+        table, plots = write_sweep_report(store, name, Path(data_dir) / "plots")
+    markdown = f"{table}\n\n{embedded_plots({p.stem: p for p in plots})}"  # the UI shows them from the artifact
     key = artifact_key(f"sweep-{name}")
     create_markdown_artifact(key=f"{key}-summary", markdown=markdown, description=f"Sweep {name}: results and plots")
     return markdown
