@@ -124,16 +124,19 @@ def _pool() -> ProcessPool:
     global _workers
     with _workers_lock:
         if _workers is None or not _workers.active:
-            _workers = ProcessPool(max_workers=os.cpu_count() or 1, initializer=_quiet_worker,
+            _workers = ProcessPool(max_workers=os.cpu_count() or 1, initializer=_start_worker,
                                    context=multiprocessing.get_context("spawn"))
             atexit.register(_workers.stop)
         return _workers
 
 
-def _quiet_worker() -> None:
-    """math-verify warns that its own timeout is off; in the workers that is by design (they are killed instead)."""
+def _start_worker() -> None:
+    """Quiet math-verify's warning that its own timeout is off (by design here: workers are killed instead), and
+    import and warm it up before taking tasks: a task's bound counts from when a worker takes it, and a fresh
+    worker's first check (sympy's import, the grammar) once took past a 1 s bound on a loaded 2-core machine."""
     for name in ("math_verify.parser", "math_verify.grader"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    _equal("1/2", "0.5")
 
 
 def _in_worker(fn: Callable[..., T], args: tuple, timeout_s: float, fallback: T) -> T:
