@@ -34,8 +34,9 @@ else
     MAPPING=${3:-power}
 fi
 run rounds --a "0,$A" --mappings "$MAPPING" --rounds 3
+run baselines --a "0,$A" --mappings "$MAPPING" --strategies local,accuracy,rejected
+run losses --a "0,$A" --mappings "$MAPPING" --losses sft,dpo,kto --set weighting.max_pairs_per_question=1
+echo "the four studies of the testbed issue: $SECONDS s" | tee -a docs/results/timings.txt
 # The testbed's one design choice beyond the backbone: train each round on every round's kept examples so far
 # (train.accumulate, the tiny preset) or on that round's alone. Vanilla both ways, paired by seed.
 run rounds-each-round-alone --a 0 --rounds 3 --set train.accumulate=false
-run baselines --a "0,$A" --mappings "$MAPPING" --strategies local,accuracy,rejected
-run losses --a "0,$A" --mappings "$MAPPING" --losses sft,dpo,kto --set weighting.max_pairs_per_question=1
