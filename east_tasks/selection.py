@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import random
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from east_tasks.answers import cluster_answers
+from east_tasks.answers import NO_ANSWER, check_style, cluster_answers, normalize_answer
 from east_tasks.config import WeightingConfig
 from east_tasks.weighting import drop_reason, entropy_weights, question_stats
 
@@ -27,7 +28,67 @@ EXAMPLE_COLUMNS = ["problem_id", "sample_idx", "prompt", "response", "label", "r
 
 
 def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame, style: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cluster rows and per-question stats (without filtering) for every question with generations."""
+    """Cluster rows and per-question stats (without filtering) for every question with generations.
+
+    gsm8k style clusters by equal normalised answers, so DuckDB does it in one SQL pass (`_EXACT_STATS_SQL`); math
+    style needs math-verify's equivalence, question by question (`cluster_and_score_by_question`)."""
+    if check_style(style) == "gsm8k":
+        return _cluster_and_score_exact(gens, problems)
+    return cluster_and_score_by_question(gens, problems, style)
+
+
+# Clusters of equal canonical answers and the stats of `weighting.question_stats`, computed alike: the entropy
+# sums its terms in the order `cluster_answers` sorts clusters (largest first, then by answer) with log2 as
+# ln(x) / ln(2), as Python's math.log(x, 2) does, so both give the same floats (tests/test_selection.py).
+_EXACT_STATS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE c AS
+    SELECT problem_id, coalesce(canon, '{NO_ANSWER}') AS answer, count(*)::BIGINT AS size,
+           coalesce(bool_or(graded = gold_canon), false) AS correct
+    FROM gens JOIN canon USING (answer_key) JOIN gold USING (problem_id)
+    GROUP BY ALL;
+SELECT problem_id, answer, size, correct FROM c ORDER BY problem_id, size DESC, answer;
+"""
+_EXACT_QUESTION_SQL = f"""
+WITH q AS (SELECT problem_id, sum(size)::BIGINT AS n FROM c GROUP BY ALL)
+SELECT problem_id,
+       -sum((size / n) * (ln(size / n) / ln(2)) ORDER BY size DESC, answer) AS entropy,
+       coalesce(sum(size) FILTER (correct), 0) / any_value(n) AS frac_correct,
+       coalesce(max(size) FILTER (NOT correct), 0) / any_value(n) AS rejected_share,
+       count(*)::BIGINT AS n_clusters,
+       coalesce(sum(size) FILTER (correct), 0)::BIGINT AS n_correct,
+       (any_value(n) - coalesce(sum(size) FILTER (correct), 0))::BIGINT AS n_incorrect,
+       coalesce(sum(size) FILTER (NOT correct AND answer != '{NO_ANSWER}'), 0)::BIGINT AS n_wellformed_incorrect
+FROM c JOIN q USING (problem_id) GROUP BY problem_id ORDER BY problem_id
+"""
+
+
+def _cluster_and_score_exact(gens: pd.DataFrame, problems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # Each distinct answer normalised once in Python (a few thousand among a million rows), the rows in SQL.
+    # As in `cluster_answers`: no answer and the text NO_ANSWER share one cluster that is never correct, and a
+    # cluster's answer is graded as `answers_match` grades it (normalised again).
+    distinct = [p for p in gens.pred_answer.dropna().unique() if p != NO_ANSWER]
+    canon = [normalize_answer(p) for p in distinct]
+    answers = pd.DataFrame({"answer_key": [NO_ANSWER, *distinct], "canon": [None, *canon],
+                            "graded": [None, *(normalize_answer(c) for c in canon)]})
+    gold = pd.DataFrame({"problem_id": problems.problem_id,
+                         "gold_canon": [normalize_answer(a) for a in problems.answer]})
+    con = duckdb.connect()
+    try:
+        con.register("rows", gens[["problem_id", "pred_answer"]])
+        con.register("canon", answers)
+        con.register("gold", gold)
+        con.execute(f"CREATE TEMP VIEW gens AS SELECT problem_id, coalesce(pred_answer, '{NO_ANSWER}') AS "
+                    "answer_key FROM rows")
+        clusters = con.execute(_EXACT_STATS_SQL).df()
+        stats = con.execute(_EXACT_QUESTION_SQL).df()
+    finally:
+        con.close()
+    return clusters, stats
+
+
+def cluster_and_score_by_question(gens: pd.DataFrame, problems: pd.DataFrame,
+                                  style: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The general path: `cluster_answers` and `question_stats` for each question in turn."""
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))
     cluster_rows, stat_rows = [], []
     for pid, group in gens.groupby("problem_id", sort=False):

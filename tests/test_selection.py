@@ -1,11 +1,13 @@
 import math
+import random
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from east_tasks.answers import NO_ANSWER
 from east_tasks.config import WeightingConfig
-from east_tasks.selection import assign_weights, cluster_and_score, select_examples
+from east_tasks.selection import assign_weights, cluster_and_score, cluster_and_score_by_question, select_examples
 
 
 def _gens(rows: dict[str, list[str | None]], gold: dict[str, str]) -> pd.DataFrame:
@@ -118,3 +120,23 @@ def test_math_style_clusters_by_equivalence() -> None:
     assert stats.entropy[0] == pytest.approx(h) and stats.frac_correct[0] == pytest.approx(0.75)
     _, gsm8k_stats = cluster_and_score(gens, problems, "gsm8k")
     assert gsm8k_stats.entropy[0] == pytest.approx(1.5)  # gsm8k style: \dfrac12 is text, 1/2 == 0.5
+
+
+def test_gsm8k_style_in_sql_equals_question_by_question() -> None:
+    """DuckDB's one pass gives the same clusters and the same floats as `cluster_answers` question by question,
+    spellings of one number, no answer and the text NO_ANSWER, and answers normalisation changes twice included."""
+    rng = random.Random(0)
+    spellings = ["1", "1.0", "1,000", "1000", "0.5", "1/2", "\\frac{1}{2}", "abc. .", "ABC", NO_ANSWER, None, "-3"]
+    rows, gold = [], {}
+    for q in range(300):
+        gold[f"q{q:03d}"] = rng.choice(["1", "1000", "1/2", "abc", "-3"])
+        for i in range(rng.choice([1, 4, 8, 16])):
+            rows.append({"problem_id": f"q{q:03d}", "sample_idx": i,
+                         "pred_answer": rng.choice(spellings[: rng.randint(2, len(spellings))])})
+    gens = pd.DataFrame(rows)
+    problems = pd.DataFrame({"problem_id": list(gold), "answer": list(gold.values())})
+    clusters, stats = cluster_and_score(gens, problems, "gsm8k")
+    expected_clusters, expected_stats = cluster_and_score_by_question(gens, problems, "gsm8k")
+    pd.testing.assert_frame_equal(stats, expected_stats, check_exact=True)
+    pd.testing.assert_frame_equal(clusters, expected_clusters, check_exact=True)
+    assert stats.entropy.nunique() > 10 and (stats.n_correct == 0).any() and (stats.frac_correct == 1).any()
