@@ -99,7 +99,8 @@ class SamplingConfig(_Strict):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(96, ge=1)
     seed: int = 0
-    chunk_size: int = Field(256, ge=1, description="questions per committed chunk (a crash loses one)")
+    chunk_size: int = Field(256, ge=1, description="questions per committed chunk of pool sampling (a crash "
+                            "loses one); evaluation chunks hold as many sequences (greedy: n times the questions)")
 
 
 class WeightingConfig(_Strict):

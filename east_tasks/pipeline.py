@@ -181,8 +181,11 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
     if len(todo):
         generator = get_generator(model.path, cfg.backend)
         engine = {"engine": generation.last_engine_event}
-        for start in tqdm(range(0, len(todo), cfg.sampling.chunk_size), desc=step, unit="chunk"):
-            chunk = todo.iloc[start : start + cfg.sampling.chunk_size]
+        # A chunk holds as many sequences as a pool chunk: greedy evaluation in 256-question chunks left vLLM's
+        # steps a quarter full (1,500 test answers 13.3 s against 9 s; the output does not depend on chunking).
+        per_chunk = max(1, cfg.sampling.chunk_size * cfg.sampling.n // spec.n)
+        for start in tqdm(range(0, len(todo), per_chunk), desc=step, unit="chunk"):
+            chunk = todo.iloc[start : start + per_chunk]
             prompts = [prompter(q) for q in chunk.question]
             outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
             df = pd.DataFrame([(gen_key, pid, i, prompt, c.text, extract_answer(c.text, style), gold, c.num_tokens)

@@ -1,10 +1,13 @@
 """Sweep grid logic, and a real sweep flow: shared cached generations, cached reference log-probs, report."""
 
 import asyncio
+import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from markdown_images import embedded_pngs
+from typer.testing import CliRunner
 
 from east_tasks.config import SweepGrid
 from east_tasks.report import (
@@ -19,6 +22,7 @@ from east_tasks.report import (
 )
 from east_tasks.store import Store
 from east_tasks.sweep import SweepPoint, grid_points, point_config
+from flows.cli import app
 from flows.sweep import sweep
 
 PLOTS = ("accuracy-vs-a", "accuracy-vs-round", "tiers-vs-round", "paired-differences", "entropy-vs-error")
@@ -196,3 +200,19 @@ def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
     embedded = embedded_pngs(_artifacts()["sweep-it-summary"])  # the UI's copy carries them inside
     assert {f"it-{plot}" for plot in PLOTS} <= set(embedded)
     assert all(png == (tmp_path / "plots" / f"{name}.png").read_bytes() for name, png in embedded.items())
+
+    # `east report --sweep` rewrites the page from the store and prints its tables and plot paths, not the images
+    printed = CliRunner().invoke(app, ["report", "--sweep", "it", "--data-dir", str(tmp_path)], terminal_width=400)
+    assert printed.exit_code == 0, printed.output
+    assert markdown.split("\n\n")[1] in printed.output and "data:image" not in printed.output
+    listed = printed.output.split("Plots: ")[1].split()
+    assert {f"it-{plot}.png" for plot in PLOTS} <= {Path(p.rstrip(",")).name for p in listed}
+    chosen = json.loads(CliRunner().invoke(app, ["report", "--sweep", "it", "--json", "--data-dir",
+                                                 str(tmp_path)]).output)["best_on_validation"]
+    with Store(tmp_path / "east.duckdb") as s:
+        weighted_val = {e: s.round_table(e).val_greedy_acc.iloc[-1]
+                        for e in ("it-dpo-local-power-a1-s0", "it-sft-local-power-a1-s0")}
+    # chosen on validation, among the weighted points only
+    assert chosen["a"] == 1 and chosen["strategy"] == "local"
+    assert weighted_val[f"it-{chosen['loss']}-local-power-a1-s0"] == chosen["val_greedy_acc"] == max(
+        weighted_val.values())
