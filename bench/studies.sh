@@ -19,7 +19,8 @@ run() {  # name, then east sweep options
     $EAST sweep --name "$name" --seeds "$SEEDS" --data-dir "$DATA" "$@"
     echo "$name ($SEEDS): $((SECONDS - t0)) s" | tee -a docs/results/timings.txt
     cp "$DATA/plots/$name".md docs/results/
-    for plot in accuracy-vs-a accuracy-vs-round tiers-vs-round paired-differences entropy-vs-error; do
+    for plot in accuracy-vs-a accuracy-vs-round tiers-vs-round paired-differences entropy-vs-error \
+        accuracy-vs-compute; do
         cp "$DATA/plots/$name-$plot.png" docs/results/ 2>/dev/null || true  # a sweep may lack some plots
     done
 }
