@@ -202,13 +202,13 @@ def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
     assert all(png == (tmp_path / "plots" / f"{name}.png").read_bytes() for name, png in embedded.items())
 
     # `east report --sweep` rewrites the page from the store and prints its tables and plot paths, not the images
-    printed = CliRunner().invoke(app, ["report", "--sweep", "it", "--data-dir", str(tmp_path)], terminal_width=400)
+    printed = CliRunner().invoke(app, ["report", "--sweep", "it", "--data-dir", str(tmp_path)])
     assert printed.exit_code == 0, printed.output
-    assert markdown.split("\n\n")[1] in printed.output and "data:image" not in printed.output
-    listed = printed.output.split("Plots: ")[1].split()
+    assert markdown.split("\n\n")[1] in printed.stdout and "data:image" not in printed.stdout
+    listed = printed.stdout.split("Plots: ")[1].split()
     assert {f"it-{plot}.png" for plot in PLOTS} <= {Path(p.rstrip(",")).name for p in listed}
     chosen = json.loads(CliRunner().invoke(app, ["report", "--sweep", "it", "--json", "--data-dir",
-                                                 str(tmp_path)]).output)["best_on_validation"]
+                                                 str(tmp_path)]).stdout)["best_on_validation"]
     with Store(tmp_path / "east.duckdb") as s:
         weighted_val = {e: s.round_table(e).val_greedy_acc.iloc[-1]
                         for e in ("it-dpo-local-power-a1-s0", "it-sft-local-power-a1-s0")}
