@@ -30,7 +30,7 @@ EXAMPLE_COLUMNS = ["problem_id", "sample_idx", "prompt", "response", "label", "r
 def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame, style: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cluster rows and per-question stats (without filtering) for every question with generations.
 
-    gsm8k style clusters by equal normalised answers, so DuckDB does it in one SQL pass (`_EXACT_STATS_SQL`); math
+    gsm8k style clusters by equal normalised answers, so DuckDB does it in one SQL pass (`_CLUSTERS_SQL`); math
     style needs math-verify's equivalence, question by question (`cluster_and_score_by_question`)."""
     if check_style(style) == "gsm8k":
         return _cluster_and_score_exact(gens, problems)
@@ -40,7 +40,7 @@ def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame, style: str) ->
 # Clusters of equal canonical answers and the stats of `weighting.question_stats`, computed alike: the entropy
 # sums its terms in the order `cluster_answers` sorts clusters (largest first, then by answer) with log2 as
 # ln(x) / ln(2), as Python's math.log(x, 2) does, so both give the same floats (tests/test_selection.py).
-_EXACT_STATS_SQL = f"""
+_CLUSTERS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE c AS
     SELECT problem_id, coalesce(canon, '{NO_ANSWER}') AS answer, count(*)::BIGINT AS size,
            coalesce(bool_or(graded = gold_canon), false) AS correct
@@ -48,7 +48,7 @@ CREATE OR REPLACE TEMP TABLE c AS
     GROUP BY ALL;
 SELECT problem_id, answer, size, correct FROM c ORDER BY problem_id, size DESC, answer;
 """
-_EXACT_QUESTION_SQL = f"""
+_QUESTION_STATS_SQL = f"""
 WITH q AS (SELECT problem_id, sum(size)::BIGINT AS n FROM c GROUP BY ALL)
 SELECT problem_id,
        -sum((size / n) * (ln(size / n) / ln(2)) ORDER BY size DESC, answer) AS entropy,
@@ -79,8 +79,8 @@ def _cluster_and_score_exact(gens: pd.DataFrame, problems: pd.DataFrame) -> tupl
         con.register("gold", gold)
         con.execute(f"CREATE TEMP VIEW gens AS SELECT problem_id, coalesce(pred_answer, '{NO_ANSWER}') AS "
                     "answer_key FROM rows")
-        clusters = con.execute(_EXACT_STATS_SQL).df()
-        stats = con.execute(_EXACT_QUESTION_SQL).df()
+        clusters = con.execute(_CLUSTERS_SQL).df()
+        stats = con.execute(_QUESTION_STATS_SQL).df()
     finally:
         con.close()
     return clusters, stats
