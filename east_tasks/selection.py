@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from east_tasks.answers import NO_ANSWER, check_style, cluster_answers, normalize_answer
+from east_tasks.answers import NO_ANSWER, canonical_answers, check_style, cluster_answers
 from east_tasks.config import WeightingConfig
 from east_tasks.weighting import drop_reason, entropy_weights, question_stats
 
@@ -67,11 +67,11 @@ def _cluster_and_score_exact(gens: pd.DataFrame, problems: pd.DataFrame) -> tupl
     # As in `cluster_answers`: no answer and the text NO_ANSWER share one cluster that is never correct, and a
     # cluster's answer is graded as `answers_match` grades it (normalised again).
     distinct = [p for p in gens.pred_answer.dropna().unique() if p != NO_ANSWER]
-    canon = [normalize_answer(p) for p in distinct]
+    canon = canonical_answers(distinct, "gsm8k")
     answers = pd.DataFrame({"answer_key": [NO_ANSWER, *distinct], "canon": [None, *canon],
-                            "graded": [None, *(normalize_answer(c) for c in canon)]})
+                            "graded": [None, *canonical_answers(canon, "gsm8k")]})
     gold = pd.DataFrame({"problem_id": problems.problem_id,
-                         "gold_canon": [normalize_answer(a) for a in problems.answer]})
+                         "gold_canon": canonical_answers(list(problems.answer), "gsm8k")})
     con = duckdb.connect()
     try:
         con.register("rows", gens[["problem_id", "pred_answer"]])
