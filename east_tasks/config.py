@@ -184,8 +184,8 @@ class BackendConfig(_Strict):
                                        "on for the CPU build, off on GPUs")
     max_model_len: int = Field(256, ge=16)
     max_num_seqs: int | None = Field(None, ge=1, description="sequences per engine step; default: 1,024 on the CPU "
-                                     "build (vLLM's 256 there samples 20-27 % slower, with identical output: "
-                                     "bench/generation_throughput.py), vLLM's own on GPUs")
+                                     "build (vLLM's 256 there: 1.23x fewer samples/s in "
+                                     "bench/generation_throughput.py, identical output), vLLM's own on GPUs")
     max_num_batched_tokens: int | None = Field(None, ge=16, description="tokens per engine step (vLLM's default)")
     hf_batch_size: int = Field(32, ge=1, description="prompts per transformers.generate call")
     weight_sync: bool = Field(True, description="load a new checkpoint's weights into the running vLLM engine "
