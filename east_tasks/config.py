@@ -114,6 +114,19 @@ class WeightingConfig(_Strict):
     require_wellformed_incorrect: bool = True
     responses_per_question: Literal["one", "all"] = "one"
     max_pairs_per_question: int = Field(4, ge=1, description="DPO pairs (KTO: singles of each kind) per question")
+    # Label-free self-training (Sharpening, arXiv 2412.01951): the pool's gold answers are not used to select;
+    # the majority answer of a question's samples is its pseudo-label, and the filters and weights above apply
+    # to it unchanged. Gold answers, where the data has them, are only used to report how often it is right.
+    labels: Literal["gold", "majority"] = Field("gold", description="what marks a sampled response correct for "
+                                                "training: the gold answer, or the majority answer (label-free)")
+    min_agreement: float = Field(0.5, gt=0.0, le=1.0, description="majority labels: the share of a question's "
+                                 "samples the most common answer needs to become its pseudo-label")
+    self_reward: Literal["none", "logprob"] = Field("none", description="majority labels: pick the response(s) "
+                                                    "of the pseudo-label cluster at random, or by the sampling "
+                                                    "model's own mean token log-prob (highest first)")
+    collapse_entropy: float = Field(0.05, ge=0.0, description="majority labels: stop before training when the "
+                                    "pool's mean answer entropy (bits) falls to this while the pseudo-labels' "
+                                    "accuracy against gold (where there is gold) falls too")
     seed: int = 0
 
 
@@ -194,6 +207,29 @@ class BackendConfig(_Strict):
     trust_remote_code: bool = False
 
 
+class BalanceConfig(_Strict):
+    """B-STaR's exploration / exploitation monitor (arXiv 2412.17256), reported every round, and its
+    auto-balancing of the sampling temperature (and, optionally, the sample count), off by default."""
+
+    target_correct: int = Field(4, ge=1, description="B-STaR's n*: the distinct correct responses per question "
+                                "the balance score asks for")
+    auto: bool = Field(False, description="before each round, probe the candidates on a subset of the pool and "
+                       "sample the round with the one of the best balance score")
+    temperatures: tuple[float, ...] = Field((0.6, 0.8, 1.0, 1.2, 1.4), min_length=1,
+                                            description="auto: the temperatures probed")
+    sample_counts: tuple[int, ...] = Field((), description="auto: the sample counts probed (empty: sampling.n)")
+    probe_size: int = Field(200, ge=1, description="auto: pool questions probed (the first of the pool, whose "
+                            "order is random)")
+
+    @model_validator(mode="after")
+    def _check(self) -> BalanceConfig:
+        if any(t <= 0 or t > 5 for t in self.temperatures):
+            raise ValueError(f"balance.temperatures {self.temperatures}: each must be in (0, 5]")
+        if any(n < 1 or n > 256 for n in self.sample_counts):
+            raise ValueError(f"balance.sample_counts {self.sample_counts}: each must be in 1..256")
+        return self
+
+
 class StoreConfig(_Strict):
     lock_timeout_s: float = Field(DEFAULT_LOCK_TIMEOUT_S, ge=0, description="how long a step waits for another "
                                   "process's write lock on the DuckDB file (with backoff, logging the holder)")
@@ -221,6 +257,7 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     backend: BackendConfig = BackendConfig()
+    balance: BalanceConfig = BalanceConfig()
     store: StoreConfig = StoreConfig()
     tracking: TrackingConfig = TrackingConfig()
 

@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +38,15 @@ from east_tasks.generation import SampleSpec, get_generator, park_generator
 from east_tasks.io import fingerprint, flatten, hash_dir
 from east_tasks.models import BACKBONE_DIR
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
-from east_tasks.selection import assign_weights, cluster_and_score, select_examples
+from east_tasks.monitor import best_candidate, collapsed, question_monitor, summarise_monitor
+from east_tasks.selection import (
+    Labelled,
+    accepted_responses,
+    assign_weights,
+    label_and_score,
+    mark_drops,
+    select_examples,
+)
 from east_tasks.store import open_store
 from east_tasks.training import score_responses, train_weighted
 
@@ -156,20 +164,22 @@ def _prompt_seed(seed: int, problem_id: str) -> int:
 
 
 def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, spec: SampleSpec,
-             seed: int, step: str) -> StepResult:
-    """Samples `spec.n` responses per question of `split`, committing chunk by chunk; resumes a crash."""
+             seed: int, step: str, limit: int | None = None) -> StepResult:
+    """Samples `spec.n` responses per question of `split` (its first `limit` questions, a probe), committing
+    chunk by chunk; resumes a crash."""
     t0 = time.time()
     prompter = prompter_for(cfg, model.path)
     spec = replace(spec, stop=prompter.stop)
     style = cfg.data.answer_style
     gen_key = fingerprint({"model": model.hash, "data": dataset_key, "split": split, "spec": spec.__dict__,
                            "seed": seed, "backend": cfg.backend.backend, "prompt": prompter.template,
-                           "style": style})
+                           "style": style, **({"limit": limit} if limit is not None else {})})
     with open_store(cfg) as store:
         if store.step_done(gen_key):
             return StepResult(step, gen_key, True, time.time() - t0,
                               {"rows": store.count("generations", "gen_key", gen_key)})
         problems = store.problems(dataset_key, split)
+        problems = problems if limit is None else problems.head(limit)
         done = set(store.query("SELECT DISTINCT problem_id FROM generations WHERE gen_key = ?",
                                [gen_key]).problem_id)
         # Stays "running" if the process dies: the next run resumes after the last committed chunk.
@@ -231,38 +241,126 @@ def response_logprobs(cfg: ExperimentConfig, model: ModelRef, gen_key: str, resp
     return responses[cols].merge(have, on=cols, how="left")[["logp_sum", "n_tokens"]].to_numpy(np.float64)
 
 
+def _labelled_pool(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> tuple[Labelled, pd.DataFrame]:
+    """A pool generation's rows labelled for selection (gold or majority), drops marked, and the pool problems."""
+    with open_store(cfg) as store:
+        gens = store.query("SELECT * FROM generations WHERE gen_key = ? ORDER BY problem_id, sample_idx",
+                           [gen_key])
+        problems = store.problems(dataset_key, "pool")
+    labelled = label_and_score(gens, problems, cfg.weighting, cfg.data.answer_style)
+    mark_drops(labelled.stats, cfg.weighting)
+    return labelled, problems
+
+
+def _monitor(cfg: ExperimentConfig, labelled: Labelled, problems: pd.DataFrame) -> pd.DataFrame:
+    """B-STaR's monitor of a labelled pool (east_tasks.monitor), overall and by tier."""
+    per_question = question_monitor(labelled.gens.assign(correct=labelled.gens.gold_correct),
+                                    accepted_responses(labelled), cfg.balance.target_correct)
+    return summarise_monitor(per_question, problems, labelled.labels)
+
+
 def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, parent: ModelRef) -> StepResult:
-    """Cluster, score, filter, build the loss's rows and weight them: writes clusters, question_stats and
-    training_examples. `parent` (the sampling model) scores responses for the `local` baseline."""
+    """Cluster, score, label (gold or majority), filter, build the loss's rows and weight them: writes clusters,
+    question_stats, pseudo_labels, round_monitor and training_examples. `parent` (the sampling model) scores
+    responses for the `local` baseline and for the label-free self-reward."""
     t0 = time.time()
-    weight_key = fingerprint({"gen": gen_key, "weighting": cfg.weighting.model_dump(), "loss": cfg.train.loss})
+    weight_key = fingerprint({"gen": gen_key, "weighting": cfg.weighting.model_dump(), "loss": cfg.train.loss,
+                              "monitor_target": cfg.balance.target_correct})
     with open_store(cfg) as store:
         if store.step_done(weight_key):
             n = store.count("training_examples", "weight_key", weight_key)
             return StepResult("select+weight", weight_key, True, time.time() - t0, {"examples": n})
-        gens = store.query("SELECT * FROM generations WHERE gen_key = ? ORDER BY problem_id, sample_idx",
-                           [gen_key])
-        problems = store.problems(dataset_key, "pool")
     unchecked, meter = _unchecked_answers(), Meter()
-    clusters, stats = cluster_and_score(gens, problems, cfg.data.answer_style)
-    examples = select_examples(gens, stats, cfg.weighting, cfg.train.loss)
+    labelled, problems = _labelled_pool(cfg, gen_key, dataset_key)
+    monitor = _monitor(cfg, labelled, problems)
+    preference = None
+    if cfg.weighting.labels == "majority" and cfg.weighting.self_reward == "logprob":
+        accepted = labelled.gens[accepted_responses(labelled)]
+        scores = response_logprobs(cfg, parent, gen_key, accepted)
+        preference = pd.Series(scores[:, 0] / np.maximum(scores[:, 1], 1),
+                               index=pd.MultiIndex.from_frame(accepted[["problem_id", "sample_idx"]]))
+    stats = labelled.stats
+    examples = select_examples(labelled.gens, stats, cfg.weighting, cfg.train.loss, preference)
     logps = (response_logprobs(cfg, parent, gen_key, examples.rename(columns={"response": "text"}))
              if cfg.weighting.strategy == "local" else None)
     examples = assign_weights(examples, stats, cfg.weighting, logps)
     with open_store(cfg) as store:
         with store.transaction():
             if not store.count("clusters", "gen_key", gen_key):
-                store.insert_df("clusters", clusters.assign(gen_key=gen_key))
-            store.execute("DELETE FROM question_stats WHERE weight_key = ?", [weight_key])
-            store.insert_df("question_stats", stats.assign(weight_key=weight_key, gen_key=gen_key))
-            store.execute("DELETE FROM training_examples WHERE weight_key = ?", [weight_key])
-            store.insert_df("training_examples", examples.assign(weight_key=weight_key))
+                store.insert_df("clusters", labelled.clusters.assign(gen_key=gen_key))
+            for table, rows in (("question_stats", stats.assign(gen_key=gen_key)), ("round_monitor", monitor),
+                                ("pseudo_labels", labelled.labels), ("training_examples", examples)):
+                store.execute(f"DELETE FROM {table} WHERE weight_key = ?", [weight_key])
+                if rows is not None:
+                    store.insert_df(table, rows.assign(weight_key=weight_key))
         reasons = stats.drop_reason.fillna("kept").value_counts().to_dict()
+        overall = monitor.iloc[0]
         info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
                 "mean_entropy_kept": round(float(stats.entropy[stats.drop_reason.isna()].mean()), 3)
-                if reasons.get("kept") else None}
+                if reasons.get("kept") else None, "pass_at_n": round(overall.pass_at_n, 3),
+                "balance": round(overall.balance, 3),
+                **({"label_accuracy": round(overall.label_accuracy, 3)} if pd.notna(overall.label_accuracy) else {})}
         store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info, meter.cost())
     return StepResult("select+weight", weight_key, False, time.time() - t0, {**info, **unchecked()})
+
+
+def pool_spec(cfg: ExperimentConfig) -> SampleSpec:
+    s = cfg.sampling
+    return SampleSpec(s.n, s.temperature, s.top_p, s.max_tokens)
+
+
+def choose_sampling(cfg: ExperimentConfig, parent: ModelRef, dataset_key: str,
+                    round_: int) -> tuple[SampleSpec, list[StepResult]]:
+    """B-STaR's auto-balance: sample the first `balance.probe_size` pool questions with every candidate
+    temperature (and sample count), score each candidate's balance under the round's selection, and return the
+    best candidate's spec with the probes' steps (cached generations like any other; their cost is the round's).
+    Every candidate and the choice go to `balance_probes`. Without `balance.auto`: the configured sampling."""
+    if not cfg.balance.auto:
+        return pool_spec(cfg), []
+    b, base = cfg.balance, pool_spec(cfg)
+    results, rows = [], []
+    for n in b.sample_counts or (base.n,):
+        for temperature in b.temperatures:
+            spec = replace(base, n=n, temperature=temperature)
+            gen = generate(cfg, parent, dataset_key, "pool", spec, cfg.sampling.seed + round_,
+                           f"probe pool round {round_} T={temperature:g} n={n}", limit=b.probe_size)
+            labelled, problems = _labelled_pool(cfg, gen.key, dataset_key)
+            overall = _monitor(cfg, labelled, problems).iloc[0]
+            results.append(gen)
+            rows.append({"experiment": cfg.experiment, "round": round_, "temperature": temperature, "n": n,
+                         "gen_key": gen.key, **{c: overall[c] for c in ("questions", "pass_at_n", "distinct_correct",
+                                                                        "precision", "recall", "balance")}})
+    probes = pd.DataFrame(rows)
+    best = best_candidate(probes)
+    probes["chosen"] = np.arange(len(probes)) == best
+    with open_store(cfg) as store, store.transaction():
+        store.execute("DELETE FROM balance_probes WHERE experiment = ? AND round = ?", [cfg.experiment, round_])
+        store.insert_df("balance_probes", probes)
+    chosen = probes.iloc[best]
+    return replace(base, n=int(chosen.n), temperature=float(chosen.temperature)), results
+
+
+def check_collapse(cfg: ExperimentConfig, round_: int, weight_key: str) -> None:
+    """Label-free rounds: refuse to train on a collapsed pool (`east_tasks.monitor.collapsed`)."""
+    if cfg.weighting.labels != "majority":
+        return
+    with open_store(cfg) as store:
+        (entropy,), = store.execute("SELECT avg(entropy) FROM question_stats WHERE weight_key = ?", [weight_key])
+        accuracy = store.execute("SELECT label_accuracy FROM round_monitor WHERE weight_key = ? AND tier = 'all'",
+                                 [weight_key])
+        before = store.execute("SELECT m.label_accuracy FROM experiment_rounds r JOIN round_monitor m USING "
+                               "(weight_key) WHERE r.experiment = ? AND r.round = ? AND m.tier = 'all'",
+                               [cfg.experiment, round_ - 1])
+    now = accuracy[0][0] if accuracy else None
+    prev = before[0][0] if before else None
+    if collapsed(entropy, now, prev, cfg.weighting.collapse_entropy):
+        labels = "" if now is None else (f"; the pseudo-labels match gold on {now:.1%} of the labelled questions"
+                                         + ("" if prev is None else f", against {prev:.1%} the round before"))
+        raise UserError(f"{cfg.experiment} round {round_}: label-free self-training has collapsed: the pool's mean "
+                        f"answer entropy is {entropy:.3f} bits (weighting.collapse_entropy = "
+                        f"{cfg.weighting.collapse_entropy:g}){labels}. Not training on it: return to gold labels, "
+                        "raise weighting.min_agreement, stop at the round before, or set "
+                        "weighting.collapse_entropy=0 to train anyway")
 
 
 def _with_reference_logps(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
@@ -301,6 +399,8 @@ _DROP_HINTS = {
     "all_correct": "every sample was correct: weighting.drop_all_correct=false keeps them",
     "no_wellformed_incorrect": "no incorrect sample had an answer: weighting.require_wellformed_incorrect=false "
                                "keeps them",
+    "no_label": "no answer was given by weighting.min_agreement of the samples (or two tied): lower it, or raise "
+                "sampling.n",
 }
 
 
@@ -412,12 +512,13 @@ def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> 
 
 
 def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: EvalKeys,
-                 gen_key: str | None = None, weight_key: str | None = None) -> None:
+                 gen_key: str | None = None, weight_key: str | None = None, probe_keys: Iterable[str] = ()) -> None:
+    """The round's row: its model, evaluations and every step it ran or reused (auto-balance probes too)."""
     with open_store(cfg) as store:
         n_kept = store.count("training_examples", "weight_key", weight_key) if weight_key else None
         ckpt = store.execute("SELECT ckpt_key FROM checkpoints WHERE model_hash = ? AND weight_key = ?",
                              [model.hash, weight_key]) if weight_key else []
-        steps = [k for k in (gen_key, weight_key, *(c for (c,) in ckpt[:1]), *evals.steps) if k]
+        steps = [k for k in (*probe_keys, gen_key, weight_key, *(c for (c,) in ckpt[:1]), *evals.steps) if k]
         store.record_round(cfg.experiment, round_, model_hash=model.hash, model_path=model.path,
                            eval_key=evals.test, val_eval_key=evals.validation, gen_key=gen_key,
                            weight_key=weight_key, n_kept=n_kept, config=cfg.model_dump_json(),

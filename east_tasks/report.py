@@ -27,7 +27,7 @@ def round_results(store: Store, experiment: str) -> pd.DataFrame:
 
 def to_records(df: pd.DataFrame) -> list[dict]:
     cols = ["round", "greedy_acc", "maj_acc", "pass_acc", "val_greedy_acc", "k", "n_questions", "n_kept", "by_tier",
-            "model_hash"]
+            "model_hash", "pool_pass_at_n", "pool_balance", "label_accuracy"]
     records = df[cols].astype(object).to_dict("records")
     return [{c: None if not isinstance(v, dict) and pd.isna(v) else v for c, v in r.items()} for r in records]
 
@@ -164,6 +164,133 @@ def embedded_plots(plots: dict[str, Path]) -> str:
         else:
             lines.append(f"{name}: `{Path(path).resolve()}` ({len(data) // 1024} KB, too large to embed)")
     return "\n\n".join(lines)
+
+
+# --- exploration / exploitation (east_tasks.monitor) ---------------------------------------------------------
+_MONITOR_CELLS = (("pass_at_n", "pass@n"), ("distinct_correct", "distinct correct"), ("precision", "precision"),
+                  ("recall", "recall"), ("balance", "balance"), ("label_accuracy", "pseudo-label accuracy"))
+
+
+def monitor_rounds(store: Store, experiments: list[str]) -> pd.DataFrame:
+    """The monitor rows (every tier) of each round of `experiments`: round r's are of the pool the model of round
+    r - 1 sampled, and of what the round's selection accepted from it."""
+    return store.query("SELECT r.experiment, r.round, m.* EXCLUDE (weight_key) FROM experiment_rounds r JOIN "
+                       "round_monitor m USING (weight_key) WHERE list_contains(?, r.experiment) ORDER BY "
+                       "r.experiment, r.round, m.tier != 'all', length(m.tier), m.tier", [experiments])
+
+
+def _cell(v: object, digits: int = 3) -> str:
+    return "-" if v is None or pd.isna(v) else f"{v:.{digits}f}"
+
+
+def monitor_markdown(rows: pd.DataFrame, title: str) -> str:
+    """One round's monitor, overall and by tier."""
+    labelled = rows.labelled.notna().any()
+    lines = [f"### {title}: exploration and exploitation (B-STaR's monitor)", "",
+             "| tier | questions | pass@n | distinct correct | kept | accepted | precision | recall | balance |"
+             + (" pseudo-labelled | pseudo-label accuracy |" if labelled else ""),
+             "|---" * (11 if labelled else 9) + "|"]
+    for r in rows.itertuples(index=False):
+        extra = f" {r.labelled} | {_cell(r.label_accuracy)} |" if labelled else ""
+        lines.append(f"| {r.tier} | {r.questions} | {_cell(r.pass_at_n)} | {_cell(r.distinct_correct, 2)} | "
+                     f"{r.kept_questions} | {r.accepted} | {_cell(r.precision)} | {_cell(r.recall)} | "
+                     f"{_cell(r.balance)} |{extra}")
+    return "\n".join(lines)
+
+
+def probes_markdown(probes: pd.DataFrame, title: str) -> str:
+    """Auto-balance's candidates for one round, the chosen one in bold."""
+    lines = [f"### {title}: auto-balance probes ({probes.questions.iloc[0]} pool questions each)", "",
+             "| temperature | n | pass@n | distinct correct | precision | recall | balance |", "|---" * 7 + "|"]
+    for r in probes.itertuples(index=False):
+        b = f"**{r.balance:.3f}** (chosen)" if r.chosen else f"{r.balance:.3f}"
+        lines.append(f"| {r.temperature:g} | {r.n} | {_cell(r.pass_at_n)} | {_cell(r.distinct_correct, 2)} | "
+                     f"{_cell(r.precision)} | {_cell(r.recall)} | {b} |")
+    return "\n".join(lines)
+
+
+def plot_monitor(rows: pd.DataFrame, title: str, path: Path, label: str = "experiment") -> Path:
+    """Exploration (pass@n, distinct correct responses), exploitation (precision and recall of the accepted
+    responses; pseudo-label accuracy in label-free runs) and the balance score per round, one line per `label`
+    value (mean over what shares it: a sweep setting's seeds)."""
+    import matplotlib.pyplot as plt
+
+    overall = rows[rows.tier == "all"]
+    panels = (("exploration: pass@n", ["pass_at_n"]), ("exploration: distinct correct", ["distinct_correct"]),
+              ("exploitation", ["precision", "recall", "label_accuracy"]), ("balance score", ["balance"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    for ax, (name, cols) in zip(axes[0], panels, strict=True):
+        for key, group in overall.groupby(label, sort=False):
+            curve = group.groupby("round")[cols].mean()
+            for col in cols:
+                if curve[col].notna().any():
+                    ax.plot(curve.index, curve[col], marker="o", linestyle={"recall": "--", "label_accuracy": ":"}
+                            .get(col, "-"), label=f"{key} {col.replace('_', ' ')}" if len(cols) > 1 else str(key))
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("round (its pool: the model before it)", fontsize=7)
+        ax.set_xticks(sorted(overall["round"].unique()))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=5)
+    fig.suptitle(title)
+    return _save_png(fig, path)
+
+
+def sweep_monitor(store: Store, df: pd.DataFrame) -> pd.DataFrame:
+    """`monitor_rounds` for a sweep's rounds, with each one's setting and seed."""
+    rows = monitor_rounds(store, list(df.experiment.unique()))
+    points = df.drop_duplicates("experiment")[["experiment", "seed", *SETTING]]
+    out = rows.merge(points, on="experiment")
+    return out.assign(setting=[_setting_name(r) for r in out.itertuples(index=False)])
+
+
+def monitor_sweep_markdown(rows: pd.DataFrame, sweep: str) -> str:
+    """Per setting and round, mean over seeds: the monitor overall, then pass@n · distinct correct responses by
+    tier, and (label-free settings) pseudo-label accuracy by tier."""
+    overall = rows[rows.tier == "all"].groupby(["setting", "round"], sort=False)
+    lines = [f"### {sweep}: exploration and exploitation per round (B-STaR's monitor, mean over seeds)", "",
+             "Round r's pool is sampled by the model of round r - 1; accepted = the responses the selection takes "
+             "as correct in kept questions (the loss trains on some of them).", "",
+             "| setting | round | seeds | " + " | ".join(n for _, n in _MONITOR_CELLS) + " |",
+             "|---" * (3 + len(_MONITOR_CELLS)) + "|"]
+    for (setting, round_), g in overall:
+        lines.append(f"| {setting} | {round_} | {g.seed.nunique()} | "
+                     + " | ".join(_cell(g[c].mean(), 2 if c == "distinct_correct" else 3) for c, _ in _MONITOR_CELLS)
+                     + " |")
+    by_tier = rows[rows.tier != "all"]
+    names = sorted(by_tier.tier.unique(), key=lambda t: (len(t), t))
+    for title, cell in (("pass@n · distinct correct responses", lambda g: f"{g.pass_at_n.mean():.2f} · "
+                         f"{g.distinct_correct.mean():.1f}"),
+                        ("pseudo-label accuracy", lambda g: _cell(g.label_accuracy.mean()))):
+        table = by_tier if title.startswith("pass") else by_tier[by_tier.label_accuracy.notna()]
+        if table.empty:
+            continue
+        lines += ["", f"#### {sweep}: {title} by tier", "", "| setting | round | "
+                  + " | ".join(f"tier {t}" for t in names) + " |", "|---" * (2 + len(names)) + "|"]
+        for (setting, round_), g in table.groupby(["setting", "round"], sort=False):
+            cells = [cell(g[g.tier == t]) if (g.tier == t).any() else "-" for t in names]
+            lines.append(f"| {setting} | {round_} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def probes_sweep_markdown(store: Store, df: pd.DataFrame, sweep: str) -> str:
+    """Auto-balance per round over a sweep's experiments: each candidate's balance score (mean over seeds) and
+    how many seeds chose it."""
+    probes = store.query("SELECT * FROM balance_probes WHERE list_contains(?, experiment)",
+                         [list(df.experiment.unique())])
+    if probes.empty:
+        return ""
+    probes["candidate"] = [f"T={t:g} n={n}" for t, n in zip(probes.temperature, probes.n, strict=True)]
+    order = probes.sort_values(["n", "temperature"]).candidate.unique()
+    lines = [f"### {sweep}: auto-balance, balance score of each probed candidate (mean over seeds; chosen by "
+             "how many seeds)", "", "| round | " + " | ".join(order) + " |", "|---" * (1 + len(order)) + "|"]
+    for round_, g in probes.groupby("round"):
+        cells = []
+        for c in order:
+            mine = g[g.candidate == c]
+            cells.append(f"{mine.balance.mean():.3f}" + (f" (**{int(mine.chosen.sum())}**)" if mine.chosen.any()
+                                                         else ""))
+        lines.append(f"| {round_} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # --- sweeps -------------------------------------------------------------------------------------------------
@@ -482,6 +609,12 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
     table += "\n\n" + rounds_markdown(df, sweep)
     if len(entropy := pool_entropy_by_round(store, df)):
         table += "\n\n" + entropy_markdown(entropy, sweep)
+    if len(monitor := sweep_monitor(store, df)):
+        table += "\n\n" + monitor_sweep_markdown(monitor, sweep)
+        plots.append(plot_monitor(monitor, f"{sweep}: exploration and exploitation",
+                                  out_dir / f"{sweep}-exploration-exploitation.png", label="setting"))
+    if probes := probes_sweep_markdown(store, df, sweep):
+        table += "\n\n" + probes
     if round_costs(store, list(df.experiment.unique())).costed.any():
         costs, _, png = cost_report(store, out_dir, sweep=sweep)
         table += "\n\n" + costs

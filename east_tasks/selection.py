@@ -15,13 +15,15 @@ are any), both shuffled with the weighting seed:
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from east_tasks.answers import NO_ANSWER, canonical_answers, check_style, cluster_answers
+from east_tasks.answers import NO_ANSWER, answers_match_many, canonical_answers, check_style, cluster_answers
 from east_tasks.config import WeightingConfig
+from east_tasks.monitor import pseudo_labels
 from east_tasks.weighting import drop_reason, entropy_weights, question_stats
 
 EXAMPLE_COLUMNS = ["problem_id", "sample_idx", "prompt", "response", "label", "rejected_idx", "rejected"]
@@ -86,6 +88,64 @@ def _cluster_and_score_exact(gens: pd.DataFrame, problems: pd.DataFrame) -> tupl
     return clusters, stats
 
 
+def stats_from_clusters(clusters: pd.DataFrame) -> pd.DataFrame:
+    """Per-question stats of given clusters (problem_id, answer, size, correct), as `cluster_and_score` makes them."""
+    con = duckdb.connect()
+    try:
+        con.register("c", clusters[["problem_id", "answer", "size", "correct"]])
+        return con.execute(_QUESTION_STATS_SQL).df()
+    finally:
+        con.close()
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A round's samples as the selection sees them: `gens.correct` against the gold answer, or against the
+    pseudo-label in label-free mode (`labels`: one row per question, `east_tasks.monitor.pseudo_labels`), and the
+    clusters and per-question stats that go with it; `gens.gold_correct` is against gold whatever the labels."""
+
+    gens: pd.DataFrame
+    clusters: pd.DataFrame  # graded against gold, whatever the labels
+    stats: pd.DataFrame
+    labels: pd.DataFrame | None = None
+
+
+def label_and_score(gens: pd.DataFrame, problems: pd.DataFrame, cfg: WeightingConfig, style: str) -> Labelled:
+    """Clusters and stats against gold; with `cfg.labels = "majority"` the majority answer replaces the gold
+    one for selection: the clusters are the same, the pseudo-label's cluster is the "correct" one, and a response
+    is pseudo-correct when its answer matches the pseudo-label."""
+    clusters, stats = cluster_and_score(gens, problems, style)
+    gens = gens.assign(gold_correct=gens.correct.astype(bool))
+    if cfg.labels == "gold":
+        return Labelled(gens, clusters, stats)
+    labels = pseudo_labels(clusters, problems, cfg.min_agreement)
+    label_of = labels.set_index("problem_id").answer
+    pseudo = clusters.assign(correct=clusters.answer.eq(clusters.problem_id.map(label_of)).to_numpy())
+    row_label = gens.problem_id.map(label_of)
+    has = row_label.notna().to_numpy()
+    correct = np.zeros(len(gens), dtype=bool)
+    if has.any():
+        preds = [None if pd.isna(p) else p for p in gens.pred_answer[has]]
+        correct[has] = answers_match_many(preds, list(row_label[has]), style)
+    return Labelled(gens.assign(correct=correct), clusters, stats_from_clusters(pseudo), labels)
+
+
+def mark_drops(stats: pd.DataFrame, cfg: WeightingConfig) -> pd.DataFrame:
+    """Adds `drop_reason` (None = kept) to `stats` in place; label-free questions without a label are `no_label`."""
+    stats["drop_reason"] = [drop_reason(s, cfg.drop_all_correct, cfg.require_wellformed_incorrect)
+                            for s in stats.itertuples(index=False)]
+    if cfg.labels == "majority":
+        stats.loc[stats.drop_reason == "no_correct", "drop_reason"] = "no_label"
+    return stats
+
+
+def accepted_responses(labelled: Labelled) -> pd.Series:
+    """Per row of `labelled.gens` (drops marked): whether the selection accepts it, i.e. it is (pseudo-)correct
+    and its question is kept. The loss trains on some of these (`select_examples`)."""
+    kept = set(labelled.stats.problem_id[labelled.stats.drop_reason.isna()])
+    return labelled.gens.correct.astype(bool) & labelled.gens.problem_id.isin(kept)
+
+
 def cluster_and_score_by_question(gens: pd.DataFrame, problems: pd.DataFrame,
                                   style: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The general path: `cluster_answers` and `question_stats` for each question in turn."""
@@ -107,15 +167,20 @@ def _row(r: pd.Series, label: bool = True, rejected: pd.Series | None = None) ->
             "rejected": None if rejected is None else rejected.text}
 
 
-def _question_rows(group: pd.DataFrame, cfg: WeightingConfig, loss: str, rng: random.Random) -> list[dict]:
+def _question_rows(group: pd.DataFrame, cfg: WeightingConfig, loss: str, rng: random.Random,
+                   preference: pd.Series | None) -> list[dict]:
     correct = [r for _, r in group[group.correct].iterrows()]
+    if preference is not None:  # the self-reward's order, best first (ties keep sample order)
+        correct.sort(key=lambda r: -preference[(r.problem_id, r.sample_idx)])
     if loss == "sft":
-        return [_row(r) for r in ([correct[rng.randrange(len(correct))]]
-                                  if cfg.responses_per_question == "one" else correct)]
+        if cfg.responses_per_question == "all":
+            return [_row(r) for r in correct]
+        return [_row(correct[0] if preference is not None else correct[rng.randrange(len(correct))])]
     wrong = group[~group.correct]
     wellformed = wrong[wrong.pred_answer.notna()]
     wrong = [r for _, r in (wellformed if len(wellformed) else wrong).iterrows()]
-    rng.shuffle(correct)
+    if preference is None:
+        rng.shuffle(correct)
     rng.shuffle(wrong)
     if loss == "dpo":
         n = min(cfg.max_pairs_per_question, max(len(correct), len(wrong))) if wrong else 0
@@ -124,18 +189,18 @@ def _question_rows(group: pd.DataFrame, cfg: WeightingConfig, loss: str, rng: ra
             + [_row(r, False) for r in wrong[: cfg.max_pairs_per_question]])
 
 
-def select_examples(gens: pd.DataFrame, stats: pd.DataFrame, cfg: WeightingConfig, loss: str = "sft") -> pd.DataFrame:
-    """Kept questions' training rows for `loss` (no weights yet). Adds `drop_reason` to `stats` in place."""
-    stats["drop_reason"] = [
-        drop_reason(s, cfg.drop_all_correct, cfg.require_wellformed_incorrect)
-        for s in stats.itertuples(index=False)
-    ]
+def select_examples(gens: pd.DataFrame, stats: pd.DataFrame, cfg: WeightingConfig, loss: str = "sft",
+                    preference: pd.Series | None = None) -> pd.DataFrame:
+    """Kept questions' training rows for `loss` (no weights yet). Adds `drop_reason` to `stats` in place.
+    `preference` (a score per (problem_id, sample_idx) of the correct responses, higher better) picks the correct
+    response(s) best first instead of at random: Sharpening's self-reward."""
+    mark_drops(stats, cfg)
     kept = set(stats.problem_id[stats.drop_reason.isna()])
     rng = random.Random(cfg.seed)
     rows = []
     for pid, group in gens.sort_values(["problem_id", "sample_idx"]).groupby("problem_id", sort=True):
         if pid in kept:
-            rows += _question_rows(group, cfg, loss, rng)
+            rows += _question_rows(group, cfg, loss, rng, preference)
     examples = pd.DataFrame(rows, columns=EXAMPLE_COLUMNS)
     examples.insert(0, "example_idx", range(len(examples)))
     return examples

@@ -55,6 +55,23 @@ CREATE TABLE IF NOT EXISTS training_examples (
     rejected_idx INTEGER, rejected VARCHAR,  -- DPO: the incorrect response paired with `response`
     uncertainty DOUBLE, weight DOUBLE,
     PRIMARY KEY (weight_key, example_idx));
+-- Label-free rounds (weighting.labels = "majority"): each pool question's pseudo-label (NULL: none reached
+-- weighting.min_agreement), its agreement, and whether it is the gold answer (NULL where the data has no gold).
+CREATE TABLE IF NOT EXISTS pseudo_labels (
+    weight_key VARCHAR, problem_id VARCHAR, answer VARCHAR, agreement DOUBLE, label_correct BOOLEAN,
+    PRIMARY KEY (weight_key, problem_id));
+-- B-STaR's exploration / exploitation monitor of a round's pool and selection (east_tasks.monitor), overall
+-- (tier 'all') and by tier.
+CREATE TABLE IF NOT EXISTS round_monitor (
+    weight_key VARCHAR, tier VARCHAR, questions INTEGER, pass_at_n DOUBLE, distinct_correct DOUBLE,
+    kept_questions INTEGER, accepted INTEGER, precision DOUBLE, recall DOUBLE, balance DOUBLE, labelled INTEGER,
+    label_accuracy DOUBLE,
+    PRIMARY KEY (weight_key, tier));
+-- Auto-balance (balance.auto): every sampling candidate probed before a round, its monitor, and the one chosen.
+CREATE TABLE IF NOT EXISTS balance_probes (
+    experiment VARCHAR, round INTEGER, temperature DOUBLE, n INTEGER, gen_key VARCHAR, questions INTEGER,
+    pass_at_n DOUBLE, distinct_correct DOUBLE, precision DOUBLE, recall DOUBLE, balance DOUBLE, chosen BOOLEAN,
+    PRIMARY KEY (experiment, round, temperature, n));
 -- Summed log-prob of a sampled response under a model (the sampling model: DPO/KTO reference, `local`).
 CREATE TABLE IF NOT EXISTS response_logprobs (
     model_hash VARCHAR, gen_key VARCHAR, problem_id VARCHAR, sample_idx INTEGER, logp_sum DOUBLE,
@@ -201,9 +218,11 @@ class Store:
     def round_table(self, experiment: str) -> pd.DataFrame:
         return self.query(
             """SELECT r.round, r.n_kept, e.greedy_acc, e.maj_acc, e.pass_acc, e.k, e.n_questions, e.by_tier,
-                      v.greedy_acc AS val_greedy_acc, r.model_hash, r.model_path, r.weight_key
+                      v.greedy_acc AS val_greedy_acc, r.model_hash, r.model_path, r.weight_key,
+                      m.pass_at_n AS pool_pass_at_n, m.balance AS pool_balance, m.label_accuracy
                FROM experiment_rounds r LEFT JOIN evaluations e USING (eval_key)
                LEFT JOIN evaluations v ON v.eval_key = r.val_eval_key
+               LEFT JOIN round_monitor m ON m.weight_key = r.weight_key AND m.tier = 'all'
                WHERE r.experiment = ? ORDER BY r.round""",
             [experiment],
         )
@@ -214,7 +233,7 @@ class Store:
     def sweep_table(self, sweep: str) -> pd.DataFrame:
         """Every round of every experiment of a sweep, with its grid point, test and validation accuracy."""
         return self.query(
-            """SELECT s.*, r.round, r.n_kept, r.gen_key, e.greedy_acc, e.maj_acc, e.pass_acc, e.by_tier,
+            """SELECT s.*, r.round, r.n_kept, r.gen_key, r.weight_key, e.greedy_acc, e.maj_acc, e.pass_acc, e.by_tier,
                       v.greedy_acc AS val_greedy_acc
                FROM sweep_runs s JOIN experiment_rounds r USING (experiment)
                LEFT JOIN evaluations e USING (eval_key)

@@ -8,7 +8,15 @@ from uuid import UUID
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from east_tasks.config import ExperimentConfig
-from east_tasks.report import plot_rounds, round_markdown, round_results, selection_summary
+from east_tasks.report import (
+    monitor_markdown,
+    monitor_rounds,
+    plot_monitor,
+    plot_rounds,
+    round_markdown,
+    round_results,
+    selection_summary,
+)
 from east_tasks.store import open_store
 
 
@@ -27,9 +35,15 @@ def publish_round(cfg: ExperimentConfig, round_: int, weight_key: str) -> str:
         df = round_results(store, cfg.experiment)
         stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [weight_key])
         examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [weight_key])
-    rounds_png = plot_rounds(df, cfg.experiment, cfg.data_dir / "plots" / f"{cfg.experiment}-rounds.png")
-    plots = {"entropy histogram": entropy_plot_path(cfg, round_), "accuracy per round": rounds_png}
+        monitor = monitor_rounds(store, [cfg.experiment])
+    plots_dir = cfg.data_dir / "plots"
+    rounds_png = plot_rounds(df, cfg.experiment, plots_dir / f"{cfg.experiment}-rounds.png")
+    monitor_png = plot_monitor(monitor, f"{cfg.experiment}: exploration and exploitation",
+                               plots_dir / f"{cfg.experiment}-exploration-exploitation.png")
+    plots = {"entropy histogram": entropy_plot_path(cfg, round_), "accuracy per round": rounds_png,
+             "exploration and exploitation per round": monitor_png}
     markdown = round_markdown(df, cfg.experiment, round_, selection_summary(stats, examples), plots)
+    markdown += "\n\n" + monitor_markdown(monitor[monitor["round"] == round_], f"{cfg.experiment} round {round_}")
     create_markdown_artifact(key=artifact_key(f"{cfg.experiment}-round-{round_}"), markdown=markdown,
                              description=f"Round {round_} of {cfg.experiment}: accuracy, kept questions, entropy")
     return markdown

@@ -307,15 +307,21 @@ def _print_table(name: str, records: list[dict]) -> None:
 
     tiers = tiers_of(r["by_tier"] for r in records)
     sampled = [m for m in ("maj_acc", "pass_acc") if any(r[m] is not None for r in records)]  # none when k = 0
+    pool = [m for m in ("pool_pass_at_n", "pool_balance", "label_accuracy") if any(r.get(m) is not None
+                                                                                   for r in records)]
     table = Table(title=f"{name}: greedy test accuracy, overall and by tier (t1 easiest); validation greedy; "
-                        "questions kept for training", box=box.SIMPLE_HEAD, pad_edge=False)
+                        "questions kept for training; the round's pool: pass@n, B-STaR balance score, pseudo-label "
+                        "accuracy (label-free)", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("round", justify="right", min_width=8)
-    for col in ("test", *(f"t{t}" for t in tiers), *(f"{m[:-4]}@k" for m in sampled), "val", "kept"):
+    names = {"pool_pass_at_n": "pass@n", "pool_balance": "balance", "label_accuracy": "labels"}
+    for col in ("test", *(f"t{t}" for t in tiers), *(f"{m[:-4]}@k" for m in sampled), "val", "kept",
+                *(names[m] for m in pool)):
         table.add_column(col, justify="right")
     for r in records:
         table.add_row("backbone" if r["round"] == 0 else str(r["round"]), f"{r['greedy_acc']:.3f}",
                       *(fmt(r["by_tier"].get(t, {}).get("greedy_acc")) for t in tiers),
-                      *(fmt(r[m]) for m in sampled), fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"))
+                      *(fmt(r[m]) for m in sampled), fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"),
+                      *(fmt(r.get(m)) for m in pool))
     console.print(table)
 
 

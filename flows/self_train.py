@@ -25,6 +25,7 @@ from east_tasks.report import (
     embedded_plots,
     plot_entropy_histogram,
     plot_rounds,
+    probes_markdown,
     round_results,
     selection_markdown,
     selection_summary,
@@ -94,12 +95,26 @@ def resolve_model(path: str) -> ModelRef:
     return ref
 
 
+@task(name="choose-sampling", cache_policy=NO_CACHE, **RETRY)
+def choose_sampling(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int) -> tuple[SampleSpec,
+                                                                                                      list[str]]:
+    """Auto-balance's probes and choice (balance.auto), published as the round's probe artifact."""
+    spec, probes = pipeline.choose_sampling(cfg, model, dataset_key, round_)
+    _log(probes)
+    with open_store(cfg) as store:
+        rows = store.query("SELECT * FROM balance_probes WHERE experiment = ? AND round = ? ORDER BY n, temperature",
+                           [cfg.experiment, round_])
+    name = f"{cfg.experiment}-round-{round_}"
+    get_run_logger().info(f"auto-balance chose temperature {spec.temperature:g}, n = {spec.n}")
+    create_markdown_artifact(key=f"{artifact_key(name)}-auto-balance", markdown=probes_markdown(rows, name),
+                             description=f"The sampling candidates probed before round {round_}, and the choice")
+    return spec, [p.key for p in probes]
+
+
 @task(name="generate-pool", cache_policy=NO_CACHE, **RETRY)
-def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int) -> str:
-    s = cfg.sampling
-    result = pipeline.generate(cfg, model, dataset_key, "pool",
-                               SampleSpec(s.n, s.temperature, s.top_p, s.max_tokens),
-                               s.seed + round_, f"generate pool round {round_}")
+def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int, spec: SampleSpec) -> str:
+    result = pipeline.generate(cfg, model, dataset_key, "pool", spec, cfg.sampling.seed + round_,
+                               f"generate pool round {round_}")
     _log(result)
     return result.key
 
@@ -109,6 +124,7 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, rou
     fail_once_if_asked("select-and-weight", cfg.data_dir)  # test hook, see flows/faults.py
     result = pipeline.select_and_weight(cfg, gen_key, dataset_key, parent)
     _log(result)
+    pipeline.check_collapse(cfg, round_, result.key)  # label-free: refuses before training on a collapsed pool
     with open_store(cfg) as store:
         stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [result.key])
         examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [result.key])
@@ -144,12 +160,15 @@ def _round_run_name() -> str:
 
 @flow(name="east-round", flow_run_name=_round_run_name)
 def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef:
-    """One EAST round: sample the pool with the parent, weight (entropy or a baseline), fine-tune, evaluate."""
-    gen_key = generate_pool(cfg, parent, dataset_key, round_)
+    """One EAST round: sample the pool with the parent (at the auto-balanced temperature with balance.auto),
+    weight (entropy or a baseline), fine-tune, evaluate."""
+    spec, probe_keys = (choose_sampling(cfg, parent, dataset_key, round_) if cfg.balance.auto
+                        else (pipeline.pool_spec(cfg), []))
+    gen_key = generate_pool(cfg, parent, dataset_key, round_, spec)
     weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent)
     model = train(cfg, parent, weight_key, round_)
     evals = evaluate(cfg, model, dataset_key)
-    pipeline.record_round(cfg, round_, model, evals, gen_key, weight_key)
+    pipeline.record_round(cfg, round_, model, evals, gen_key, weight_key, probe_keys)
     publish_round(cfg, round_, weight_key)
     return model
 

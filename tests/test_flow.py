@@ -4,6 +4,7 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -151,3 +152,74 @@ def test_a_round_with_nothing_to_train_on_is_one_message_exit_2_and_not_retried(
     runs = [r for r in asyncio.run(train_runs()) if r.flow_run_id and r.state and r.state.is_failed()]
     assert len(runs) == 1 and runs[0].run_count == 1  # failed once, no retry
     assert "no training examples" in runs[0].state.message  # what the Prefect UI shows
+
+
+def test_label_free_auto_balanced_round_then_a_collapse_is_refused(tmp_path, prefect_server) -> None:
+    """balance.auto probes two temperatures and samples the round with the better one; majority pseudo-labels
+    with the self-reward choose what is trained on; a pool that counts as collapsed is not trained on."""
+    from east_tasks.answers import normalize_answer
+    from east_tasks.errors import UserError
+
+    temperatures = [0.6, 1.2]
+    cfg = load_config("tiny-test", experiment="lf", rounds=1, data_dir=tmp_path, eval={"k": 0},
+                      weighting={"labels": "majority", "self_reward": "logprob"},
+                      balance={"auto": True, "temperatures": temperatures, "probe_size": 24})
+    records = self_train(cfg)
+    with Store(cfg.store_path) as s:
+        probes = s.query("SELECT * FROM balance_probes WHERE experiment = 'lf' ORDER BY temperature")
+        (pool_key, weight_key, step_keys), = s.execute("SELECT gen_key, weight_key, step_keys FROM experiment_rounds "
+                                                       "WHERE experiment = 'lf' AND round = 1")
+        gens = {k: s.query("SELECT problem_id, sample_idx, text, pred_answer, correct FROM generations WHERE gen_key "
+                           "= ? ORDER BY problem_id, sample_idx", [k]) for k in [pool_key, *probes.gen_key]}
+        labels = s.query("SELECT * FROM pseudo_labels WHERE weight_key = ?", [weight_key])
+        monitor = s.query("SELECT * FROM round_monitor WHERE weight_key = ? ORDER BY tier", [weight_key])
+        examples = s.query("SELECT problem_id, sample_idx, response FROM training_examples WHERE weight_key = ?",
+                           [weight_key])
+        logps = s.query("SELECT problem_id, sample_idx, logp_sum / n_tokens AS mean_logp FROM response_logprobs "
+                        "WHERE gen_key = ?", [pool_key])
+
+    # the candidates, each on the first 24 pool questions; the better balance score chosen and sampled with
+    assert list(probes.temperature) == temperatures and (probes.questions == 24).all()
+    assert probes.chosen.sum() == 1 and probes.balance[probes.chosen].iloc[0] == probes.balance.max()
+    chosen = probes[probes.chosen].iloc[0]
+    assert len(gens[pool_key]) == cfg.data.pool_size * cfg.sampling.n
+    probed = gens[pool_key][gens[pool_key].problem_id.isin(gens[chosen.gen_key].problem_id)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(probed, gens[chosen.gen_key])  # per-question seeds: the same samples
+    assert set(probes.gen_key) <= set(json.loads(step_keys))  # the probes' cost is the round's
+
+    # pseudo-labels: the majority answer where it holds half the samples; their accuracy against gold
+    pool = gens[pool_key]
+    pool = pool.assign(answer=[None if pd.isna(a) else normalize_answer(a) for a in pool.pred_answer])
+    for pid, group in pool.groupby("problem_id"):
+        counts = group.answer.value_counts()
+        label = labels.set_index("problem_id").answer.get(pid)
+        if counts.iloc[0] / len(group) >= cfg.weighting.min_agreement and (len(counts) == 1 or
+                                                                           counts.iloc[0] > counts.iloc[1]):
+            assert label == counts.index[0]
+        else:
+            assert label is None or pd.isna(label)
+    overall = monitor[monitor.tier == "all"].iloc[0]
+    assert overall.labelled == labels.answer.notna().sum() > 0
+    assert overall.label_accuracy == pytest.approx(labels.label_correct.dropna().mean())
+    assert records[1]["label_accuracy"] == pytest.approx(overall.label_accuracy)
+    assert 0 <= overall.precision <= 1 and overall.pass_at_n == pytest.approx(pool.groupby("problem_id")
+                                                                              .correct.any().mean())
+    assert set(monitor.tier) == {"all", *map(str, range(1, 7))}
+
+    # each example is its question's most likely response with the pseudo-label's answer
+    label_of = labels.set_index("problem_id").answer
+    accepted = pool[pool.answer.eq(pool.problem_id.map(label_of))].merge(logps, on=["problem_id", "sample_idx"])
+    assert len(examples) and accepted.mean_logp.notna().all()
+    best = accepted.sort_values(["problem_id", "mean_logp", "sample_idx"], ascending=[True, False, True]) \
+        .groupby("problem_id").head(1).set_index("problem_id").sample_idx
+    assert examples.set_index("problem_id").sample_idx.to_dict() == best.loc[examples.problem_id].to_dict()
+
+    # the same pool, called collapsed by a threshold no pool falls under: refused before training
+    collapsing = cfg.model_copy(update={"experiment": "lf-collapse", "weighting": cfg.weighting.model_copy(
+        update={"collapse_entropy": 10.0})})
+    with pytest.raises(UserError, match="lf-collapse round 1: label-free self-training has collapsed: the pool's "
+                                        "mean answer entropy is"):
+        self_train(collapsing)
+    with Store(cfg.store_path) as s:
+        assert s.execute("SELECT max(round) FROM experiment_rounds WHERE experiment = 'lf-collapse'")[0][0] == 0
+        assert s.execute("SELECT count(*) FROM checkpoints")[0][0] == 1  # lf's round only

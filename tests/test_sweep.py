@@ -25,7 +25,8 @@ from east_tasks.sweep import SweepPoint, grid_points, point_config
 from flows.cli import app
 from flows.sweep import sweep
 
-PLOTS = ("accuracy-vs-a", "accuracy-vs-round", "tiers-vs-round", "paired-differences", "entropy-vs-error")
+PLOTS = ("accuracy-vs-a", "accuracy-vs-round", "tiers-vs-round", "paired-differences", "entropy-vs-error",
+         "exploration-exploitation")
 
 
 def test_vanilla_points_collapse_and_order_is_seed_major() -> None:
@@ -194,6 +195,10 @@ def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
         assert f"| {name} |" in markdown
     for plot in PLOTS:
         assert (tmp_path / "plots" / f"it-{plot}.png").stat().st_size > 1000
+    # B-STaR's monitor of the one shared pool, per setting: gold labels accept only correct responses
+    monitor = [line for line in markdown.splitlines() if line.startswith("| SFT vanilla | 1 | 1 |")]
+    assert "exploration and exploitation per round" in markdown and len(monitor) == 1
+    assert monitor[0].split(" | ")[5] == "1.000"  # precision (pass@n, distinct correct, then precision)
     page = (tmp_path / "plots" / "it.md").read_text()
     assert page.split("\n\n")[:2] == markdown.split("\n\n")[:2]  # same title and table
     assert "![it-accuracy-vs-a](it-accuracy-vs-a.png)" in page  # the page sits beside its plots
