@@ -8,22 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-0,1,2,3,4}
-EAST=.venv/bin/east
-DATA=${EAST_STUDY_DATA:-data/studies}
-mkdir -p docs/results
-
-run() {  # name, then east sweep options
-    local name=$1
-    shift
-    local t0=$SECONDS
-    $EAST sweep --name "$name" --seeds "$SEEDS" --data-dir "$DATA" "$@"
-    echo "$name ($SEEDS): $((SECONDS - t0)) s" | tee -a docs/results/timings.txt
-    cp "$DATA/plots/$name".md docs/results/
-    for plot in accuracy-vs-a accuracy-vs-round tiers-vs-round paired-differences entropy-vs-error \
-        accuracy-vs-compute; do
-        cp "$DATA/plots/$name-$plot.png" docs/results/ 2>/dev/null || true  # a sweep may lack some plots
-    done
-}
+source bench/study_lib.sh
 
 run a-grid --a 0,0.5,1,2 --mappings power,exp
 if [[ -z "${2:-}" ]]; then

@@ -67,23 +67,29 @@ def summarise_monitor(per_question: pd.DataFrame, problems: pd.DataFrame,
                       labels: pd.DataFrame | None = None) -> pd.DataFrame:
     """The round's monitor, overall ("all") and by tier: pass@n, mean distinct correct responses, kept questions,
     accepted responses, precision and recall of the accepted ones, the mean balance score and, with pseudo-labels,
-    how many questions got one and how often it is the gold answer."""
-    q = per_question.merge(problems[["problem_id", "tier"]], on="problem_id", how="left")
+    how many questions got one and how often it is the gold answer. What needs gold is measured on the questions
+    that have it (an unlabelled pool has none: those are None)."""
+    q = per_question.merge(problems[["problem_id", "tier", "answer"]].rename(columns={"answer": "gold"}),
+                           on="problem_id", how="left")
+    q["has_gold"] = q.gold.fillna("").astype(str).str.strip() != ""
     if labels is not None:
         q = q.merge(labels[["problem_id", "answer", "label_correct"]], on="problem_id", how="left")
     groups = [("all", q), *((str(int(t)), g) for t, g in q.dropna(subset=["tier"]).groupby("tier"))]
     rows = []
-    for tier, g in groups:
-        row = {"tier": tier, "questions": len(g), "pass_at_n": float((g.n_correct > 0).mean()),
-               "distinct_correct": float(g.distinct_correct.mean()), "kept_questions": int((g.n_accepted > 0).sum()),
-               "accepted": int(g.n_accepted.sum()),
+    for tier, every in groups:
+        g = every[every.has_gold]
+        checked = len(g) > 0
+        row = {"tier": tier, "questions": len(every),
+               "pass_at_n": float((g.n_correct > 0).mean()) if checked else None,
+               "distinct_correct": float(g.distinct_correct.mean()) if checked else None,
+               "kept_questions": int((every.n_accepted > 0).sum()), "accepted": int(every.n_accepted.sum()),
                "precision": float(g.hits.sum() / g.n_accepted.sum()) if g.n_accepted.sum() else None,
                "recall": float(g.hits.sum() / g.n_correct.sum()) if g.n_correct.sum() else None,
-               "balance": float(g.balance.mean()), "labelled": None, "label_accuracy": None}
+               "balance": float(g.balance.mean()) if checked else None, "labelled": None, "label_accuracy": None}
         if labels is not None:
-            row["labelled"] = int(g.answer.notna().sum())
-            checked = g.label_correct.dropna()
-            row["label_accuracy"] = float(checked.astype(bool).mean()) if len(checked) else None
+            row["labelled"] = int(every.answer.notna().sum())
+            graded = every.label_correct.dropna()
+            row["label_accuracy"] = float(graded.astype(bool).mean()) if len(graded) else None
         rows.append(row)
     return pd.DataFrame(rows, columns=MONITOR_COLUMNS)
 

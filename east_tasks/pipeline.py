@@ -38,13 +38,14 @@ from east_tasks.generation import SampleSpec, get_generator, park_generator
 from east_tasks.io import fingerprint, flatten, hash_dir
 from east_tasks.models import BACKBONE_DIR
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
-from east_tasks.monitor import best_candidate, collapsed, question_monitor, summarise_monitor
+from east_tasks.monitor import best_candidate, collapsed
 from east_tasks.selection import (
     Labelled,
     accepted_responses,
     assign_weights,
     label_and_score,
     mark_drops,
+    monitor_selection,
     select_examples,
 )
 from east_tasks.store import open_store
@@ -123,7 +124,7 @@ def prepare_data(cfg: ExperimentConfig) -> StepResult:
     """The splits into the store; real data is checked first (`east_tasks.data.validation`), and rows dropped
     under data.on_invalid = "skip" are recorded in `data_findings` with where they were and why."""
     t0 = time.time()
-    key, splits, dropped = load_splits(cfg.data)
+    key, splits, dropped = load_splits(cfg.data, pool_gold_required=cfg.weighting.labels == "gold")
     info = {"dropped": dict(Counter(f.kind for f in dropped))} if dropped else {}
     with open_store(cfg) as store:
         present = store.count("problems", "dataset_key", key)
@@ -252,13 +253,6 @@ def _labelled_pool(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> tup
     return labelled, problems
 
 
-def _monitor(cfg: ExperimentConfig, labelled: Labelled, problems: pd.DataFrame) -> pd.DataFrame:
-    """B-STaR's monitor of a labelled pool (east_tasks.monitor), overall and by tier."""
-    per_question = question_monitor(labelled.gens.assign(correct=labelled.gens.gold_correct),
-                                    accepted_responses(labelled), cfg.balance.target_correct)
-    return summarise_monitor(per_question, problems, labelled.labels)
-
-
 def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, parent: ModelRef) -> StepResult:
     """Cluster, score, label (gold or majority), filter, build the loss's rows and weight them: writes clusters,
     question_stats, pseudo_labels, round_monitor and training_examples. `parent` (the sampling model) scores
@@ -272,7 +266,7 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
             return StepResult("select+weight", weight_key, True, time.time() - t0, {"examples": n})
     unchecked, meter = _unchecked_answers(), Meter()
     labelled, problems = _labelled_pool(cfg, gen_key, dataset_key)
-    monitor = _monitor(cfg, labelled, problems)
+    monitor = monitor_selection(labelled, problems, cfg.balance.target_correct)
     preference = None
     if cfg.weighting.labels == "majority" and cfg.weighting.self_reward == "logprob":
         accepted = labelled.gens[accepted_responses(labelled)]
@@ -325,12 +319,15 @@ def choose_sampling(cfg: ExperimentConfig, parent: ModelRef, dataset_key: str,
             gen = generate(cfg, parent, dataset_key, "pool", spec, cfg.sampling.seed + round_,
                            f"probe pool round {round_} T={temperature:g} n={n}", limit=b.probe_size)
             labelled, problems = _labelled_pool(cfg, gen.key, dataset_key)
-            overall = _monitor(cfg, labelled, problems).iloc[0]
+            overall = monitor_selection(labelled, problems, cfg.balance.target_correct).iloc[0]
             results.append(gen)
             rows.append({"experiment": cfg.experiment, "round": round_, "temperature": temperature, "n": n,
                          "gen_key": gen.key, **{c: overall[c] for c in ("questions", "pass_at_n", "distinct_correct",
                                                                         "precision", "recall", "balance")}})
     probes = pd.DataFrame(rows)
+    if probes.balance.isna().all():
+        raise UserError(f"balance.auto: the {b.probe_size} probed pool questions have no gold answers, and the "
+                        "balance score needs them; label gold on some of the pool, or leave balance.auto off")
     best = best_candidate(probes)
     probes["chosen"] = np.arange(len(probes)) == best
     with open_store(cfg) as store, store.transaction():

@@ -23,7 +23,7 @@ import pandas as pd
 
 from east_tasks.answers import NO_ANSWER, answers_match_many, canonical_answers, check_style, cluster_answers
 from east_tasks.config import WeightingConfig
-from east_tasks.monitor import pseudo_labels
+from east_tasks.monitor import pseudo_labels, question_monitor, summarise_monitor
 from east_tasks.weighting import drop_reason, entropy_weights, question_stats
 
 EXAMPLE_COLUMNS = ["problem_id", "sample_idx", "prompt", "response", "label", "rejected_idx", "rejected"]
@@ -144,6 +144,14 @@ def accepted_responses(labelled: Labelled) -> pd.Series:
     and its question is kept. The loss trains on some of these (`select_examples`)."""
     kept = set(labelled.stats.problem_id[labelled.stats.drop_reason.isna()])
     return labelled.gens.correct.astype(bool) & labelled.gens.problem_id.isin(kept)
+
+
+def monitor_selection(labelled: Labelled, problems: pd.DataFrame, target_correct: int) -> pd.DataFrame:
+    """B-STaR's monitor (`east_tasks.monitor`) of what the selection accepts from a labelled pool, against gold,
+    overall and by tier."""
+    per_question = question_monitor(labelled.gens.assign(correct=labelled.gens.gold_correct),
+                                    accepted_responses(labelled), target_correct)
+    return summarise_monitor(per_question, problems, labelled.labels)
 
 
 def cluster_and_score_by_question(gens: pd.DataFrame, problems: pd.DataFrame,

@@ -192,3 +192,23 @@ def test_skipped_rows_are_recorded_in_the_store(tmp_path) -> None:
     with Store(cfg.store_path) as store:
         rows = store.query("SELECT * FROM data_findings WHERE dataset_key = ?", [result.key])
     assert rows.location.tolist() == [f"{path / 'train.jsonl'} line 2"] and rows.kind.tolist() == ["malformed"]
+
+
+def test_a_label_free_pool_may_lack_gold_but_validation_may_not(tmp_path) -> None:
+    unlabelled = [json.dumps({"question": "What is 2 + 5?", "answer": "no marker, no gold"}),
+                  json.dumps({"question": "What is 9 - 4?"})]  # no answer column in this row at all
+    lines = [_row("What is 1 + 1?", "2"), *unlabelled, _row("What is 3 + 4?", "7"), unlabelled[0]]
+    path = _gsm8k_dir(tmp_path, lines)
+    with pytest.raises(UserError, match=r"(?s)3 problem\(s\) \(3 no_gold\).*line 3: no gold answer \(column "
+                       r"'answer' empty\)"):  # gold labels: refused, as always
+        load_splits(DataConfig(source="gsm8k", path=str(path), pool_size=4))
+
+    _, splits, _ = load_splits(DataConfig(source="gsm8k", path=str(path), pool_size=4), pool_gold_required=False)
+    assert list(splits["pool"].answer) == ["2", "", "", "7"]  # the repeat of line 2 is one question
+
+    # a validation question (after the pool's) is graded, so it needs its gold even in label-free rounds
+    cfg = DataConfig(source="gsm8k", path=str(path), pool_size=2, validation_size=2)
+    with pytest.raises(UserError, match=r"line 3: no gold answer, which a validation question needs"):
+        load_splits(cfg, pool_gold_required=False)
+    _, splits, dropped = load_splits(cfg.model_copy(update={"on_invalid": "skip"}), pool_gold_required=False)
+    assert list(splits["validation"].answer) == ["7"] and [f.kind for f in dropped] == ["no_gold"]

@@ -5,7 +5,13 @@ import pytest
 
 from east_tasks.config import WeightingConfig
 from east_tasks.monitor import best_candidate, collapsed, pseudo_labels, question_monitor, summarise_monitor
-from east_tasks.selection import accepted_responses, label_and_score, mark_drops, select_examples
+from east_tasks.selection import (
+    accepted_responses,
+    label_and_score,
+    mark_drops,
+    monitor_selection,
+    select_examples,
+)
 
 GOLD = {"p": "1", "q": "2", "r": "3", "s": "4", "t": "5"}
 SAMPLES = {
@@ -74,8 +80,7 @@ def test_monitor_label_free_hand_checked() -> None:
 
 def test_monitor_gold_labels_hand_checked() -> None:
     _, labelled = _labelled("gold")
-    per_question = question_monitor(labelled.gens, accepted_responses(labelled), target_correct=2)
-    overall = summarise_monitor(per_question, PROBLEMS).iloc[0].to_dict()
+    overall = monitor_selection(labelled, PROBLEMS, target_correct=2).iloc[0].to_dict()
     # p 1/6, q min(1/2, 1) * 1/1, r min(1/2, 1) * 1/2 (two copies of one chain), s and t dropped
     assert overall["balance"] == pytest.approx((1 / 6 + 1 / 2 + 1 / 4) / 5)
     assert overall["precision"] == 1.0 and overall["recall"] == pytest.approx(6 / 9) and overall["accepted"] == 6
@@ -110,3 +115,20 @@ def test_collapse_rule(entropy: float, accuracy: float | None, before: float | N
 
 def test_best_candidate_is_the_first_highest() -> None:
     assert best_candidate(pd.DataFrame({"balance": [0.1, 0.3, 0.3, 0.2]})) == 1
+
+
+def test_monitor_measures_what_needs_gold_on_the_questions_that_have_it() -> None:
+    problems = PROBLEMS.assign(answer=PROBLEMS.answer.where(PROBLEMS.problem_id != "t", ""))  # t: unlabelled data
+    gens = GENS.assign(correct=GENS.correct & (GENS.problem_id != "t"))
+    cfg = WeightingConfig(labels="majority")
+    labelled = label_and_score(gens, problems, cfg, "gsm8k")
+    mark_drops(labelled.stats, cfg)
+    overall = monitor_selection(labelled, problems, target_correct=2).iloc[0]
+    assert overall.questions == 5 and overall.pass_at_n == 1.0  # over p, q, r, s
+    assert overall.recall == pytest.approx(3 / 8) and overall.balance == pytest.approx(1 / 6 / 4)
+    assert overall.label_accuracy == pytest.approx(2 / 3)
+    nothing = label_and_score(gens.assign(correct=False), problems.assign(answer=""), cfg, "gsm8k")
+    mark_drops(nothing.stats, cfg)
+    unlabelled = monitor_selection(nothing, problems.assign(answer=""), target_correct=2).iloc[0]
+    assert unlabelled[["pass_at_n", "precision", "recall", "balance", "label_accuracy"]].isna().all()
+    assert unlabelled.labelled == 3 and unlabelled.accepted == 6  # what needs no gold is still counted

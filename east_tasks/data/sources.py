@@ -76,18 +76,19 @@ def _gold(row: dict, columns: ColumnMap, style: str) -> tuple[str | None, str]:
         return answer.strip(), ""
     solution = _text(row.get(columns.solution)) if columns.solution else None
     if solution is None:
-        return None, (f"no gold answer (column {columns.answer!r} absent or empty"
-                      + (f", and column {columns.solution!r} empty)" if columns.solution else ")"))
+        empty = [f"column {c!r} absent or empty" for c in (columns.answer, columns.solution) if c]
+        return None, f"no gold answer ({', '.join(empty)})".replace(" absent or empty)", " empty)")
     answer = extract_answer(solution, style)
     if answer is None or (style == "gsm8k" and "####" not in solution):
         return None, f"column {columns.solution!r} has no {GOLD_FORMS[style]} final answer"
     return answer, ""
 
 
-def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None,
-           limit: int) -> tuple[pd.DataFrame, list[Finding]]:
+def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None, limit: int,
+           gold_required: bool = True) -> tuple[pd.DataFrame, list[Finding]]:
     """Up to `limit` usable rows, in file order, each with where it came from; and what was wrong with the rest.
-    A question given twice with one gold answer is kept once; with two different ones, not at all."""
+    A question given twice with one gold answer is kept once; with two different ones, not at all. Without
+    `gold_required`, a row without a gold answer is kept with answer "" (an unlabelled question)."""
     ds, where, locations, findings = _load(path, split, hub_config)
     cols = cfg.columns or ColumnMap()
     available = set(ds.column_names)
@@ -112,13 +113,16 @@ def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None,
             findings.append(Finding(at, "empty_question", f"empty question (column {cols.question!r})"))
             continue
         answer, why = _gold(row, cols, cfg.answer_style)
-        if answer is None:
+        if answer is None and gold_required:
             findings.append(Finding(at, "no_gold", why))
             continue
+        answer = answer or ""
         pid = hashlib.sha1(question.encode()).hexdigest()[:12]
         if pid in kept:
             first = kept[pid]
-            if same(first["answer"]) != same(answer):
+            if not first["answer"]:  # the same question again, now with its gold answer
+                first["answer"] = answer
+            elif answer and same(first["answer"]) != same(answer):
                 findings.append(Finding(at, "conflicting_gold", f"the question of {first['location']} again, with "
                                         f"gold answer {answer!r} there {first['answer']!r}"))
                 conflicting.add(pid)
@@ -135,19 +139,24 @@ class LoadedSplits(NamedTuple):
     dropped: list[Finding]  # rows left out under data.on_invalid = "skip"
 
 
-def load_splits(cfg: DataConfig) -> LoadedSplits:
-    """The splits, checked: with data.on_invalid = "error" (the default) any finding raises `DataProblems`."""
+def load_splits(cfg: DataConfig, pool_gold_required: bool = True) -> LoadedSplits:
+    """The splits, checked: with data.on_invalid = "error" (the default) any finding raises `DataProblems`.
+    Without `pool_gold_required` (label-free rounds), pool questions may lack a gold answer (answer ""); the
+    validation and test questions never may."""
     findings: list[Finding] = []
     if cfg.source == "arith":
         splits = _arith(cfg)
     else:
         test_path, test_config = (cfg.test_path, None) if cfg.test_path else (cfg.path, cfg.hub_config)
         pool, pool_findings = _frame(cfg.path, cfg.pool_split, cfg, cfg.hub_config,
-                                     cfg.pool_size + cfg.validation_size)
+                                     cfg.pool_size + cfg.validation_size, pool_gold_required)
         test, findings = _frame(test_path, cfg.test_split, cfg, test_config, cfg.test_size)
         leaked = contamination(pool, test)
-        findings = pool_findings + findings + leaked
-        pool = pool[~pool["location"].isin({f.where for f in leaked})]
+        unlabelled = [Finding(r.location, "no_gold", "no gold answer, which a validation question needs (only "
+                              "pool questions may go without one, under weighting.labels=majority)")
+                      for r in pool.iloc[cfg.pool_size:].itertuples() if not r.answer]
+        findings = pool_findings + findings + leaked + unlabelled
+        pool = pool[~pool["location"].isin({f.where for f in leaked + unlabelled})]
         splits = {"pool": pool.iloc[:cfg.pool_size], "validation": pool.iloc[cfg.pool_size:], "test": test}
         splits = {name: df[COLUMNS].reset_index(drop=True) for name, df in splits.items()}
     if findings and cfg.on_invalid == "error":
