@@ -291,9 +291,9 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
         overall = monitor.iloc[0]
         info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
                 "mean_entropy_kept": round(float(stats.entropy[stats.drop_reason.isna()].mean()), 3)
-                if reasons.get("kept") else None, "pass_at_n": round(overall.pass_at_n, 3),
-                "balance": round(overall.balance, 3),
-                **({"label_accuracy": round(overall.label_accuracy, 3)} if pd.notna(overall.label_accuracy) else {})}
+                if reasons.get("kept") else None,
+                **{m: v for m in ("pass_at_n", "balance", "label_accuracy") if (v := _rounded(overall[m], 3))
+                   is not None}}
         store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info, meter.cost())
     return StepResult("select+weight", weight_key, False, time.time() - t0, {**info, **unchecked()})
 
@@ -464,8 +464,8 @@ class EvalKeys(BaseModel):
     steps: tuple[str, ...] = ()  # every step key the evaluation ran or reused (generations included)
 
 
-def _rounded(v: float | None) -> float | None:
-    return None if v is None or pd.isna(v) else round(float(v), 4)
+def _rounded(v: float | None, digits: int = 4) -> float | None:
+    return None if v is None or pd.isna(v) else round(float(v), digits)
 
 
 def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, k: int) -> list[StepResult]:

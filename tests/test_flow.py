@@ -223,3 +223,32 @@ def test_label_free_auto_balanced_round_then_a_collapse_is_refused(tmp_path, pre
     with Store(cfg.store_path) as s:
         assert s.execute("SELECT max(round) FROM experiment_rounds WHERE experiment = 'lf-collapse'")[0][0] == 0
         assert s.execute("SELECT count(*) FROM checkpoints")[0][0] == 1  # lf's round only
+
+
+def test_a_label_free_round_on_a_local_pool_without_answers(tmp_path, prefect_server) -> None:
+    """Real users' label-free case: a JSONL pool with no answer column at all (a test split with answers): the
+    round trains on majority pseudo-labels, and what needs gold is reported as unknown, not as zero."""
+    from east_tasks.data.arith import arith_splits
+
+    splits = arith_splits(pool_size=48, validation_size=0, test_size=30, seed=3)
+    data = tmp_path / "unlabelled"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps({"question": p.question, "tier": p.tier}) + "\n"
+                                              for p in splits.pool))
+    (data / "test.jsonl").write_text("".join(json.dumps({"question": p.question, "answer": p.answer, "tier": p.tier})
+                                             + "\n" for p in splits.test))
+    out = CliRunner().invoke(app, [
+        "run", "--preset", "tiny-test", "--experiment", "unlabelled", "--rounds", "1", "--data-dir",
+        str(tmp_path / "store"), "--set", f"data.path={data}", "--set", "data.source=table", "--set",
+        "data.answer_style=gsm8k", "--set", "data.prompt=zeroshot", "--set", 'data.columns={"tier": "tier"}',
+        "--set", "data.pool_size=48", "--set", "data.validation_size=0", "--set", "data.test_size=30",
+        "--set", "eval.k=0", "--set", "weighting.labels=majority"])
+    assert out.exit_code == 0, out.output
+    with Store(tmp_path / "store" / "east.duckdb") as s:
+        (weight_key, n_kept), = s.execute("SELECT weight_key, n_kept FROM experiment_rounds WHERE round = 1")
+        labels = s.query("SELECT * FROM pseudo_labels WHERE weight_key = ?", [weight_key])
+        monitor = s.query("SELECT * FROM round_monitor WHERE weight_key = ? AND tier = 'all'", [weight_key]).iloc[0]
+        pool_answers = s.query("SELECT DISTINCT answer FROM problems WHERE split = 'pool'").answer.tolist()
+    assert pool_answers == [""] and len(labels) == 48 and labels.label_correct.isna().all()
+    assert 0 < monitor.labelled == labels.answer.notna().sum() and n_kept > 0
+    assert pd.isna(monitor.pass_at_n) and pd.isna(monitor.balance) and pd.isna(monitor.label_accuracy)

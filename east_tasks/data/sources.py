@@ -93,13 +93,13 @@ def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None, limit
     cols = cfg.columns or ColumnMap()
     available = set(ds.column_names)
     wanted = {"question": cols.question, "tier": cols.tier}
-    if cols.answer not in available:  # the answer column is optional when a solution column can stand in
+    if cols.answer not in available and gold_required:  # optional when a solution column can stand in
         wanted["solution"] = cols.solution
     for field, name in wanted.items():
         if name is not None and name not in available:
             raise UserError(f"{where}: no column {name!r} (data.columns.{field}); available columns: "
                             f"{', '.join(sorted(available))}")
-    if cols.answer not in available and cols.solution is None:
+    if cols.answer not in available and cols.solution is None and gold_required:
         raise UserError(f"{where}: no column {cols.answer!r} (data.columns.answer) and no data.columns.solution "
                         f"to derive the answer from; available columns: {', '.join(sorted(available))}")
     same = normalize_answer if cfg.answer_style == "gsm8k" else (lambda a: a)
