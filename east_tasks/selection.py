@@ -3,9 +3,10 @@
 Per question: cluster the n responses by answer, compute H, A (fraction correct) and R (share of the most
 common wrong answer), apply the authors' filters, build the training rows for the loss, then map the
 question's uncertainty (or, for the `local` baseline, the row's own) to a weight normalised over the rows.
+"Correct" is against the gold answer, or, in label-free rounds, against the majority answer (`label_and_score`).
 
 Rows per kept question, C its correct and W its incorrect responses (well-formed ones only, when there
-are any), both shuffled with the weighting seed:
+are any), both shuffled with the weighting seed (C ordered by the self-reward instead, when there is one):
   sft: one random correct response (or all of C with `responses_per_question="all"`).
   dpo: pairs (C[i % |C|], W[i % |W|]) for i < min(max_pairs, max(|C|, |W|)): every response is used once
        before any repeats; a question without an incorrect response gives no pair.
