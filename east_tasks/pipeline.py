@@ -199,14 +199,14 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
             chunk = todo.iloc[start : start + per_chunk]
             prompts = [prompter(q) for q in chunk.question]
             outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
-            df = pd.DataFrame([(gen_key, pid, i, prompt, c.text, extract_answer(c.text, style), gold, c.num_tokens)
-                               for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer,
-                                                                         outs, strict=True)
-                               for i, c in enumerate(completions)],
-                              columns=["gen_key", "problem_id", "sample_idx", "prompt", "text", "pred_answer",
-                                       "gold", "num_tokens"])
-            df["correct"] = answers_match_many(list(df.pred_answer), list(df.gold), style)
-            df = df.drop(columns="gold")
+            rows = [(gen_key, pid, i, prompt, c.text, extract_answer(c.text, style), gold, c.num_tokens)
+                    for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer, outs,
+                                                              strict=True)
+                    for i, c in enumerate(completions)]
+            df = pd.DataFrame([r[:6] + r[7:] for r in rows], columns=["gen_key", "problem_id", "sample_idx", "prompt",
+                                                                     "text", "pred_answer", "num_tokens"])
+            # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
+            df["correct"] = answers_match_many([r[5] for r in rows], [r[6] for r in rows], style)
             # The store is opened per chunk, so readers (`east report`) can get in between chunks.
             with open_store(cfg) as store, store.transaction():
                 store.insert_df("generations", df)

@@ -1,5 +1,6 @@
 """Chunked generation into the store: a crash loses at most one chunk, and resuming is exact."""
 
+import pandas as pd
 import pytest
 
 from east_tasks import pipeline
@@ -58,3 +59,22 @@ def test_crash_mid_generation_resumes_from_the_last_committed_chunk(tmp_path, mo
     release_generator()
     assert uninterrupted.key == resumed.key
     assert _texts(crashed, resumed.key) == _texts(clean, uninterrupted.key)  # same seeds, same samples
+
+
+def test_responses_without_any_answer_are_stored_as_no_answer_and_wrong(tmp_path) -> None:
+    """At a high temperature some responses hold no number at all (the study's T = 1.4 probes met them): they are
+    stored with no answer and graded wrong, the rest graded as usual."""
+    from east_tasks.answers import answers_match, extract_answer
+
+    cfg = _cfg(tmp_path)
+    key = pipeline.prepare_data(cfg).key
+    hot = SampleSpec(n=2, temperature=5.0, top_p=1.0, max_tokens=3)
+    result = pipeline.generate(cfg, pipeline.model_ref(BACKBONE_DIR), key, "pool", hot, seed=0, step="gen")
+    release_generator()
+    with Store(cfg.store_path) as s:
+        rows = s.query("SELECT g.text, g.pred_answer, g.correct, p.answer FROM generations g JOIN problems p "
+                       "USING (problem_id) WHERE g.gen_key = ? AND p.split = 'pool'", [result.key])
+    assert len(rows) == 24 and rows.pred_answer.isna().any() and rows.pred_answer.notna().any()
+    for r in rows.itertuples():
+        pred = extract_answer(r.text, "gsm8k")
+        assert (pred is None) == pd.isna(r.pred_answer) and r.correct == answers_match(pred, r.answer, "gsm8k")
