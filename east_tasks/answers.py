@@ -196,11 +196,10 @@ def _clusters_and_gold(preds: list[str], gold: str) -> tuple[dict[str, str], dic
 def answers_match(pred: str | None, gold: str, style: str, timeout_s: float = MATH_TIMEOUT_S) -> bool:
     """Whether an extracted answer equals the gold answer (math: bounded by `timeout_s`; an answer that
     cannot be checked in time counts as not matching, in `timeouts`)."""
-    check_style(style)
-    if pred is None or not gold.strip():  # nothing to match, or no gold (an unlabelled pool question)
+    if check_style(style) == "gsm8k":
+        return pred is not None and normalize_answer(pred) == normalize_answer(gold)
+    if pred is None:
         return False
-    if style == "gsm8k":
-        return normalize_answer(pred) == normalize_answer(gold)
     if pred.strip() == gold.strip():
         return True
     return _in_worker(_equal, (gold, pred), timeout_s, False)
@@ -212,10 +211,9 @@ def answers_match_many(preds: list[str | None], golds: list[str], style: str,
     if check_style(style) == "gsm8k":
         return [answers_match(p, g, style) for p, g in zip(preds, golds, strict=True)]
     pool = _pool()
-    futures = [None if p is None or not g.strip() or p.strip() == g.strip()
-               else pool.schedule(_equal, (g, p), timeout=timeout_s) for p, g in zip(preds, golds, strict=True)]
-    return [p is not None and bool(g.strip()) if f is None else bool(_result(f, False))
-            for p, g, f in zip(preds, golds, futures, strict=True)]
+    futures = [None if p is None or p.strip() == g.strip() else pool.schedule(_equal, (g, p), timeout=timeout_s)
+               for p, g in zip(preds, golds, strict=True)]
+    return [p is not None if f is None else bool(_result(f, False)) for p, f in zip(preds, futures, strict=True)]
 
 
 # --- clustering ------------------------------------------------------------------------------------------------

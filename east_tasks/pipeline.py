@@ -164,6 +164,14 @@ def _prompt_seed(seed: int, problem_id: str) -> int:
     return int(fingerprint([seed, problem_id]), 16) % (2**31 - 1)
 
 
+def _grade(preds: list[str | None], golds: list[str], style: str) -> list[bool]:
+    """Each answer against its gold; against no gold (an unlabelled pool question) it is wrong, unchecked."""
+    has_gold = [bool(g.strip()) for g in golds]
+    matched = iter(answers_match_many([p for p, h in zip(preds, has_gold, strict=True) if h],
+                                      [g for g, h in zip(golds, has_gold, strict=True) if h], style))
+    return [h and next(matched) for h in has_gold]
+
+
 def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, spec: SampleSpec,
              seed: int, step: str, limit: int | None = None) -> StepResult:
     """Samples `spec.n` responses per question of `split` (its first `limit` questions, a probe), committing
@@ -206,7 +214,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
             df = pd.DataFrame([r[:6] + r[7:] for r in rows], columns=["gen_key", "problem_id", "sample_idx", "prompt",
                                                                      "text", "pred_answer", "num_tokens"])
             # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
-            df["correct"] = answers_match_many([r[5] for r in rows], [r[6] for r in rows], style)
+            df["correct"] = _grade([r[5] for r in rows], [r[6] for r in rows], style)
             # The store is opened per chunk, so readers (`east report`) can get in between chunks.
             with open_store(cfg) as store, store.transaction():
                 store.insert_df("generations", df)
