@@ -13,6 +13,7 @@ from east_tasks.report import (
     monitor_rounds,
     plot_monitor,
     plot_rounds,
+    probes_markdown,
     round_markdown,
     round_results,
     selection_summary,
@@ -30,12 +31,15 @@ def entropy_plot_path(cfg: ExperimentConfig, round_: int) -> Path:
 
 
 def publish_round(cfg: ExperimentConfig, round_: int, weight_key: str) -> str:
-    """A Markdown table for one finished round (accuracy, kept questions, entropy) linking the PNG plots."""
+    """A Markdown table for one finished round (accuracy, kept questions, entropy), its exploration / exploitation
+    monitor and auto-balance's probes, with the PNG plots."""
     with open_store(cfg) as store:
         df = round_results(store, cfg.experiment)
         stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [weight_key])
         examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [weight_key])
         monitor = monitor_rounds(store, [cfg.experiment])
+        probes = store.query("SELECT * FROM balance_probes WHERE experiment = ? AND round = ? ORDER BY n, "
+                             "temperature", [cfg.experiment, round_])
     plots_dir = cfg.data_dir / "plots"
     rounds_png = plot_rounds(df, cfg.experiment, plots_dir / f"{cfg.experiment}-rounds.png")
     monitor_png = plot_monitor(monitor, f"{cfg.experiment}: exploration and exploitation",
@@ -43,7 +47,10 @@ def publish_round(cfg: ExperimentConfig, round_: int, weight_key: str) -> str:
     plots = {"entropy histogram": entropy_plot_path(cfg, round_), "accuracy per round": rounds_png,
              "exploration and exploitation per round": monitor_png}
     markdown = round_markdown(df, cfg.experiment, round_, selection_summary(stats, examples), plots)
-    markdown += "\n\n" + monitor_markdown(monitor[monitor["round"] == round_], f"{cfg.experiment} round {round_}")
+    name = f"{cfg.experiment} round {round_}"
+    markdown += "\n\n" + monitor_markdown(monitor[monitor["round"] == round_], name)
+    if len(probes):  # auto-balance: the candidates the round's sampling was chosen from
+        markdown += "\n\n" + probes_markdown(probes, name)
     create_markdown_artifact(key=artifact_key(f"{cfg.experiment}-round-{round_}"), markdown=markdown,
                              description=f"Round {round_} of {cfg.experiment}: accuracy, kept questions, entropy")
     return markdown

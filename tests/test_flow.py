@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from markdown_images import prefect_artifacts
 from typer.testing import CliRunner
 
 from east_tasks.config import load_config
@@ -186,6 +187,8 @@ def test_label_free_auto_balanced_round_then_a_collapse_is_refused(tmp_path, pre
     probed = gens[pool_key][gens[pool_key].problem_id.isin(gens[chosen.gen_key].problem_id)].reset_index(drop=True)
     pd.testing.assert_frame_equal(probed, gens[chosen.gen_key])  # per-question seeds: the same samples
     assert set(probes.gen_key) <= set(json.loads(step_keys))  # the probes' cost is the round's
+    shown = prefect_artifacts()["lf-round-1"]  # the round's artifact in the UI: its monitor and the probes' choice
+    assert "exploration and exploitation (B-STaR's monitor)" in shown and f"**{chosen.balance:.3f}** (chosen)" in shown
 
     # pseudo-labels: the majority answer where it holds half the samples; their accuracy against gold
     pool = gens[pool_key]

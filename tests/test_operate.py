@@ -278,7 +278,7 @@ def test_next_round_then_the_run_page_in_chromium(live: Live) -> None:
     assert "kept questions" in artifact_page and "greedy accuracy" in artifact_page, artifact_page[:2000]
     # the embedded plots decode and show in the browser: (alt, natural width, height) of each <img>
     assert {alt for alt, width, height in images if width > 300 and height > 200} == {
-        "entropy histogram", "accuracy per round"}, images
+        "entropy histogram", "accuracy per round", "exploration and exploitation per round"}, images
 
 
 @pytest.mark.skipif(os.environ.get("EAST_SKIP_BROWSER") == "1", reason="EAST_SKIP_BROWSER=1")

@@ -1,12 +1,11 @@
 """Sweep grid logic, and a real sweep flow: shared cached generations, cached reference log-probs, report."""
 
-import asyncio
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from markdown_images import embedded_pngs
+from markdown_images import embedded_pngs, prefect_artifacts
 from typer.testing import CliRunner
 
 from east_tasks.config import SweepGrid
@@ -153,17 +152,6 @@ def test_rounds_table_means_tiers_over_seeds() -> None:
                      "| SFT entropy power a=1 | 1 | 0.550 ± 0.000 | 0.800 | 0.550 | 0.450 | 2 |"]
 
 
-def _artifacts() -> dict[str, str]:
-    """Key -> data of every artifact on the test server (the latest of each key)."""
-    from prefect.client.orchestration import get_client
-
-    async def read() -> dict[str, str]:
-        async with get_client() as client:
-            return {a.key: a.data for a in sorted(await client.read_artifacts(), key=lambda a: a.created)}
-
-    return asyncio.run(read())
-
-
 def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
     grid = SweepGrid(a_values=[0, 1], losses=["sft", "dpo"], strategies=["local"], seeds=[0])
     overrides = {"data": {"pool_size": 64, "test_size": 40}, "backend": {"backend": "hf"}}
@@ -202,7 +190,7 @@ def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
     page = (tmp_path / "plots" / "it.md").read_text()
     assert page.split("\n\n")[:2] == markdown.split("\n\n")[:2]  # same title and table
     assert "![it-accuracy-vs-a](it-accuracy-vs-a.png)" in page  # the page sits beside its plots
-    embedded = embedded_pngs(_artifacts()["sweep-it-summary"])  # the UI's copy carries them inside
+    embedded = embedded_pngs(prefect_artifacts()["sweep-it-summary"])  # the UI's copy carries them inside
     assert {f"it-{plot}" for plot in PLOTS} <= set(embedded)
     assert all(png == (tmp_path / "plots" / f"{name}.png").read_bytes() for name, png in embedded.items())
 
