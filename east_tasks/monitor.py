@@ -25,6 +25,11 @@ MONITOR_COLUMNS = ["tier", "questions", "pass_at_n", "distinct_correct", "kept_q
                    "recall", "balance", "labelled", "label_accuracy"]
 
 
+def has_gold(problems: pd.DataFrame) -> pd.Series:
+    """Per problem_id: whether the question has a gold answer (an unlabelled pool question's answer is "")."""
+    return problems.set_index("problem_id").answer.fillna("").astype(str).str.strip() != ""
+
+
 def pseudo_labels(clusters: pd.DataFrame, problems: pd.DataFrame, min_agreement: float) -> pd.DataFrame:
     """Per question of `clusters` (problem_id, answer, size, correct against gold): the majority answer when it
     holds at least `min_agreement` of the samples and no other answer is as common (a tie labels nothing), else
@@ -38,12 +43,12 @@ def pseudo_labels(clusters: pd.DataFrame, problems: pd.DataFrame, min_agreement:
     second = ranked[ranked["rank"] == 1].set_index("problem_id")["size"].reindex(total.index).fillna(0)
     agreement = (first["size"] / total).fillna(0.0)
     labelled = (agreement >= min_agreement) & (first["size"] > second)
-    has_gold = problems.set_index("problem_id").answer.reindex(total.index).fillna("").astype(str).str.strip() != ""
+    gold_known = has_gold(problems).reindex(total.index, fill_value=False)
     return pd.DataFrame({
         "problem_id": total.index,
         "answer": [a if ok else None for a, ok in zip(first.answer, labelled, strict=True)],
         "agreement": agreement.to_numpy(),
-        "label_correct": first.correct.where(labelled & has_gold).astype("boolean").to_numpy(),
+        "label_correct": first.correct.where(labelled & gold_known).astype("boolean").to_numpy(),
     })
 
 
@@ -69,9 +74,8 @@ def summarise_monitor(per_question: pd.DataFrame, problems: pd.DataFrame,
     accepted responses, precision and recall of the accepted ones, the mean balance score and, with pseudo-labels,
     how many questions got one and how often it is the gold answer. What needs gold is measured on the questions
     that have it (an unlabelled pool has none: those are None)."""
-    q = per_question.merge(problems[["problem_id", "tier", "answer"]].rename(columns={"answer": "gold"}),
-                           on="problem_id", how="left")
-    q["has_gold"] = q.gold.fillna("").astype(str).str.strip() != ""
+    q = per_question.merge(problems[["problem_id", "tier"]], on="problem_id", how="left")
+    q["has_gold"] = q.problem_id.map(has_gold(problems)).fillna(False).astype(bool)
     if labels is not None:
         q = q.merge(labels[["problem_id", "answer", "label_correct"]], on="problem_id", how="left")
     groups = [("all", q), *((str(int(t)), g) for t, g in q.dropna(subset=["tier"]).groupby("tier"))]

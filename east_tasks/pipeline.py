@@ -207,14 +207,15 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
             chunk = todo.iloc[start : start + per_chunk]
             prompts = [prompter(q) for q in chunk.question]
             outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
-            rows = [(gen_key, pid, i, prompt, c.text, extract_answer(c.text, style), gold, c.num_tokens)
-                    for pid, prompt, gold, completions in zip(chunk.problem_id, prompts, chunk.answer, outs,
-                                                              strict=True)
-                    for i, c in enumerate(completions)]
-            df = pd.DataFrame([r[:6] + r[7:] for r in rows], columns=["gen_key", "problem_id", "sample_idx", "prompt",
-                                                                     "text", "pred_answer", "num_tokens"])
+            samples = [(pid, i, prompt, c, gold) for pid, prompt, gold, completions in zip(
+                chunk.problem_id, prompts, chunk.answer, outs, strict=True) for i, c in enumerate(completions)]
+            preds = [extract_answer(c.text, style) for _, _, _, c, _ in samples]
+            df = pd.DataFrame([(gen_key, pid, i, prompt, c.text, pred, c.num_tokens)
+                               for (pid, i, prompt, c, _), pred in zip(samples, preds, strict=True)],
+                              columns=["gen_key", "problem_id", "sample_idx", "prompt", "text", "pred_answer",
+                                       "num_tokens"])
             # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
-            df["correct"] = _grade([r[5] for r in rows], [r[6] for r in rows], style)
+            df["correct"] = _grade(preds, [gold for *_, gold in samples], style)
             # The store is opened per chunk, so readers (`east report`) can get in between chunks.
             with open_store(cfg) as store, store.transaction():
                 store.insert_df("generations", df)

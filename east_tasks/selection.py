@@ -44,12 +44,10 @@ def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame, style: str) ->
 # sums its terms in the order `cluster_answers` sorts clusters (largest first, then by answer) with log2 as
 # ln(x) / ln(2), as Python's math.log(x, 2) does, so both give the same floats (tests/test_selection.py).
 _CLUSTERS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE c AS
-    SELECT problem_id, coalesce(canon, '{NO_ANSWER}') AS answer, count(*)::BIGINT AS size,
-           coalesce(bool_or(graded = gold_canon), false) AS correct
-    FROM gens JOIN canon USING (answer_key) JOIN gold USING (problem_id)
-    GROUP BY ALL;
-SELECT problem_id, answer, size, correct FROM c ORDER BY problem_id, size DESC, answer;
+SELECT problem_id, coalesce(canon, '{NO_ANSWER}') AS answer, count(*)::BIGINT AS size,
+       coalesce(bool_or(graded = gold_canon), false) AS correct
+FROM gens JOIN canon USING (answer_key) JOIN gold USING (problem_id)
+GROUP BY ALL ORDER BY problem_id, size DESC, answer
 """
 _QUESTION_STATS_SQL = f"""
 WITH q AS (SELECT problem_id, sum(size)::BIGINT AS n FROM c GROUP BY ALL)
@@ -83,14 +81,14 @@ def _cluster_and_score_exact(gens: pd.DataFrame, problems: pd.DataFrame) -> tupl
         con.execute(f"CREATE TEMP VIEW gens AS SELECT problem_id, coalesce(pred_answer, '{NO_ANSWER}') AS "
                     "answer_key FROM rows")
         clusters = con.execute(_CLUSTERS_SQL).df()
-        stats = con.execute(_QUESTION_STATS_SQL).df()
     finally:
         con.close()
-    return clusters, stats
+    return clusters, stats_from_clusters(clusters)
 
 
 def stats_from_clusters(clusters: pd.DataFrame) -> pd.DataFrame:
-    """Per-question stats of given clusters (problem_id, answer, size, correct), as `cluster_and_score` makes them."""
+    """Per-question stats of clusters (problem_id, answer, size, correct) in SQL (`_QUESTION_STATS_SQL`): those
+    of the gsm8k path, and of label-free rounds' relabelled clusters."""
     con = duckdb.connect()
     try:
         con.register("c", clusters[["problem_id", "answer", "size", "correct"]])

@@ -76,8 +76,9 @@ def _gold(row: dict, columns: ColumnMap, style: str) -> tuple[str | None, str]:
         return answer.strip(), ""
     solution = _text(row.get(columns.solution)) if columns.solution else None
     if solution is None:
-        empty = [f"column {c!r} absent or empty" for c in (columns.answer, columns.solution) if c]
-        return None, f"no gold answer ({', '.join(empty)})".replace(" absent or empty)", " empty)")
+        empty = ([f"column {columns.answer!r} absent or empty"] if columns.answer else []) + \
+            ([f"column {columns.solution!r} empty"] if columns.solution else [])
+        return None, f"no gold answer ({', and '.join(empty)})"
     answer = extract_answer(solution, style)
     if answer is None or (style == "gsm8k" and "####" not in solution):
         return None, f"column {columns.solution!r} has no {GOLD_FORMS[style]} final answer"
