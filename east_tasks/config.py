@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from east_tasks.models import BACKBONE_DIR
-from east_tasks.store import DEFAULT_LOCK_TIMEOUT_S
+from east_tasks.store import DEFAULT_LOCK_TIMEOUT_S, mask_url
 
 DEFAULT_DATA_DIR = Path("data")
 
@@ -231,8 +233,30 @@ class BalanceConfig(_Strict):
 
 
 class StoreConfig(_Strict):
+    """Where results live: one DuckDB file in data_dir (the default: one writer process at a time), or a DuckLake
+    that many workers on many machines write at once (east_tasks.store.LakeStore)."""
+
+    url: str | None = Field(
+        default_factory=lambda: os.environ.get("EAST_STORE_URL") or None,
+        pattern=r"^ducklake:(postgres|sqlite):\S",
+        description="None: <data_dir>/east.duckdb. A DuckLake: 'ducklake:postgres:dbname=east host=... user=...' "
+                    "(many machines) or 'ducklake:sqlite:/shared/east.sqlite' (many processes on one machine); "
+                    "default from $EAST_STORE_URL. The password never goes here: PGPASSWORD or a ~/.pgpass file")
+    data_path: str | None = Field(None, description="where the lake's Parquet files go: a directory every worker "
+                                  "sees, or object storage (s3://...); default <data_dir>/lake")
     lock_timeout_s: float = Field(DEFAULT_LOCK_TIMEOUT_S, ge=0, description="how long a step waits for another "
-                                  "process's write lock on the DuckDB file (with backoff, logging the holder)")
+                                  "process's write lock on the DuckDB file (with backoff, logging the holder), or "
+                                  "retries a write that conflicted with another worker's on a lake")
+    lease_s: float = Field(60.0, gt=0, description="lake only: a worker computing a step renews its claim every "
+                           "lease_s / 3; a claim not renewed for lease_s (its worker died) is taken over")
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        if url and re.search(r"password\s*=|://[^/@\s]+:[^@\s]*@", url, re.I):
+            raise ValueError("a store URL would print its password in logs and the recorded config: leave it out "
+                             "and set PGPASSWORD (or a ~/.pgpass file, PGPASSFILE) in the workers' environment")
+        return url
 
 
 class TrackingConfig(_Strict):
@@ -264,6 +288,11 @@ class ExperimentConfig(_Strict):
     @property
     def store_path(self) -> Path:
         return self.data_dir / "east.duckdb"
+
+    @property
+    def store_location(self) -> str:
+        """The store, fit to show: the file, or the lake's URL without secrets."""
+        return mask_url(self.store.url) if self.store.url else str(self.store_path)
 
     @property
     def checkpoint_dir(self) -> Path:

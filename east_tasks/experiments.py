@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from east_tasks.config import ExperimentConfig
+from east_tasks.config import ExperimentConfig, StoreConfig
 from east_tasks.pipeline import ModelRef
-from east_tasks.store import Store
+from east_tasks.store import connect
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,11 @@ class ExperimentState:
 
 def round_checkpoint(data_dir: Path | str, experiment: str, round_: int | None = None) -> ExperimentState:
     """The experiment's state after `round_` (default: its latest round); a clear error if it is unknown."""
+    where = StoreConfig()
     store_path = Path(data_dir) / "east.duckdb"
-    if not store_path.exists():
+    if where.url is None and not store_path.exists():
         raise ValueError(f"no store at {store_path}: run the experiment first (east run / the self-train deployment)")
-    with Store(store_path) as store:
+    with connect(where, Path(data_dir)) as store:
         rows = store.execute(
             "SELECT round, model_path, model_hash, config FROM experiment_rounds WHERE experiment = ?"
             + (" AND round = ?" if round_ is not None else "") + " ORDER BY round DESC LIMIT 1",
@@ -34,7 +35,7 @@ def round_checkpoint(data_dir: Path | str, experiment: str, round_: int | None =
         known = store.experiments()
     if not rows:
         what = f"experiment {experiment!r}" + (f" round {round_}" if round_ is not None else "")
-        raise ValueError(f"no {what} in {store_path}; known experiments: {', '.join(known) or 'none'}")
+        raise ValueError(f"no {what} in {store.location}; known experiments: {', '.join(known) or 'none'}")
     last, path, model_hash, config = rows[0]
     if last > 0 and not Path(path).is_dir():  # round 0 is the base model, maybe a hub name
         raise ValueError(f"experiment {experiment!r} round {last}: checkpoint {path} is missing")

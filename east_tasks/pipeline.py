@@ -48,7 +48,7 @@ from east_tasks.selection import (
     monitor_selection,
     select_examples,
 )
-from east_tasks.store import open_store
+from east_tasks.store import Store, claim_step, open_store
 from east_tasks.training import score_responses, train_weighted
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
         diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise UserError(f"experiment {cfg.experiment!r} already exists in {cfg.store_path} with another "
+        raise UserError(f"experiment {cfg.experiment!r} already exists in {cfg.store_location} with another "
                         f"configuration ({diffs}); choose a new experiment name")
 
 
@@ -126,11 +126,12 @@ def prepare_data(cfg: ExperimentConfig) -> StepResult:
     t0 = time.time()
     key, splits, dropped = load_splits(cfg.data, pool_gold_required=cfg.weighting.labels == "gold")
     info = {"dropped": dict(Counter(f.kind for f in dropped))} if dropped else {}
-    with open_store(cfg) as store:
+    with claim_step(cfg, f"data:{key}"), open_store(cfg) as store:
         present = store.count("problems", "dataset_key", key)
         if present == sum(len(df) for df in splits.values()):
             return StepResult("data", key, True, time.time() - t0, {"problems": present, **info})
-        with store.transaction():
+
+        def replace_rows(store: Store) -> None:
             store.execute("DELETE FROM problems WHERE dataset_key = ?", [key])
             for split, df in splits.items():
                 store.insert_df("problems", df.assign(dataset_key=key, split=split, idx=range(len(df))))
@@ -139,6 +140,8 @@ def prepare_data(cfg: ExperimentConfig) -> StepResult:
                 store.insert_df("data_findings", pd.DataFrame(
                     [(key, f.where, f.kind, f.detail) for f in dropped],
                     columns=["dataset_key", "location", "kind", "detail"]))
+
+        store.atomically(replace_rows)
     return StepResult("data", key, False, time.time() - t0, {**{s: len(df) for s, df in splits.items()}, **info})
 
 
@@ -173,9 +176,11 @@ def _grade(preds: list[str | None], golds: list[str], style: str) -> list[bool]:
 
 
 def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, spec: SampleSpec,
-             seed: int, step: str, limit: int | None = None) -> StepResult:
+             seed: int, step: str, limit: int | None = None, shard: tuple[int, int] | None = None) -> StepResult:
     """Samples `spec.n` responses per question of `split` (its first `limit` questions, a probe), committing
-    chunk by chunk; resumes a crash."""
+    chunk by chunk; resumes a crash. `shard=(i, n)` samples every n-th chunk from the i-th, so n workers can share
+    one generation and draw exactly the batches one worker would; the call without `shard` afterwards finds every
+    question done and marks the step done."""
     t0 = time.time()
     prompter = prompter_for(cfg, model.path)
     spec = replace(spec, stop=prompter.stop)
@@ -183,72 +188,77 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
     gen_key = fingerprint({"model": model.hash, "data": dataset_key, "split": split, "spec": spec.__dict__,
                            "seed": seed, "backend": cfg.backend.backend, "prompt": prompter.template,
                            "style": style, **({"limit": limit} if limit is not None else {})})
-    with open_store(cfg) as store:
-        if store.step_done(gen_key):
-            return StepResult(step, gen_key, True, time.time() - t0,
-                              {"rows": store.count("generations", "gen_key", gen_key)})
-        problems = store.problems(dataset_key, split)
-        problems = problems if limit is None else problems.head(limit)
-        done = set(store.query("SELECT DISTINCT problem_id FROM generations WHERE gen_key = ?",
-                               [gen_key]).problem_id)
-        # Stays "running" if the process dies: the next run resumes after the last committed chunk.
-        store.mark_step(gen_key, step, cfg.experiment, "running", detail={"resumed_questions": len(done)})
-    meter = Meter()
-    todo = problems[~problems.problem_id.isin(done)]
-    unchecked = _unchecked_answers()
-    engine = {}
-    if len(todo):
-        generator = get_generator(model.path, cfg.backend)
-        engine = {"engine": generation.last_engine_event}
+    with claim_step(cfg, gen_key if shard is None else f"{gen_key}/shard-{shard[0]}-of-{shard[1]}"):
         # A chunk holds as many sequences as a pool chunk: greedy evaluation in 256-question chunks left vLLM's
         # steps a quarter full (1,500 test answers 13.3 s against 9 s; the output does not depend on chunking).
         per_chunk = max(1, cfg.sampling.chunk_size * cfg.sampling.n // spec.n)
-        for start in tqdm(range(0, len(todo), per_chunk), desc=step, unit="chunk"):
-            chunk = todo.iloc[start : start + per_chunk]
-            prompts = [prompter(q) for q in chunk.question]
-            outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
-            samples = [(pid, i, prompt, c, gold) for pid, prompt, gold, completions in zip(
-                chunk.problem_id, prompts, chunk.answer, outs, strict=True) for i, c in enumerate(completions)]
-            preds = [extract_answer(c.text, style) for _, _, _, c, _ in samples]
-            df = pd.DataFrame([(gen_key, pid, i, prompt, c.text, pred, c.num_tokens)
-                               for (pid, i, prompt, c, _), pred in zip(samples, preds, strict=True)],
-                              columns=["gen_key", "problem_id", "sample_idx", "prompt", "text", "pred_answer",
-                                       "num_tokens"])
-            # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
-            df["correct"] = _grade(preds, [gold for *_, gold in samples], style)
-            # The store is opened per chunk, so readers (`east report`) can get in between chunks.
-            with open_store(cfg) as store, store.transaction():
-                store.insert_df("generations", df)
-            pause_if_asked(step)  # test hook (east_tasks/faults.py): a kill between committed chunks
-    with open_store(cfg) as store:
-        n_rows, tokens = store.execute("SELECT count(*), coalesce(sum(num_tokens), 0) FROM generations "
-                                       "WHERE gen_key = ?", [gen_key])[0]
-        store.mark_step(gen_key, step, cfg.experiment, "done", time.time() - t0, {"rows": n_rows},
-                        meter.cost(tokens_generated=int(tokens)))
-    return StepResult(step, gen_key, False, time.time() - t0,
-                      {"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo), **engine,
-                       **unchecked()})
+        with open_store(cfg) as store:
+            if store.step_done(gen_key):
+                return StepResult(step, gen_key, True, time.time() - t0,
+                                  {"rows": store.count("generations", "gen_key", gen_key)})
+            problems = store.problems(dataset_key, split)
+            problems = problems if limit is None else problems.head(limit)
+            if shard is not None:  # whole chunks, so every batch is the one a single worker would draw
+                problems = problems[np.arange(len(problems)) // per_chunk % shard[1] == shard[0]]
+            done = set(store.query("SELECT DISTINCT problem_id FROM generations WHERE gen_key = ?",
+                                   [gen_key]).problem_id)
+            # Stays "running" if the process dies: the next run resumes after the last committed chunk.
+            store.mark_step(gen_key, step, cfg.experiment, "running", detail={"resumed_questions": len(done)})
+        meter = Meter()
+        todo = problems[~problems.problem_id.isin(done)]
+        unchecked = _unchecked_answers()
+        engine = {}
+        if len(todo):
+            generator = get_generator(model.path, cfg.backend)
+            engine = {"engine": generation.last_engine_event}
+            for start in tqdm(range(0, len(todo), per_chunk), desc=step, unit="chunk"):
+                chunk = todo.iloc[start : start + per_chunk]
+                prompts = [prompter(q) for q in chunk.question]
+                outs = generator.generate(prompts, [_prompt_seed(seed, p) for p in chunk.problem_id], spec)
+                samples = [(pid, i, prompt, c, gold) for pid, prompt, gold, completions in zip(
+                    chunk.problem_id, prompts, chunk.answer, outs, strict=True) for i, c in enumerate(completions)]
+                preds = [extract_answer(c.text, style) for _, _, _, c, _ in samples]
+                df = pd.DataFrame([(gen_key, pid, i, prompt, c.text, pred, c.num_tokens)
+                                   for (pid, i, prompt, c, _), pred in zip(samples, preds, strict=True)],
+                                  columns=["gen_key", "problem_id", "sample_idx", "prompt", "text", "pred_answer",
+                                           "num_tokens"])
+                # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
+                df["correct"] = _grade(preds, [gold for *_, gold in samples], style)
+                # The store is opened per chunk, so readers (`east report`) can get in between chunks.
+                with open_store(cfg) as store, store.transaction():
+                    store.insert_df("generations", df)
+                pause_if_asked(step)  # test hook (east_tasks/faults.py): a kill between committed chunks
+        with open_store(cfg) as store:
+            n_rows, tokens = store.execute("SELECT count(*), coalesce(sum(num_tokens), 0) FROM generations "
+                                           "WHERE gen_key = ?", [gen_key])[0]
+            if shard is None:
+                store.mark_step(gen_key, step, cfg.experiment, "done", time.time() - t0, {"rows": n_rows},
+                                meter.cost(tokens_generated=int(tokens)))
+        return StepResult(step, gen_key, False, time.time() - t0,
+                          {"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo), **engine,
+                           **unchecked()})
 
 
 def response_logprobs(cfg: ExperimentConfig, model: ModelRef, gen_key: str, responses: pd.DataFrame) -> np.ndarray:
     """[rows, 2] summed log-prob and token count of each (problem_id, sample_idx, prompt, text) response
     under `model`, computed once per model and generation set and cached in `response_logprobs`."""
     cols = ["problem_id", "sample_idx"]
-    with open_store(cfg) as store:
-        have = store.query("SELECT problem_id, sample_idx, logp_sum, n_tokens FROM response_logprobs "
-                           "WHERE model_hash = ? AND gen_key = ?", [model.hash, gen_key])
-    todo = responses.drop_duplicates(cols).merge(have, on=cols, how="left")
-    todo = todo[todo.logp_sum.isna()]
-    if len(todo):
-        park_generator()  # free what scoring needs (an accelerator engine's memory)
-        scores = score_responses(model.path, list(todo.prompt), list(todo.text), cfg.backend.max_model_len,
-                                 bf16=cfg.train.bf16, trust_remote_code=cfg.backend.trust_remote_code)
-        new = todo[cols].assign(model_hash=model.hash, gen_key=gen_key, logp_sum=scores[:, 0],
-                                n_tokens=scores[:, 1].astype(int))
-        with open_store(cfg) as store, store.transaction():
-            store.insert_df("response_logprobs", new)
-        have = pd.concat([have, new[have.columns]], ignore_index=True)
-    return responses[cols].merge(have, on=cols, how="left")[["logp_sum", "n_tokens"]].to_numpy(np.float64)
+    with claim_step(cfg, f"logprobs:{model.hash}:{gen_key}"):
+        with open_store(cfg) as store:
+            have = store.query("SELECT problem_id, sample_idx, logp_sum, n_tokens FROM response_logprobs "
+                               "WHERE model_hash = ? AND gen_key = ?", [model.hash, gen_key])
+        todo = responses.drop_duplicates(cols).merge(have, on=cols, how="left")
+        todo = todo[todo.logp_sum.isna()]
+        if len(todo):
+            park_generator()  # free what scoring needs (an accelerator engine's memory)
+            scores = score_responses(model.path, list(todo.prompt), list(todo.text), cfg.backend.max_model_len,
+                                     bf16=cfg.train.bf16, trust_remote_code=cfg.backend.trust_remote_code)
+            new = todo[cols].assign(model_hash=model.hash, gen_key=gen_key, logp_sum=scores[:, 0],
+                                    n_tokens=scores[:, 1].astype(int))
+            with open_store(cfg) as store, store.transaction():
+                store.insert_df("response_logprobs", new)
+            have = pd.concat([have, new[have.columns]], ignore_index=True)
+        return responses[cols].merge(have, on=cols, how="left")[["logp_sum", "n_tokens"]].to_numpy(np.float64)
 
 
 def _labelled_pool(cfg: ExperimentConfig, gen_key: str, dataset_key: str) -> tuple[Labelled, pd.DataFrame]:
@@ -269,42 +279,44 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
     t0 = time.time()
     weight_key = fingerprint({"gen": gen_key, "weighting": cfg.weighting.model_dump(), "loss": cfg.train.loss,
                               "monitor_target": cfg.balance.target_correct})
-    with open_store(cfg) as store:
-        if store.step_done(weight_key):
-            n = store.count("training_examples", "weight_key", weight_key)
-            return StepResult("select+weight", weight_key, True, time.time() - t0, {"examples": n})
-    unchecked, meter = _unchecked_answers(), Meter()
-    labelled, problems = _labelled_pool(cfg, gen_key, dataset_key)
-    monitor = monitor_selection(labelled, problems, cfg.balance.target_correct)
-    preference = None
-    if cfg.weighting.labels == "majority" and cfg.weighting.self_reward == "logprob":
-        accepted = labelled.gens[accepted_responses(labelled)]
-        scores = response_logprobs(cfg, parent, gen_key, accepted)
-        preference = pd.Series(scores[:, 0] / np.maximum(scores[:, 1], 1),
-                               index=pd.MultiIndex.from_frame(accepted[["problem_id", "sample_idx"]]))
-    stats = labelled.stats
-    examples = select_examples(labelled.gens, stats, cfg.weighting, cfg.train.loss, preference)
-    logps = (response_logprobs(cfg, parent, gen_key, examples.rename(columns={"response": "text"}))
-             if cfg.weighting.strategy == "local" else None)
-    examples = assign_weights(examples, stats, cfg.weighting, logps)
-    with open_store(cfg) as store:
-        with store.transaction():
-            if not store.count("clusters", "gen_key", gen_key):
-                store.insert_df("clusters", labelled.clusters.assign(gen_key=gen_key))
-            for table, rows in (("question_stats", stats.assign(gen_key=gen_key)), ("round_monitor", monitor),
-                                ("pseudo_labels", labelled.labels), ("training_examples", examples)):
-                store.execute(f"DELETE FROM {table} WHERE weight_key = ?", [weight_key])
-                if rows is not None:
-                    store.insert_df(table, rows.assign(weight_key=weight_key))
-        reasons = stats.drop_reason.fillna("kept").value_counts().to_dict()
-        overall = monitor.iloc[0]
-        info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
-                "mean_entropy_kept": round(float(stats.entropy[stats.drop_reason.isna()].mean()), 3)
-                if reasons.get("kept") else None,
-                **{m: v for m in ("pass_at_n", "balance", "label_accuracy") if (v := _rounded(overall[m], 3))
-                   is not None}}
-        store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info, meter.cost())
-    return StepResult("select+weight", weight_key, False, time.time() - t0, {**info, **unchecked()})
+    with claim_step(cfg, weight_key):
+        with open_store(cfg) as store:
+            if store.step_done(weight_key):
+                n = store.count("training_examples", "weight_key", weight_key)
+                return StepResult("select+weight", weight_key, True, time.time() - t0, {"examples": n})
+        unchecked, meter = _unchecked_answers(), Meter()
+        labelled, problems = _labelled_pool(cfg, gen_key, dataset_key)
+        monitor = monitor_selection(labelled, problems, cfg.balance.target_correct)
+        preference = None
+        if cfg.weighting.labels == "majority" and cfg.weighting.self_reward == "logprob":
+            accepted = labelled.gens[accepted_responses(labelled)]
+            scores = response_logprobs(cfg, parent, gen_key, accepted)
+            preference = pd.Series(scores[:, 0] / np.maximum(scores[:, 1], 1),
+                                   index=pd.MultiIndex.from_frame(accepted[["problem_id", "sample_idx"]]))
+        stats = labelled.stats
+        examples = select_examples(labelled.gens, stats, cfg.weighting, cfg.train.loss, preference)
+        logps = (response_logprobs(cfg, parent, gen_key, examples.rename(columns={"response": "text"}))
+                 if cfg.weighting.strategy == "local" else None)
+        examples = assign_weights(examples, stats, cfg.weighting, logps)
+        with open_store(cfg) as store:
+            def replace_rows(store: Store) -> None:
+                store.insert_df("clusters", labelled.clusters.assign(gen_key=gen_key))  # present rows are kept
+                for table, rows in (("question_stats", stats.assign(gen_key=gen_key)), ("round_monitor", monitor),
+                                    ("pseudo_labels", labelled.labels), ("training_examples", examples)):
+                    store.execute(f"DELETE FROM {table} WHERE weight_key = ?", [weight_key])
+                    if rows is not None:
+                        store.insert_df(table, rows.assign(weight_key=weight_key))
+
+            store.atomically(replace_rows)
+            reasons = stats.drop_reason.fillna("kept").value_counts().to_dict()
+            overall = monitor.iloc[0]
+            info = {"examples": len(examples), **{k: int(v) for k, v in reasons.items()},
+                    "mean_entropy_kept": round(float(stats.entropy[stats.drop_reason.isna()].mean()), 3)
+                    if reasons.get("kept") else None,
+                    **{m: v for m in ("pass_at_n", "balance", "label_accuracy") if (v := _rounded(overall[m], 3))
+                       is not None}}
+            store.mark_step(weight_key, "select+weight", cfg.experiment, "done", time.time() - t0, info, meter.cost())
+        return StepResult("select+weight", weight_key, False, time.time() - t0, {**info, **unchecked()})
 
 
 def pool_spec(cfg: ExperimentConfig) -> SampleSpec:
@@ -339,9 +351,12 @@ def choose_sampling(cfg: ExperimentConfig, parent: ModelRef, dataset_key: str,
                         "balance score needs them; label gold on some of the pool, or leave balance.auto off")
     best = best_candidate(probes)
     probes["chosen"] = np.arange(len(probes)) == best
-    with open_store(cfg) as store, store.transaction():
+    def replace_rows(store: Store) -> None:
         store.execute("DELETE FROM balance_probes WHERE experiment = ? AND round = ?", [cfg.experiment, round_])
         store.insert_df("balance_probes", probes)
+
+    with open_store(cfg) as store:
+        store.atomically(replace_rows)
     chosen = probes.iloc[best]
     return replace(base, n=int(chosen.n), temperature=float(chosen.temperature)), results
 
@@ -430,38 +445,40 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
                             **({"earlier": list(earlier_keys)} if earlier_keys else {})})
     out_dir = cfg.checkpoint_dir / ckpt_key
     replaced = {}
-    with open_store(cfg) as store:
-        row = store.query("SELECT model_hash, train_loss FROM checkpoints WHERE ckpt_key = ?", [ckpt_key])
-        if len(row) and out_dir.is_dir():
-            if hash_dir(out_dir) == row.model_hash[0]:
-                cached = StepResult("train", ckpt_key, True, time.time() - t0,
-                                    {"train_loss": round(float(row.train_loss[0]), 4)})
-                return cached, ModelRef(path=str(out_dir), hash=row.model_hash[0])
-            replaced = {"retrained": f"checkpoint {out_dir} no longer matched its stored hash {row.model_hash[0]}"}
-            log.warning(replaced["retrained"])
-        for partial in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a run killed while saving
-            shutil.rmtree(partial, ignore_errors=True)
-        examples = [store.query("SELECT * FROM training_examples WHERE weight_key = ? ORDER BY example_idx", [k])
-                    for k in keys]
-    if examples[-1].empty:
-        raise UserError(nothing_to_train_on(cfg, weight_key))
-    meter = Meter()  # the reference log-probs DPO / KTO need are part of what the step costs
-    examples = pd.concat([_with_reference_logps(cfg, parent, k, ex) for k, ex in zip(keys, examples, strict=True)],
-                         ignore_index=True)
-    park_generator()  # free what training needs (an accelerator engine's memory)
-    with tracking.training_run(cfg, run_name or f"{cfg.experiment}-{ckpt_key}") as tracked:
-        summary = train_weighted(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
-                                 cfg.backend.trust_remote_code, tracked)
-    with open_store(cfg) as store:
-        store.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      [ckpt_key, str(out_dir), summary["model_hash"], parent.hash, weight_key,
-                       summary["train_loss"], time.time()])
-        info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
-                "examples": summary["n_examples"], **replaced}
-        store.mark_step(ckpt_key, "train", cfg.experiment, "done", time.time() - t0, info,
-                        meter.cost(tokens_trained=summary["tokens_trained"]))
-    model = ModelRef(path=str(out_dir), hash=summary["model_hash"])
-    return StepResult("train", ckpt_key, False, time.time() - t0, info), model
+    with claim_step(cfg, ckpt_key):
+        with open_store(cfg) as store:
+            row = store.query("SELECT model_hash, train_loss FROM checkpoints WHERE ckpt_key = ?", [ckpt_key])
+            if len(row) and out_dir.is_dir():
+                if hash_dir(out_dir) == row.model_hash[0]:
+                    cached = StepResult("train", ckpt_key, True, time.time() - t0,
+                                        {"train_loss": round(float(row.train_loss[0]), 4)})
+                    return cached, ModelRef(path=str(out_dir), hash=row.model_hash[0])
+                replaced = {"retrained": f"checkpoint {out_dir} no longer matched its stored hash {row.model_hash[0]}"}
+                log.warning(replaced["retrained"])
+            for partial in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a run killed while saving
+                shutil.rmtree(partial, ignore_errors=True)
+            examples = [store.query("SELECT * FROM training_examples WHERE weight_key = ? ORDER BY example_idx", [k])
+                        for k in keys]
+        if examples[-1].empty:
+            raise UserError(nothing_to_train_on(cfg, weight_key))
+        meter = Meter()  # the reference log-probs DPO / KTO need are part of what the step costs
+        examples = pd.concat([_with_reference_logps(cfg, parent, k, ex) for k, ex in zip(keys, examples, strict=True)],
+                             ignore_index=True)
+        park_generator()  # free what training needs (an accelerator engine's memory)
+        with tracking.training_run(cfg, run_name or f"{cfg.experiment}-{ckpt_key}") as tracked:
+            summary = train_weighted(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
+                                     cfg.backend.trust_remote_code, tracked)
+        with open_store(cfg) as store:
+            store.upsert("checkpoints", {"ckpt_key": ckpt_key, "path": str(out_dir),
+                                         "model_hash": summary["model_hash"], "parent_hash": parent.hash,
+                                         "weight_key": weight_key, "train_loss": summary["train_loss"],
+                                         "created_at": time.time()})
+            info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
+                    "examples": summary["n_examples"], **replaced}
+            store.mark_step(ckpt_key, "train", cfg.experiment, "done", time.time() - t0, info,
+                            meter.cost(tokens_trained=summary["tokens_trained"]))
+        model = ModelRef(path=str(out_dir), hash=summary["model_hash"])
+        return StepResult("train", ckpt_key, False, time.time() - t0, info), model
 
 
 class EvalKeys(BaseModel):
@@ -489,7 +506,7 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
     t0, meter = time.time(), Meter()
     eval_key = fingerprint({"greedy": greedy.key, "sampled": (sampled or greedy).key})
     step = f"evaluate {split}"
-    with open_store(cfg) as store:
+    with claim_step(cfg, eval_key), open_store(cfg) as store:
         row = store.query("SELECT greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?", [eval_key])
         if len(row):
             info = {c: _rounded(row[c][0]) for c in row.columns}
@@ -497,13 +514,13 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
         # In sample order: a majority tie goes to the earliest sample, whatever order the rows were written in
         gens = {s.key: store.query("SELECT problem_id, pred_answer, correct FROM generations WHERE gen_key = ? "
                                    "ORDER BY problem_id, sample_idx", [s.key]) for s in generated}
-        result = evaluate(gens[greedy.key], gens[sampled.key] if sampled else None, store.problems(dataset_key, split),
-                          k, cfg.data.answer_style)
-        store.execute(
-            "INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # a concurrent run's: equal
-            [eval_key, model.hash, dataset_key, result.n_questions, result.k, result.greedy_acc,
-             result.maj_acc, result.pass_acc, json.dumps(result.by_tier), time.time()],
-        )
+        result = evaluate(gens[greedy.key], gens[sampled.key] if sampled else None,
+                          store.problems(dataset_key, split), k, cfg.data.answer_style)
+        store.insert_row("evaluations", {  # a concurrent run's row, if there is one, is equal
+            "eval_key": eval_key, "model_hash": model.hash, "dataset_key": dataset_key,
+            "n_questions": result.n_questions, "k": result.k, "greedy_acc": result.greedy_acc,
+            "maj_acc": result.maj_acc, "pass_acc": result.pass_acc, "by_tier": json.dumps(result.by_tier),
+            "created_at": time.time()})
         info = {m: _rounded(getattr(result, m)) for m in ("greedy_acc", "maj_acc", "pass_acc")}
         store.mark_step(eval_key, step, cfg.experiment, "done", time.time() - t0, info, meter.cost())
     return [*generated, StepResult(step, eval_key, False, time.time() - t0, info)]

@@ -1,21 +1,32 @@
-"""The one DuckDB store: schema, and the few reads and writes the pipeline needs.
+"""The store: schema, and the few reads and writes the pipeline needs, on one of two backends.
 
 Every step's result is keyed by a fingerprint of what it reads (see `east_tasks.io.fingerprint`), so a
 key that is present means "already computed". Writes happen in transactions; a generation step commits
 one chunk of questions at a time, so a crash loses at most that chunk.
+
+Backends: one DuckDB file (`Store`, the default; one writer process at a time) or DuckLake (`LakeStore`, many
+writer processes and machines; catalog in PostgreSQL or SQLite, data files under `store.data_path`). DuckLake has
+no primary keys, so there the keys hold by construction: one worker computes a step (a `Claim` on its key), a
+keyed insert skips the rows already present, and writes that delete retry on DuckLake's conflict.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import logging
+import os
 import random
 import re
+import socket
+import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import pandas as pd
@@ -23,10 +34,11 @@ import pandas as pd
 from east_tasks.errors import UserError
 
 if TYPE_CHECKING:
-    from east_tasks.config import ExperimentConfig
+    from east_tasks.config import ExperimentConfig, StoreConfig
     from east_tasks.cost import Cost
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS problems (
@@ -103,8 +115,26 @@ ALTER TABLE step_status ADD COLUMN IF NOT EXISTS gpu_s DOUBLE;
 ALTER TABLE step_status ADD COLUMN IF NOT EXISTS tokens_generated BIGINT;
 ALTER TABLE step_status ADD COLUMN IF NOT EXISTS tokens_trained BIGINT;
 ALTER TABLE experiment_rounds ADD COLUMN IF NOT EXISTS step_keys JSON;  -- every step the round ran or reused
+-- Leases on the steps being computed (DuckLake backend, `Claim`): one worker computes a key while others wait.
+CREATE TABLE IF NOT EXISTS claims (
+    claim_key VARCHAR, holder VARCHAR, expires_at DOUBLE, PRIMARY KEY (claim_key));
 """
 TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+
+
+def _primary_keys(schema: str) -> dict[str, tuple[str, ...]]:
+    keys = {}
+    for table, body in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", schema, re.S):
+        if m := re.search(r"PRIMARY KEY \(([^)]*)\)", body):
+            keys[table] = tuple(c.strip() for c in m.group(1).split(","))
+        elif m := re.search(r"(\w+) \w+ PRIMARY KEY", body):
+            keys[table] = (m.group(1),)
+    return keys
+
+
+KEYS = _primary_keys(SCHEMA)  # table -> its primary key columns
+# DuckLake has no constraints: the same tables without them (the keys then hold as the module docstring says).
+LAKE_SCHEMA = re.sub(r" PRIMARY KEY", "", re.sub(r",(\s*--[^\n]*)?\s*PRIMARY KEY \([^)]*\)", r"\1\n", SCHEMA))
 
 
 DEFAULT_LOCK_TIMEOUT_S = 600.0  # the default of store.lock_timeout_s (east_tasks.config.StoreConfig)
@@ -135,11 +165,19 @@ def _connect_waiting(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
 class Store:
     """A thin wrapper over one DuckDB file; open it per step (DuckDB allows one writer process)."""
 
+    backend = "duckdb"
+
     def __init__(self, path: Path | str, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect_waiting(self.path, lock_timeout_s)
+        self._in_transaction = False
         self.execute(SCHEMA)
+
+    @property
+    def location(self) -> str:
+        """Where the store is, fit to show (a lake's URL without secrets)."""
+        return str(self.path)
 
     def close(self) -> None:
         self.con.close()
@@ -153,12 +191,21 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
         try:
             yield self.con
         except BaseException:
-            self.execute("ROLLBACK")
+            with suppress(duckdb.Error):  # a failed COMMIT has already rolled back
+                self.execute("ROLLBACK")
             raise
+        finally:
+            self._in_transaction = False
         self.execute("COMMIT")
+
+    def atomically(self, fn: Callable[[Store], T]) -> T:
+        """`fn(store)` in one transaction (on DuckLake: run again when a concurrent writer's commit conflicts)."""
+        with self.transaction():
+            return fn(self)
 
     # --- generic helpers -------------------------------------------------------------------------------
     def insert_df(self, table: str, df: pd.DataFrame) -> None:
@@ -169,12 +216,13 @@ class Store:
             return
         self.con.register("_incoming", df)
         try:
-            cols = ", ".join(df.columns)
-            keyed = self.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND "
-                                 "constraint_type = 'PRIMARY KEY'", [table])[0][0]
-            self.execute(f"INSERT {'OR IGNORE ' if keyed else ''}INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+            self.execute(self._insert_sql(table, list(df.columns)))
         finally:
             self.con.unregister("_incoming")
+
+    def _insert_sql(self, table: str, cols: list[str]) -> str:
+        names = ", ".join(cols)
+        return f"INSERT {'OR IGNORE ' if table in KEYS else ''}INTO {table} ({names}) SELECT {names} FROM _incoming"
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         """Runs a statement and drains its result (DuckDB 2 refuses new work while a result is pending)."""
@@ -184,6 +232,10 @@ class Store:
         """One row by column name; replaces the row with the same primary key."""
         cols, marks = ", ".join(fields), ", ".join("?" for _ in fields)
         self.execute(f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", fields.values())
+
+    def insert_row(self, table: str, fields: dict[str, Any]) -> None:
+        """One row by column name, unless a row with its primary key is there (keys are content hashes)."""
+        self.insert_df(table, pd.DataFrame([fields]))
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
         return self.con.execute(sql, list(params)).df()
@@ -273,6 +325,220 @@ class Store:
         return {Path(p).resolve() for p in set(rounds.model_path.dropna()) | orphans}
 
 
+# --- DuckLake ----------------------------------------------------------------------------------------------
+_CONFLICT = re.compile(r"conflict|database is locked|could not serialize", re.I)  # worth another try
+# extension -> (the PyPI package shipping DuckDB's signed build, the file's canonical name: it carries the entry point)
+_PACKAGED_EXTENSIONS = {"ducklake": ("duckdb_extension_ducklake", "ducklake"),
+                        "postgres": ("duckdb_extension_postgres", "postgres_scanner"),
+                        "sqlite": ("duckdb_extension_sqlite", "sqlite_scanner")}
+
+
+def mask_url(text: str) -> str:
+    """`text` with any password in a libpq conninfo or URL replaced, to show in logs, reports and artifacts."""
+    text = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text, flags=re.I)
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+
+
+@functools.cache
+def packaged_extension_dir() -> Path | None:
+    """DuckDB's extensions from their PyPI packages (pinned with DuckDB; ENVIRONMENT.md), laid out as DuckDB's own
+    extension directory (`<dir>/v<version>/<platform>/<name>.duckdb_extension`), so LOAD finds them without a
+    network. None where the packages are not installed: then DuckDB's own INSTALL fetches them."""
+    try:
+        sources = {name: next(Path(importlib.import_module(pkg).__file__).parent.glob("extensions/*/*.duckdb_*"))
+                   for pkg, name in _PACKAGED_EXTENSIONS.values()}
+    except (ImportError, StopIteration):
+        return None
+    root = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "east" / "duckdb-extensions"
+    target = root / f"v{duckdb.__version__}" / duckdb.execute("PRAGMA platform").fetchone()[0]
+    target.mkdir(parents=True, exist_ok=True)
+    for name, source in sources.items():
+        link = target / f"{name}.duckdb_extension"
+        if not link.exists() or link.resolve() != source.resolve():
+            tmp = link.with_name(f".{link.name}.{os.getpid()}")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(source)
+            tmp.replace(link)  # atomic: a concurrent process sees the old link or the new one
+    return root
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _attach_lake(url: str, data_path: str) -> duckdb.DuckDBPyConnection:
+    catalog = url.split(":")[1]  # postgres | sqlite (StoreConfig checks the form)
+    packaged = packaged_extension_dir()
+    con = duckdb.connect(config={"extension_directory": str(packaged), "autoinstall_known_extensions": False}
+                         if packaged else {})
+    try:
+        for extension in (catalog, "ducklake"):
+            con.execute(f"{'' if packaged else f'INSTALL {extension}; '}LOAD {extension}")
+        con.execute(f"ATTACH {_quoted(url)} AS lake (DATA_PATH {_quoted(data_path)})")
+        con.execute("USE lake")
+    except duckdb.Error as err:
+        con.close()
+        reason = mask_url(str(err).strip().splitlines()[-1])
+        raise UserError(f"store.url {mask_url(url)}: cannot open the DuckLake catalog ({reason})") from err
+    return con
+
+
+class LakeStore(Store):
+    """The same tables in DuckLake: many processes and machines write one store. DuckLake enforces no keys and
+    fails the later of two concurrent transactions that delete rows of one table, so: keyed inserts skip present
+    keys, replacing writes (upserts, rewrites) run in `atomically` and retry, and a step is computed under a
+    `Claim`. Inserts alone never conflict, so generation chunks from many workers commit side by side."""
+
+    backend = "ducklake"
+
+    def __init__(self, url: str, data_path: str, retry_s: float = DEFAULT_LOCK_TIMEOUT_S):
+        self.url, self.data_path, self.retry_s = url, data_path, retry_s
+        self.path = Path(data_path)
+        if "://" not in data_path:  # a local or shared directory (object storage needs none)
+            self.path.mkdir(parents=True, exist_ok=True)
+        self.con = _attach_lake(url, data_path)
+        self._in_transaction = False
+        present = {r[0] for r in self.execute("SELECT table_name FROM information_schema.tables "
+                                              "WHERE table_catalog = 'lake'")}
+        if not set(TABLES) <= present:  # a new lake (or one from before a table was added): workers may race here
+            self.atomically(lambda store: store.execute(LAKE_SCHEMA))
+
+    @property
+    def location(self) -> str:
+        return f"{mask_url(self.url)} (data {self.data_path})"
+
+    def atomically(self, fn: Callable[[Store], T]) -> T:
+        deadline, delay = time.monotonic() + self.retry_s, 0.02
+        while True:
+            try:
+                with self.transaction():
+                    return fn(self)
+            except duckdb.Error as err:
+                if not _CONFLICT.search(str(err)) or time.monotonic() + delay > deadline:
+                    raise
+                log.debug("store write conflicted with another writer; retrying: %s", str(err).splitlines()[-1])
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 1.0)
+
+    def _insert_sql(self, table: str, cols: list[str]) -> str:
+        names = ", ".join(cols)
+        keys = KEYS.get(table, ())
+        absent = (f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE "
+                  + " AND ".join(f"t.{k} IS NOT DISTINCT FROM i.{k}" for k in keys) + ")") if keys else ""
+        return f"INSERT INTO {table} ({names}) SELECT {names} FROM _incoming i{absent}"
+
+    def upsert(self, table: str, fields: dict[str, Any]) -> None:
+        keys = KEYS[table]
+
+        def replace(store: Store) -> None:
+            store.execute(f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = ?" for k in keys),
+                          [fields[k] for k in keys])
+            store.execute(f"INSERT INTO {table} ({', '.join(fields)}) VALUES ({', '.join('?' for _ in fields)})",
+                          fields.values())
+
+        if self._in_transaction:  # the caller's `atomically` retries the whole transaction
+            replace(self)
+        else:
+            self.atomically(replace)
+
+
+class Claim:
+    """A lease on one step key in a lake, so that one worker computes the step while others wait for it.
+
+    Taking the key replaces its rows (a free token, or a lease that expired) by ours in one transaction. Of two
+    workers taking one key, both delete the same row, so DuckLake fails the later commit; that one retries, sees
+    the lease and waits. The holder renews it every lease_s / 3; a worker that dies stops renewing, its lease
+    expires, and the next worker takes the step over and resumes from what was committed."""
+
+    def __init__(self, connect: Callable[[], Store], key: str, lease_s: float):
+        self.connect, self.key, self.lease_s = connect, key, lease_s
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.took_over: str | None = None  # the expired holder whose step this one resumed
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def __enter__(self) -> Claim:
+        waiting_for = None
+        while True:
+            with self.connect() as store:
+                holder = store.atomically(self._take)
+            if holder is None:
+                break
+            if holder and holder != waiting_for:
+                log.info("step %s is being computed by %s; waiting for it", self.key, holder)
+                waiting_for = holder
+            if holder:  # "" = a token was just laid down: take it at once
+                time.sleep(min(self.lease_s / 3, 2.0) * random.uniform(0.5, 1.0))
+        if self.took_over:
+            log.warning("step %s: the lease of %s expired; taking the step over", self.key, self.took_over)
+        self._renewer = threading.Thread(target=self._renew_until_released, name=f"claim-{self.key[:12]}",
+                                         daemon=True)
+        self._renewer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._renewer:
+            self._renewer.join()
+        with self.connect() as store:
+            store.atomically(self._release)
+
+    def _take(self, store: Store) -> str | None:
+        """None: the lease is ours; "": a free token was laid down, try again; otherwise who holds the lease."""
+        rows = store.execute("SELECT holder, expires_at FROM claims WHERE claim_key = ?", [self.key])
+        now = time.time()
+        live = [holder for holder, expires in rows if holder and holder != self.holder and expires > now]
+        if live:
+            return live[0]
+        if not rows:  # a token first: taking it is then a delete, which is what makes two takers conflict
+            store.execute("INSERT INTO claims VALUES (?, NULL, 0)", [self.key])
+            return ""
+        self.took_over = next((h for h, _ in rows if h and h != self.holder), None)
+        store.execute("DELETE FROM claims WHERE claim_key = ?", [self.key])
+        store.execute("INSERT INTO claims VALUES (?, ?, ?)", [self.key, self.holder, now + self.lease_s])
+        return None
+
+    def _held(self, store: Store) -> bool:
+        return bool(store.execute("SELECT count(*) FROM claims WHERE claim_key = ? AND holder = ?",
+                                  [self.key, self.holder])[0][0])
+
+    def _renew(self, store: Store) -> bool:
+        if not self._held(store):
+            return False
+        store.execute("DELETE FROM claims WHERE claim_key = ? AND holder = ?", [self.key, self.holder])
+        store.execute("INSERT INTO claims VALUES (?, ?, ?)", [self.key, self.holder, time.time() + self.lease_s])
+        return True
+
+    def _renew_until_released(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                with self.connect() as store:
+                    if not store.atomically(self._renew):
+                        log.warning("step %s: lost the lease (another worker took it over)", self.key)
+                        return
+            except Exception as err:  # noqa: BLE001 - a missed renewal is retried; the lease outlives two
+                log.warning("step %s: could not renew the lease: %s", self.key, err)
+
+    def _release(self, store: Store) -> None:
+        if self._held(store):
+            store.execute("DELETE FROM claims WHERE claim_key = ? AND holder = ?", [self.key, self.holder])
+            store.execute("INSERT INTO claims VALUES (?, NULL, 0)", [self.key])
+
+
+def connect(store: StoreConfig, data_dir: Path) -> Store:
+    """The store `store` describes: the DuckDB file in `data_dir`, or the DuckLake at `store.url`."""
+    if store.url is None:
+        return Store(data_dir / "east.duckdb", store.lock_timeout_s)
+    return LakeStore(store.url, store.data_path or str(data_dir / "lake"), store.lock_timeout_s)
+
+
 def open_store(cfg: ExperimentConfig) -> Store:
-    """The experiment's store, waiting for a lock as long as its config says."""
-    return Store(cfg.store_path, cfg.store.lock_timeout_s)
+    """The experiment's store, waiting for a lock (or retrying a conflict) as long as its config says."""
+    return connect(cfg.store, cfg.data_dir)
+
+
+def claim_step(cfg: ExperimentConfig, key: str) -> AbstractContextManager:
+    """Held while computing step `key`: on a lake, other workers wait for it (see `Claim`); on the file, nothing."""
+    if cfg.store.url is None:
+        return nullcontext()
+    return Claim(lambda: open_store(cfg), key, cfg.store.lease_s)

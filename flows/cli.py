@@ -108,7 +108,7 @@ def run(
         preflight(cfg)
         records = self_train(cfg)
     _print_table(cfg.experiment, records)
-    console.print(f"done in {time.time() - t0:.1f}s; store: {cfg.store_path}")
+    console.print(f"done in {time.time() - t0:.1f}s; store: {cfg.store_location}")
 
 
 def _words(text: str) -> list[str]:
@@ -155,13 +155,16 @@ def sweep(
 
 
 def _open_store(data_dir: Path):
-    from east_tasks.store import Store
+    """The store the runs wrote: the file in data_dir, or the lake $EAST_STORE_URL names."""
+    from east_tasks.config import StoreConfig
+    from east_tasks.store import connect
 
-    store_path = data_dir / "east.duckdb"
-    if not store_path.exists():
-        console.print(f"[red]no store at {store_path}[/red]; run `east run` first")
+    where = StoreConfig()
+    if where.url is None and not (data_dir / "east.duckdb").exists():
+        console.print(f"[red]no store at {data_dir / 'east.duckdb'}[/red]; run `east run` first")
         raise typer.Exit(1)
-    return Store(store_path)
+    with _user_errors_exit_2():
+        return connect(where, data_dir)
 
 
 @app.command()
@@ -220,7 +223,7 @@ def report(
         known = store.experiments()
         if experiment and experiment not in known:
             listed = ", ".join(known) or "none"
-            console.print(f"[red]no experiment {experiment!r} in {store.path}[/red]; known: {listed}")
+            console.print(f"[red]no experiment {experiment!r} in {store.location}[/red]; known: {listed}")
             raise typer.Exit(1)
         names = [experiment] if experiment else known
         out = {name: to_records(round_results(store, name)) for name in names}

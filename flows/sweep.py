@@ -11,10 +11,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from east_tasks.config import DEFAULT_DATA_DIR, SweepGrid
+from east_tasks.config import DEFAULT_DATA_DIR, StoreConfig, SweepGrid
 from east_tasks.generation import release_generator
 from east_tasks.report import embedded_plots, write_sweep_report
-from east_tasks.store import Store, open_store
+from east_tasks.store import connect, open_store
 from east_tasks.sweep import grid_points, point_config, point_record
 from flows.artifacts import artifact_key
 from flows.self_train import self_train
@@ -42,7 +42,7 @@ def sweep(name: str = "sweep", grid: SweepGrid | None = None, preset: str = "tin
             self_train(cfg, keep_engine=True)  # the next point syncs its weights into the same engine
     finally:
         release_generator()
-    with Store(Path(data_dir) / "east.duckdb") as store:
+    with connect(points[0][1].store if points else StoreConfig(), Path(data_dir)) as store:
         table, plots = write_sweep_report(store, name, Path(data_dir) / "plots")
     markdown = f"{table}\n\n{embedded_plots({p.stem: p for p in plots})}"  # the UI shows them from the artifact
     key = artifact_key(f"sweep-{name}")

@@ -1,0 +1,191 @@
+"""The DuckLake backend against a real PostgreSQL server: one schema, keys that hold with no constraints, claims
+that make one worker compute a step and let another take over a dead one, several worker processes sharing one
+generation with a result equal to a single-worker run on the file store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from lake_worker import sample, worker_config
+from pg_server import postgres_server
+from pydantic import ValidationError
+
+from east_tasks import pipeline
+from east_tasks.config import ExperimentConfig, StoreConfig
+from east_tasks.errors import UserError
+from east_tasks.generation import release_generator
+from east_tasks.store import KEYS, TABLES, Claim, LakeStore, Store, connect, mask_url
+
+WORKER = Path(__file__).with_name("lake_worker.py")
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if os.environ.get("EAST_SKIP_POSTGRES") == "1":
+        pytest.skip("EAST_SKIP_POSTGRES=1")
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def lake_url(postgres) -> str:
+    """A fresh, empty catalog per test."""
+    return "ducklake:postgres:" + postgres.create_database(f"lake_{uuid.uuid4().hex[:10]}")
+
+
+def _rows(n: int, gen_key: str = "g") -> pd.DataFrame:
+    return pd.DataFrame({"gen_key": gen_key, "problem_id": [f"p{i // 2}" for i in range(n)],
+                         "sample_idx": [i % 2 for i in range(n)], "text": [f"t{i}" for i in range(n)]})
+
+
+def test_the_lake_has_every_table_and_keys_hold_without_constraints(lake_url, tmp_path) -> None:
+    assert set(KEYS) == set(TABLES) - {"data_findings"}  # every table but the unkeyed one has its key parsed
+    assert KEYS["generations"] == ("gen_key", "problem_id", "sample_idx") and KEYS["checkpoints"] == ("ckpt_key",)
+    with LakeStore(lake_url, str(tmp_path / "lake")) as store:
+        tables = {r[0] for r in store.execute("SELECT table_name FROM information_schema.tables "
+                                              "WHERE table_catalog = 'lake'")}
+        assert tables == set(TABLES)
+        store.insert_df("generations", _rows(6))
+        store.insert_df("generations", _rows(10))  # the first 6 keys are present: only 4 rows are new
+        assert store.execute("SELECT count(*), count(DISTINCT (problem_id, sample_idx)) FROM generations") == [(10, 10)]
+        for status in ("running", "done"):
+            store.mark_step("k", "gen", "exp", status)
+        assert store.execute("SELECT status FROM step_status") == [("done",)]
+        assert store.step_done("k")
+    with LakeStore(lake_url, str(tmp_path / "lake")) as store:  # a second process finds the same store
+        assert store.count("generations", "gen_key", "g") == 10
+        assert store.location.startswith("ducklake:postgres:dbname=lake_")
+        store.insert_df("generations", _rows(2000, gen_key="big"))  # small writes are inlined in the catalog
+    assert list((tmp_path / "lake").rglob("*.parquet"))  # large ones go to the data path as Parquet
+
+
+def test_sqlite_catalog_serves_processes_on_one_machine(tmp_path) -> None:
+    url = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+    with connect(StoreConfig(url=url), tmp_path) as store:
+        store.insert_df("generations", _rows(4))
+        store.insert_df("generations", _rows(4))
+        assert store.backend == "ducklake" and store.count("generations", "gen_key", "g") == 4
+    assert (tmp_path / "lake").is_dir()  # data_path defaults to <data_dir>/lake
+
+
+def test_bad_store_urls_are_refused_before_anything_loads(postgres, tmp_path) -> None:
+    with pytest.raises(ValidationError, match="string_pattern_mismatch|should match pattern"):
+        StoreConfig(url="ducklake:mysql:db=east")
+    with pytest.raises(ValidationError, match="PGPASSWORD"):
+        StoreConfig(url="ducklake:postgres:dbname=east host=10.0.0.2 password=hunter2")
+    assert mask_url("dbname=east password=hunter2 host=x") == "dbname=east password=*** host=x"
+    assert mask_url("postgresql://east:hunter2@db:5432/east") == "postgresql://east:***@db:5432/east"
+    closed = postgres.conninfo("east").replace(f"port={postgres.port}", f"port={postgres.port + 1}")
+    cfg = ExperimentConfig(data_dir=tmp_path, store={"url": f"ducklake:postgres:{closed}"})
+    t0 = time.time()
+    with pytest.raises(UserError, match=r"store.url ducklake:postgres:.*cannot open the DuckLake catalog"):
+        pipeline.preflight(cfg)  # the first thing a run does: no model, no data loaded yet
+    assert time.time() - t0 < 20
+
+
+def _hold_claim_forever(url: str, data_path: str, key: str, lease_s: float) -> subprocess.Popen:
+    code = (f"import sys, time\nfrom east_tasks.store import Claim, LakeStore\n"
+            f"c = Claim(lambda: LakeStore({url!r}, {data_path!r}), {key!r}, {lease_s})\n"
+            f"c.__enter__()\nprint(c.holder, flush=True)\ntime.sleep(600)\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def test_a_claim_waits_while_its_holder_renews_and_is_taken_over_once_the_holder_dies(lake_url, tmp_path) -> None:
+    data_path, lease = str(tmp_path / "lake"), 1.5
+    LakeStore(lake_url, data_path).close()
+    holder = _hold_claim_forever(lake_url, data_path, "step-1", lease)
+    try:
+        held_by = holder.stdout.readline().strip()
+        claim = Claim(lambda: LakeStore(lake_url, data_path), "step-1", lease)
+        taken = threading.Event()
+        waiter = threading.Thread(target=lambda: (claim.__enter__(), taken.set()), daemon=True)
+        waiter.start()
+        assert not taken.wait(3 * lease)  # two lease periods: the living holder kept renewing
+        killed_at = time.monotonic()
+        holder.send_signal(signal.SIGKILL)
+        assert taken.wait(lease + 15)
+        assert time.monotonic() - killed_at >= 0.3  # not before the dead holder's lease ran out
+        assert claim.took_over == held_by
+        with Claim(lambda: LakeStore(lake_url, data_path), "step-2", lease):  # other keys are not blocked
+            pass
+        claim.__exit__(None, None, None)
+        with LakeStore(lake_url, data_path) as store:
+            assert store.execute("SELECT count(*) FROM claims WHERE holder IS NOT NULL") == [(0,)]
+    finally:
+        holder.kill()
+
+
+def _worker(data_dir: Path, url: str, shard: tuple[int, int] | None = None, lease_s: float = 60.0,
+            **env: str) -> subprocess.Popen:
+    args = json.dumps({"data_dir": str(data_dir), "url": url, "lease_s": lease_s, "shard": shard})
+    return subprocess.Popen([sys.executable, str(WORKER), args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+
+
+def _generations(store: Store, gen_key: str) -> list:
+    return store.query("SELECT problem_id, sample_idx, text, pred_answer, correct FROM generations "
+                       "WHERE gen_key = ? ORDER BY problem_id, sample_idx", [gen_key]).values.tolist()
+
+
+@pytest.fixture(scope="module")
+def single_file_run(tmp_path_factory):
+    cfg = worker_config(str(tmp_path_factory.mktemp("file")), None)
+    result = sample(cfg)
+    release_generator()
+    with Store(cfg.store_path) as store:
+        return result.key, _generations(store, result.key)
+
+
+def test_three_workers_share_one_generation_and_equal_a_single_worker_run(lake_url, tmp_path,
+                                                                            single_file_run) -> None:
+    gen_key, reference = single_file_run
+    # shard 0 of 2, and shard 1 of 2 twice: the two shard-1 workers contend for one claim
+    workers = [_worker(tmp_path, lake_url, shard) for shard in ((0, 2), (1, 2), (1, 2))]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], "\n".join(err[-3000:] for _, err in outputs)
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert {r["key"] for r in results} == {gen_key}
+    assert results[0]["new_questions"] == 8  # chunks 1 and 3 of 3 (4 questions each)
+    assert sorted(r["new_questions"] for r in results[1:]) == [0, 4]  # one drew chunk 2, the other found it done
+    cfg = worker_config(str(tmp_path), lake_url)
+    merged = sample(cfg)  # the merge: every question is there, the step is marked done
+    assert merged.info["new_questions"] == 0 and merged.info["rows"] == 24
+    with connect(cfg.store, tmp_path) as store:
+        assert store.step_done(gen_key)
+        assert store.execute("SELECT count(*), count(DISTINCT (problem_id, sample_idx)) FROM generations") == [(24, 24)]
+        assert store.count("problems", "dataset_key", pipeline.prepare_data(cfg).key) == 12 + 40 + 4  # loaded once
+        assert _generations(store, gen_key) == reference
+
+
+def test_a_worker_killed_mid_generation_is_taken_over_from_its_committed_chunks(lake_url, tmp_path,
+                                                                                 single_file_run) -> None:
+    gen_key, reference = single_file_run
+    doomed = _worker(tmp_path, lake_url, lease_s=2.0, EAST_PAUSE_AT="gen")
+    try:
+        for line in doomed.stderr:  # paused after committing its first chunk
+            if "EAST_PAUSED gen" in line:  # printed after the progress bar, on its line
+                break
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=30)
+    finally:
+        doomed.kill()
+    cfg = worker_config(str(tmp_path), lake_url, lease_s=2.0)
+    with connect(cfg.store, tmp_path) as store:
+        assert store.count("generations", "gen_key", gen_key) == 8  # one chunk: 4 questions x 2 samples
+    resumed = sample(cfg)  # waits out the dead worker's lease, then takes the step over
+    release_generator()
+    assert resumed.info["resumed_questions"] == 4 and resumed.info["new_questions"] == 8
+    with connect(cfg.store, tmp_path) as store:
+        assert store.step_done(gen_key)
+        assert _generations(store, gen_key) == reference
