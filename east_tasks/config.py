@@ -171,6 +171,17 @@ class TrainConfig(_Strict):
                              "round's weights as they were), not on round r's alone")
     lora: LoraConfig | None = Field(None, description="train LoRA adapters (then merge them) instead of all weights")
     seed: int = 0
+    launcher: Literal["inprocess", "torchrun"] = Field("inprocess", description="torchrun: train in nproc_per_node "
+                                                      "DDP processes (gloo on CPU, NCCL on GPUs; east_tasks.launch)")
+    nproc_per_node: int = Field(1, ge=1, description="torchrun's processes on this machine (one per GPU); each "
+                                "takes batch_size / nproc_per_node of every batch")
+
+    @model_validator(mode="after")
+    def _batch_splits_evenly(self) -> TrainConfig:
+        if self.launcher == "torchrun" and self.batch_size % self.nproc_per_node:
+            raise ValueError(f"train.batch_size {self.batch_size} must be a multiple of train.nproc_per_node "
+                             f"{self.nproc_per_node}: every process takes an equal share of each batch")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -194,7 +205,10 @@ class BackendConfig(_Strict):
     # see vllm_backend.cpu_kv_cache_bytes): 5 % of 24 GB holds ~290 k tokens of the tiny model, more than 1,024
     # sequences of 256; the engine zero-fills it at start (16-25 s at 5 %, 49 s at 30 %).
     gpu_memory_utilization: float = Field(0.05, gt=0.0, le=1.0, description="on the CPU build: share of RAM")
-    tensor_parallel_size: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine spans (vLLM's own tensor parallelism)")
+    data_parallel_size: int = Field(1, ge=1, description="engine replicas sampling one generation side by side, each "
+                                    "its own process on tensor_parallel_size GPUs (east_tasks.shards); needs a "
+                                    "DuckLake store")
     enforce_eager: bool | None = Field(None, description="skip vLLM's graph capture / compilation; default: "
                                        "on for the CPU build, off on GPUs")
     max_model_len: int = Field(256, ge=16)

@@ -36,6 +36,7 @@ from east_tasks.evaluation import evaluate
 from east_tasks.faults import pause_if_asked
 from east_tasks.generation import SampleSpec, get_generator, park_generator
 from east_tasks.io import fingerprint, flatten, hash_dir
+from east_tasks.launch import train_with_torchrun
 from east_tasks.models import BACKBONE_DIR
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
 from east_tasks.monitor import best_candidate, collapsed
@@ -48,6 +49,7 @@ from east_tasks.selection import (
     monitor_selection,
     select_examples,
 )
+from east_tasks.shards import sample_data_parallel
 from east_tasks.store import Store, claim_step, open_store
 from east_tasks.training import score_responses, train_weighted
 
@@ -208,7 +210,9 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
         todo = problems[~problems.problem_id.isin(done)]
         unchecked = _unchecked_answers()
         engine = {}
-        if len(todo):
+        if len(todo) and shard is None and cfg.backend.data_parallel_size > 1:
+            engine = {"engine": sample_data_parallel(cfg, model, dataset_key, split, spec, seed, step, limit)}
+        elif len(todo):
             generator = get_generator(model.path, cfg.backend)
             engine = {"engine": generation.last_engine_event}
             for start in tqdm(range(0, len(todo), per_chunk), desc=step, unit="chunk"):
@@ -466,8 +470,9 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str,
                              ignore_index=True)
         park_generator()  # free what training needs (an accelerator engine's memory)
         with tracking.training_run(cfg, run_name or f"{cfg.experiment}-{ckpt_key}") as tracked:
-            summary = train_weighted(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
-                                     cfg.backend.trust_remote_code, tracked)
+            launch = train_with_torchrun if cfg.train.launcher == "torchrun" else train_weighted
+            summary = launch(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
+                             cfg.backend.trust_remote_code, tracked)
         with open_store(cfg) as store:
             store.upsert("checkpoints", {"ckpt_key": ckpt_key, "path": str(out_dir),
                                          "model_hash": summary["model_hash"], "parent_hash": parent.hash,

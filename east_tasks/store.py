@@ -225,7 +225,7 @@ class Store:
         return f"INSERT {'OR IGNORE ' if table in KEYS else ''}INTO {table} ({names}) SELECT {names} FROM _incoming"
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        """Runs a statement and drains its result (DuckDB 2 refuses new work while a result is pending)."""
+        """Runs a statement and drains its result (DuckDB refuses new work on a connection while one is pending)."""
         return self.con.execute(sql, list(params)).fetchall()
 
     def upsert(self, table: str, fields: dict[str, Any]) -> None:
@@ -366,21 +366,30 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _attach_lake(url: str, data_path: str) -> duckdb.DuckDBPyConnection:
+_FIRST_ATTACH_RACE = re.compile(r"initialize DuckLake|already exists|duplicate key", re.I)
+
+
+def _attach_lake(url: str, data_path: str, attempts: int = 8) -> duckdb.DuckDBPyConnection:
     catalog = url.split(":")[1]  # postgres | sqlite (StoreConfig checks the form)
     packaged = packaged_extension_dir()
-    con = duckdb.connect(config={"extension_directory": str(packaged), "autoinstall_known_extensions": False}
-                         if packaged else {})
-    try:
-        for extension in (catalog, "ducklake"):
-            con.execute(f"{'' if packaged else f'INSTALL {extension}; '}LOAD {extension}")
-        con.execute(f"ATTACH {_quoted(url)} AS lake (DATA_PATH {_quoted(data_path)})")
-        con.execute("USE lake")
-    except duckdb.Error as err:
-        con.close()
-        reason = mask_url(str(err).strip().splitlines()[-1])
-        raise UserError(f"store.url {mask_url(url)}: cannot open the DuckLake catalog ({reason})") from err
-    return con
+    for attempt in range(attempts):
+        con = duckdb.connect(config={"extension_directory": str(packaged), "autoinstall_known_extensions": False}
+                             if packaged else {})
+        try:
+            for extension in (catalog, "ducklake"):
+                con.execute(f"{'' if packaged else f'INSTALL {extension}; '}LOAD {extension}")
+            con.execute(f"ATTACH {_quoted(url)} AS lake (DATA_PATH {_quoted(data_path)})")
+            con.execute("USE lake")
+            return con
+        except duckdb.Error as err:
+            con.close()
+            # workers attaching a new catalog at once race to create its tables: the losers attach to the winner's
+            if (_FIRST_ATTACH_RACE.search(str(err)) or _CONFLICT.search(str(err))) and attempt + 1 < attempts:
+                time.sleep(0.1 * 2**attempt * random.uniform(0.5, 1.5))
+                continue
+            reason = mask_url(str(err).strip().splitlines()[0])
+            raise UserError(f"store.url {mask_url(url)}: cannot open the DuckLake catalog ({reason})") from err
+    raise AssertionError("unreachable")
 
 
 class LakeStore(Store):
@@ -523,6 +532,14 @@ class Claim:
         if self._held(store):
             store.execute("DELETE FROM claims WHERE claim_key = ? AND holder = ?", [self.key, self.holder])
             store.execute("INSERT INTO claims VALUES (?, NULL, 0)", [self.key])
+
+
+def require_shared_store(url: str | None, what: str) -> None:
+    """Processes that write at once need a lake: the DuckDB file takes one writer process at a time."""
+    if url is None:
+        raise UserError(f"{what}: the store is the DuckDB file, which one process writes at a time. Point "
+                        "EAST_STORE_URL (or store.url) at a DuckLake, ducklake:postgres:... or ducklake:sqlite:... "
+                        "(README, 'Many workers, one store'), here and on every worker")
 
 
 def connect(store: StoreConfig, data_dir: Path) -> Store:

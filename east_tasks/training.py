@@ -9,6 +9,7 @@ example's weight into the batch mean; here the weight meets the loss per example
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -165,12 +166,16 @@ def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, ou
     model = add_lora(model, cfg.lora)
     dataset = WeightedDataset(examples, tokenizer, max_len, cfg.loss)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir, keep_equal=True) as tmp, tempfile.TemporaryDirectory() as scratch:
+    # Under torchrun each of the WORLD_SIZE processes takes an equal share of the global batch_size; DDP averages
+    # their gradients, and each share's loss is a mean over its examples, so the step is the one-process step.
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch,
             learning_rate=cfg.lr,
             num_train_epochs=cfg.epochs,
-            per_device_train_batch_size=cfg.batch_size,
+            per_device_train_batch_size=cfg.batch_size // world,
+            ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
             weight_decay=cfg.weight_decay,
             warmup_steps=math.ceil(cfg.warmup_ratio * cfg.epochs * math.ceil(len(dataset) / cfg.batch_size)),
             lr_scheduler_type="cosine",
@@ -189,9 +194,17 @@ def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, ou
         trainer = WeightedTrainer(model=model, args=args, train_dataset=dataset,
                                   data_collator=collate(tokenizer.pad_token_id), loss=cfg.loss, beta=cfg.beta)
         result = trainer.train()
+    loss = float(result.training_loss)
+    if world > 1:  # each process logged its own share's mean: the mean of equal shares is the batch's
+        total = torch.tensor(loss, dtype=torch.float64)
+        torch.distributed.all_reduce(total)
+        loss = total.item() / world
+    summary = {"train_loss": loss, "steps": int(result.global_step), "n_examples": len(dataset),
+               "tokens_trained": round(dataset.num_tokens() * cfg.epochs)}
+    if int(os.environ.get("RANK", "0")) != 0:  # one process writes the checkpoint
+        return summary
+    with atomic_dir(out_dir, keep_equal=True) as tmp:
         merge_lora(model).save_pretrained(tmp, safe_serialization=True)
         pause_if_asked("checkpoint-write")  # weights written, tokenizer not yet, nothing renamed into place
         tokenizer.save_pretrained(tmp)
-        model_hash = hash_dir(tmp)
-    return {"train_loss": float(result.training_loss), "steps": int(result.global_step), "model_hash": model_hash,
-            "n_examples": len(dataset), "tokens_trained": round(dataset.num_tokens() * cfg.epochs)}
+        return {**summary, "model_hash": hash_dir(tmp)}

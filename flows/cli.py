@@ -127,6 +127,9 @@ def sweep(
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds")] = None,
     data_dir: DataDirOrSet = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, as for `east run`")] = None,
+    concurrent: Annotated[bool, typer.Option("--concurrent", help="every point a flow run of the east-experiment "
+                                             "deployment, run side by side by the pool's workers (a DuckLake "
+                                             "store, `east deploy --concurrency N`, `east worker`)")] = False,
 ) -> None:
     """Every point of a grid as its own experiment (cached generations shared), then the sweep report.
 
@@ -150,7 +153,7 @@ def sweep(
     t0 = time.time()
     ensure_reaper()
     with _user_errors_exit_2():
-        console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides))
+        console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides, concurrent))
     console.print(f"done in {time.time() - t0:.1f}s; plots in {data_dir / 'plots'}")
 
 
@@ -227,9 +230,11 @@ def report(
             raise typer.Exit(1)
         names = [experiment] if experiment else known
         out = {name: to_records(round_results(store, name)) for name in names}
+        where = f"{store.backend} store: {store.location}"  # a lake's URL without its password
     if as_json:
         print(json.dumps(out, indent=2, default=str))
         return
+    console.print(where)
     for name, records in out.items():
         _print_table(name, records)
 
@@ -284,12 +289,19 @@ def deploy(
     pool: Annotated[str, typer.Option(help="work pool (created if missing)")] = PROCESS_POOL,
     pool_type: Annotated[str, typer.Option("--type", help="process, or docker for the GPU worker image")] = "process",
     image: Annotated[str | None, typer.Option(help="docker pools: the worker image (default east-gpu-worker)")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="flow runs the pool runs at once (sweep points, shards); "
+                                             "above 1 needs a DuckLake store (EAST_STORE_URL)")] = 1,
 ) -> None:
     """Create the work pool and register the deployments of deployments/prefect.yaml on it."""
+    from east_tasks.config import StoreConfig
+    from east_tasks.store import require_shared_store
     from flows.operate import deploy as register
 
+    if concurrency > 1:
+        with _user_errors_exit_2():
+            require_shared_store(StoreConfig().url, f"--concurrency {concurrency}")
     _require_api_url()
-    raise typer.Exit(register(pool, pool_type, image).returncode)
+    raise typer.Exit(register(pool, pool_type, image, concurrency).returncode)
 
 
 @app.command()

@@ -98,6 +98,16 @@ def start_experiment(
     return self_train.fn(cfg)
 
 
+@flow(name="east-experiment")
+def run_experiment(config: dict) -> list[dict]:
+    """One experiment from a whole configuration: what a concurrent sweep sends each of its points as.
+
+    Args:
+        config: An ExperimentConfig as JSON (east_tasks/config.py), validated before anything loads.
+    """
+    return self_train.fn(ExperimentConfig.model_validate(config))
+
+
 @flow(name="east-next-round", flow_run_name="{experiment}-next-round")
 def next_round(experiment: ExperimentName = "tiny", max_rounds: Rounds | None = None,
                data_dir: str = str(DEFAULT_DATA_DIR)) -> dict:

@@ -38,17 +38,20 @@ def worker_command(pool: str, pool_type: str | None) -> list[str]:
     return prefect_command("worker", "start", "--pool", pool, *(["--type", pool_type] if pool_type else []))
 
 
-async def ensure_work_pool(name: str, pool_type: str, image: str | None = None) -> bool:
+async def ensure_work_pool(name: str, pool_type: str, image: str | None = None, concurrency: int = 1) -> bool:
     """Creates the pool with Prefect's default job template for its type (a Docker pool defaults to `image`
-    and keeps `data/` in the compose file's volume); returns False if it already existed, which is left as it is."""
+    and keeps `data/` in the compose file's volume), running `concurrency` flow runs at once; returns False if it
+    already existed (then only its concurrency limit is set)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectNotFound
     from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
 
     async with get_client() as client:
         try:
-            await client.read_work_pool(name)
+            pool = await client.read_work_pool(name)
+            if pool.concurrency_limit != concurrency:
+                await client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=concurrency))
             return False
         except ObjectNotFound:
             pass
@@ -58,17 +61,22 @@ async def ensure_work_pool(name: str, pool_type: str, image: str | None = None) 
         if pool_type == "docker":
             props = template["variables"]["properties"]
             props["image"]["default"] = image or GPU_IMAGE
-            props["volumes"]["default"] = ["east-data:/opt/east/data"]  # names from docker/compose.yaml
+            # names from docker/compose.yaml; east-secrets holds the lake catalog's libpq password file
+            props["volumes"]["default"] = ["east-data:/opt/east/data", "east-secrets:/opt/east/secrets:ro"]
             props["networks"]["default"] = ["east"]
-        # One run at a time: the DuckDB store takes one writer, and a GPU worker has one GPU.
+            store_url = os.environ.get("EAST_STORE_URL")  # no password in it (StoreConfig refuses one)
+            props["env"]["default"] = {"PGPASSFILE": "/opt/east/secrets/pgpass",
+                                       **({"EAST_STORE_URL": store_url} if store_url else {})}
+        # One run at a time unless asked: the DuckDB file takes one writer (east deploy checks), a GPU one job.
         await client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template,
-                                                     concurrency_limit=1))
+                                                     concurrency_limit=concurrency))
         return True
 
 
-def deploy(pool: str, pool_type: str, image: str | None = None) -> subprocess.CompletedProcess:
-    """Creates the work pool if missing, then registers every deployment of deployments/prefect.yaml on it."""
-    asyncio.run(ensure_work_pool(pool, pool_type, image))
+def deploy(pool: str, pool_type: str, image: str | None = None, concurrency: int = 1) -> subprocess.CompletedProcess:
+    """Creates the work pool if missing (or sets its concurrency), then registers every deployment of
+    deployments/prefect.yaml on it."""
+    asyncio.run(ensure_work_pool(pool, pool_type, image, concurrency))
     # `prefect deploy` fills in the pull step's {{ $EAST_REPO_DIR }} now, not when a run starts, so it must
     # name the directory the runs will see: this checkout, or the project's place in the GPU image.
     repo_dir = IMAGE_REPO_DIR if pool_type == "docker" else os.environ.get("EAST_REPO_DIR", str(REPO_DIR))

@@ -1,5 +1,6 @@
 import os
 import tempfile
+import uuid
 
 # Prefect keeps its SQLite database under PREFECT_HOME; never touch the user's (ENVIRONMENT.md).
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="east-prefect-home-")
@@ -25,3 +26,20 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the whole session (tests/pg_server.py); EAST_SKIP_POSTGRES=1 skips its tests."""
+    from pg_server import postgres_server
+
+    if os.environ.get("EAST_SKIP_POSTGRES") == "1":
+        pytest.skip("EAST_SKIP_POSTGRES=1")
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def lake_url(postgres) -> str:
+    """A DuckLake URL whose catalog is a fresh, empty PostgreSQL database."""
+    return "ducklake:postgres:" + postgres.create_database(f"lake_{uuid.uuid4().hex[:10]}")

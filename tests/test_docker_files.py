@@ -47,12 +47,23 @@ def test_dockerfile_copies_what_exists_into_the_directory_deploy_names() -> None
 
 def test_compose_file_is_valid_and_matches_the_gpu_pool(tmp_path) -> None:
     compose = _tool("docker-compose")
-    resolved = subprocess.run([compose, "-f", str(COMPOSE), "config"], capture_output=True, text=True)
+    bare = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "PREFECT_AUTH_STRING")}
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    config = [compose, "--env-file", str(empty), "-f", str(COMPOSE), "config"]  # never a developer's docker/.env
+    unset = subprocess.run(config, capture_output=True, text=True, env=bare)
+    assert unset.returncode != 0 and "POSTGRES_PASSWORD" in unset.stderr  # no secret has a default
+    secrets = {"POSTGRES_PASSWORD": "pg-secret-1", "PREFECT_AUTH_STRING": "admin:ui-secret-2"}
+    resolved = subprocess.run(config, capture_output=True, text=True, env={**bare, **secrets})
     assert resolved.returncode == 0, resolved.stderr
+    assert not any(secret in COMPOSE.read_text() for secret in secrets.values())
     cfg = yaml.safe_load(resolved.stdout)
-    assert set(cfg["services"]) == {"postgres", "server", "worker"}
+    assert set(cfg["services"]) == {"postgres", "secrets", "server", "worker"}
     server, worker = cfg["services"]["server"], cfg["services"]["worker"]
     assert "postgresql+asyncpg://" in server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert server["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == "admin:ui-secret-2"
+    assert worker["environment"]["PREFECT_API_AUTH_STRING"] == "admin:ui-secret-2"
+    assert cfg["volumes"]["east-secrets"]["name"] == "east-secrets"  # the pool's job template mounts it
     assert server["ports"] == ["127.0.0.1:4200:4200/tcp"]  # not published beyond this machine
     assert worker["command"][:3] == ["worker", "--pool", "east-gpu"]
     assert worker["build"]["dockerfile"].endswith("docker/Dockerfile")

@@ -10,162 +10,52 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import jsonschema
 import pytest
 from markdown_images import embedded_pngs
+from prefect_live import EAST, Live, free_port, prefect_env, start_server, stop
 
 from east_tasks.config import PRESETS, load_config
 from east_tasks.store import Store
 from flows.faults import FAIL_ONCE_ENV
 
 REPO = Path(__file__).resolve().parent.parent
-EAST = [str(Path(sys.executable).parent / "east")]
 SCREENSHOTS = REPO / "build" / "screenshots"
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _RetryWhileBusy(httpx.HTTPTransport):
-    """Prefect's SQLite database answers 503 ("database is locked") while a busy machine's writers queue up;
-    the UI shows an error and the person clicks again, so the test client asks again too (10 times, 1 s apart)."""
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        for _ in range(10):
-            response = super().handle_request(request)
-            if response.status_code != 503:
-                return response
-            response.close()
-            time.sleep(1)
-        return response
-
-
-class Live:
-    """A Prefect server process and its REST API (the one the UI talks to)."""
-
-    def __init__(self, url: str, data_dir: Path):
-        self.url, self.data_dir = url, data_dir
-        self.worker: subprocess.Popen | None = None
-        self.api = httpx.Client(base_url=f"{url}/api", timeout=30, transport=_RetryWhileBusy())
-
-    def deployment(self, name: str) -> dict:
-        return self.api.get(f"/deployments/name/{name}").raise_for_status().json()
-
-    def trigger(self, name: str, parameters: dict) -> httpx.Response:
-        return self.api.post(f"/deployments/{self.deployment(name)['id']}/create_flow_run",
-                             json={"parameters": parameters})
-
-    def wait(self, run_id: str, timeout: float = 900) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            run = self.api.get(f"/flow_runs/{run_id}").raise_for_status().json()
-            if run["state_type"] in TERMINAL:
-                return run
-            time.sleep(1)
-        raise TimeoutError(f"flow run {run_id} still {run['state_type']} after {timeout}s")
-
-    def wait_process_exit(self, run: dict, timeout: float = 60) -> None:
-        """A run's state turns Failed a moment before its process exits; a retry in that moment races the
-        exiting process in Prefect 3.7.7's process worker (it reports the retried run Crashed and deletes
-        its working directory). A person clicks Retry later; the test waits for the process like them."""
-        pid = int(run["infrastructure_pid"].rsplit(":", 1)[-1])  # "pid" or "host:pid"
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                time.sleep(2)  # the worker's clean-up after the exit
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"flow-run process {pid} still alive after {timeout}s")
-
-    def subflow(self, parent_id: str, name: str) -> dict:
-        runs = self.api.post("/flow_runs/filter", json={"flow_runs": {"name": {"any_": [name]}}}).json()
-        [run] = [r for r in runs if r["parent_task_run_id"] and self._parent_run(r) == parent_id]
-        return run
-
-    def _parent_run(self, run: dict) -> str:
-        return self.api.get(f"/task_runs/{run['parent_task_run_id']}").json()["flow_run_id"]
-
-    def messages(self) -> list[str]:
-        """Every log line the server has, oldest first."""
-        out: list[str] = []
-        while page := self.api.post("/logs/filter", json={"limit": 200, "offset": len(out),
-                                                          "sort": "TIMESTAMP_ASC"}).json():
-            out += [log["message"] for log in page]
-        return out
-
-    def artifact(self, key: str) -> dict:
-        return self.api.get(f"/artifacts/{key}/latest").raise_for_status().json()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"no prefect server at {url} after {timeout}s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)  # the CLI's children (uvicorn, flow-run processes) go with it
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> Live:
     """`east server` on a free port of 127.0.0.1, `east deploy`, and `east worker` (with a fault to inject)."""
     tmp = tmp_path_factory.mktemp("live")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": f"{url}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
-           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
+    port = free_port()
+    env = prefect_env(tmp / "prefect-home", port)
     procs = []
     logs = {name: (tmp / f"{name}.log").open("w") for name in ("server", "worker")}
     try:
-        procs.append(subprocess.Popen([*EAST, "server", "--port", str(port)], env=env, start_new_session=True,
-                                      stdout=logs["server"], stderr=subprocess.STDOUT))
-        _wait_healthy(url, procs[0])
+        procs.append(start_server(port, env, logs["server"]))
         deployed = subprocess.run([*EAST, "deploy"], env=env, cwd=tmp, capture_output=True, text=True)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         procs.append(subprocess.Popen([*EAST, "worker"], env={**env, FAIL_ONCE_ENV: "select-and-weight"},
                                       start_new_session=True, stdout=logs["worker"], stderr=subprocess.STDOUT))
-        live = Live(url, tmp / "data")
+        live = Live(f"http://127.0.0.1:{port}", tmp / "data")
         live.worker = procs[-1]
         yield live
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
         for f in logs.values():
             f.close()
 
 
 def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) -> None:
-    names = {"east-self-train/self-train", "east-next-round/next-round", "east-evaluate/evaluate", "sweep/sweep"}
+    names = {"east-self-train/self-train", "east-next-round/next-round", "east-evaluate/evaluate", "sweep/sweep",
+             "east-experiment/experiment"}
     deployments = {name: live.deployment(name) for name in names}
     assert {d["work_pool_name"] for d in deployments.values()} == {"east-process"}
     pool = live.api.get("/work_pools/east-process").json()
