@@ -103,6 +103,9 @@ class SamplingConfig(_Strict):
     seed: int = 0
     chunk_size: int = Field(256, ge=1, description="questions per committed chunk of pool sampling (a crash "
                             "loses one); evaluation chunks hold as many sequences (greedy: n times the questions)")
+    shards: int = Field(1, ge=1, description="a round's pool generation as this many flow runs of the "
+                        "east-generate-shard deployment, each with its own engine on whichever worker takes it, "
+                        "merged by key (a DuckLake store; east_tasks.shards)")
 
 
 class WeightingConfig(_Strict):
@@ -250,8 +253,11 @@ class StoreConfig(_Strict):
     """Where results live: one DuckDB file in data_dir (the default: one writer process at a time), or a DuckLake
     that many workers on many machines write at once (east_tasks.store.LakeStore)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # errors never echo a URL
+
     url: str | None = Field(
         default_factory=lambda: os.environ.get("EAST_STORE_URL") or None,
+        validate_default=True,  # $EAST_STORE_URL is checked like a given value
         pattern=r"^ducklake:(postgres|sqlite):\S",
         description="None: <data_dir>/east.duckdb. A DuckLake: 'ducklake:postgres:dbname=east host=... user=...' "
                     "(many machines) or 'ducklake:sqlite:/shared/east.sqlite' (many processes on one machine); "
@@ -284,6 +290,9 @@ class TrackingConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
+    # The outermost model's setting rules a validation error's text: a store URL with a password is never echoed.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     experiment: str = Field("tiny", pattern=r"^[A-Za-z0-9_.-]+$")
     preset: str = Field("tiny", description="the preset these values came from (recorded; `load_config` applies it)")
     rounds: int = Field(2, ge=0, le=100)
@@ -296,7 +305,7 @@ class ExperimentConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     backend: BackendConfig = BackendConfig()
     balance: BalanceConfig = BalanceConfig()
-    store: StoreConfig = StoreConfig()
+    store: StoreConfig = Field(default_factory=StoreConfig)  # built per config: $EAST_STORE_URL is read then
     tracking: TrackingConfig = TrackingConfig()
 
     @property

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,8 @@ from east_tasks.selection import (
     monitor_selection,
     select_examples,
 )
-from east_tasks.shards import sample_data_parallel
-from east_tasks.store import Store, claim_step, open_store
+from east_tasks.shards import run_replicas, shard_jobs
+from east_tasks.store import Store, claim_step, open_store, require_shared_store
 from east_tasks.training import score_responses, train_weighted
 
 log = logging.getLogger(__name__)
@@ -178,11 +179,13 @@ def _grade(preds: list[str | None], golds: list[str], style: str) -> list[bool]:
 
 
 def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, spec: SampleSpec,
-             seed: int, step: str, limit: int | None = None, shard: tuple[int, int] | None = None) -> StepResult:
+             seed: int, step: str, limit: int | None = None, shard: tuple[int, int] | None = None,
+             run_shards: Callable[[list[dict]], str] | None = None) -> StepResult:
     """Samples `spec.n` responses per question of `split` (its first `limit` questions, a probe), committing
     chunk by chunk; resumes a crash. `shard=(i, n)` samples every n-th chunk from the i-th, so n workers can share
-    one generation and draw exactly the batches one worker would; the call without `shard` afterwards finds every
-    question done and marks the step done."""
+    one generation and draw exactly the batches one worker would (east_tasks.shards). With
+    `backend.data_parallel_size` > 1, or `sampling.shards` > 1 and a `run_shards` (a flow's: shards as flow runs),
+    the shards run side by side and this call merges them: every question is then done, the step marked done."""
     t0 = time.time()
     prompter = prompter_for(cfg, model.path)
     spec = replace(spec, stop=prompter.stop)
@@ -210,8 +213,11 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
         todo = problems[~problems.problem_id.isin(done)]
         unchecked = _unchecked_answers()
         engine = {}
-        if len(todo) and shard is None and cfg.backend.data_parallel_size > 1:
-            engine = {"engine": sample_data_parallel(cfg, model, dataset_key, split, spec, seed, step, limit)}
+        shards, runner = _shard_plan(cfg, run_shards) if len(todo) and shard is None else (1, None)
+        if runner:
+            require_shared_store(cfg.store.url, f"a generation in {shards} shards (sampling.shards, "
+                                                 "backend.data_parallel_size)")
+            engine = {"engine": runner(shard_jobs(cfg, model, dataset_key, split, spec, seed, step, limit, shards))}
         elif len(todo):
             generator = get_generator(model.path, cfg.backend)
             engine = {"engine": generation.last_engine_event}
@@ -241,6 +247,17 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
         return StepResult(step, gen_key, False, time.time() - t0,
                           {"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo), **engine,
                            **unchecked()})
+
+
+def _shard_plan(cfg: ExperimentConfig, run_shards: Callable[[list[dict]], str] | None,
+                ) -> tuple[int, Callable[[list[dict]], str] | None]:
+    """How many shards a generation runs in, and what runs them (None: this process samples it whole)."""
+    if run_shards and cfg.sampling.shards > 1:
+        return cfg.sampling.shards, run_shards
+    if cfg.backend.data_parallel_size > 1:
+        return cfg.backend.data_parallel_size, partial(run_replicas,
+                                                       tensor_parallel_size=cfg.backend.tensor_parallel_size)
+    return 1, None
 
 
 def response_logprobs(cfg: ExperimentConfig, model: ModelRef, gen_key: str, responses: pd.DataFrame) -> np.ndarray:

@@ -297,11 +297,16 @@ def deploy(
     from east_tasks.store import require_shared_store
     from flows.operate import deploy as register
 
+    try:
+        store_url = StoreConfig().url  # $EAST_STORE_URL, checked: the Docker pool hands it to its flow runs
+    except ValidationError as err:
+        console.print(f"[red]EAST_STORE_URL: {err.errors()[0]['msg']}[/red]")
+        raise typer.Exit(2) from None
     if concurrency > 1:
         with _user_errors_exit_2():
-            require_shared_store(StoreConfig().url, f"--concurrency {concurrency}")
+            require_shared_store(store_url, f"--concurrency {concurrency}")
     _require_api_url()
-    raise typer.Exit(register(pool, pool_type, image, concurrency).returncode)
+    raise typer.Exit(register(pool, pool_type, image, concurrency, store_url).returncode)
 
 
 @app.command()

@@ -28,6 +28,7 @@ from east_tasks.config import (
 )
 from east_tasks.experiments import round_checkpoint
 from east_tasks.generation import release_generator
+from east_tasks.shards import run_shard
 from east_tasks.store import open_store
 from flows.artifacts import RoundProgress, artifact_key
 from flows.self_train import east_round, evaluate, prepare_data, publish_results, resolve_model, self_train
@@ -106,6 +107,19 @@ def run_experiment(config: dict) -> list[dict]:
         config: An ExperimentConfig as JSON (east_tasks/config.py), validated before anything loads.
     """
     return self_train.fn(ExperimentConfig.model_validate(config))
+
+
+@flow(name="east-generate-shard")
+def generate_shard(job: dict) -> None:
+    """One shard of a round's pool generation (sampling.shards), sampled into the shared store by this worker.
+
+    Args:
+        job: What east_tasks.shards.shard_jobs writes: the config, the model, the split, the spec and the shard.
+    """
+    try:
+        run_shard(job)
+    finally:
+        release_generator()
 
 
 @flow(name="east-next-round", flow_run_name="{experiment}-next-round")

@@ -35,6 +35,7 @@ from east_tasks.report import (
 from east_tasks.store import open_store
 from flows.artifacts import RoundProgress, artifact_key, entropy_plot_path, publish_round
 from flows.faults import fail_once_if_asked
+from flows.operate import run_deployments
 
 
 def _retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -111,10 +112,20 @@ def choose_sampling(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, ro
     return spec, [p.key for p in probes]
 
 
+SHARD_DEPLOYMENT = "east-generate-shard/generate-shard"  # flows/entrypoints.py:generate_shard
+
+
+def run_shard_flow_runs(jobs: list[dict]) -> str:
+    """sampling.shards: each shard of a generation a flow run that any worker of the pool takes."""
+    run_deployments(SHARD_DEPLOYMENT, {f"{job['config']['experiment']}-{job['step']}-shard-{job['shard'][0] + 1}"
+                                       f"-of-{job['shard'][1]}".replace(" ", "-"): {"job": job} for job in jobs})
+    return f"{len(jobs)} shard flow runs of {SHARD_DEPLOYMENT}"
+
+
 @task(name="generate-pool", cache_policy=NO_CACHE, **RETRY)
 def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int, spec: SampleSpec) -> str:
     result = pipeline.generate(cfg, model, dataset_key, "pool", spec, cfg.sampling.seed + round_,
-                               f"generate pool round {round_}")
+                               f"generate pool round {round_}", run_shards=run_shard_flow_runs)
     _log(result)
     return result.key
 

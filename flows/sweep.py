@@ -9,21 +9,18 @@ wait for the one worker computing it (east_tasks.store.Claim) and then reuse it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.client.orchestration import get_client
-from prefect.deployments import run_deployment
 
-from east_tasks.config import DEFAULT_DATA_DIR, ExperimentConfig, StoreConfig, SweepGrid
-from east_tasks.errors import UserError
+from east_tasks.config import DEFAULT_DATA_DIR, StoreConfig, SweepGrid
 from east_tasks.generation import release_generator
 from east_tasks.report import embedded_plots, write_sweep_report
 from east_tasks.store import connect, open_store, require_shared_store
 from east_tasks.sweep import grid_points, point_config, point_record
 from flows.artifacts import artifact_key
+from flows.operate import run_deployments
 from flows.self_train import self_train
 
 
@@ -35,27 +32,6 @@ def sweep_configs(name: str, grid: SweepGrid, preset: str, rounds: int | None, d
 
 
 EXPERIMENT_DEPLOYMENT = "east-experiment/experiment"  # flows/entrypoints.py:run_experiment
-
-
-def run_points_as_deployments(configs: list[ExperimentConfig], poll_s: float = 2.0) -> None:
-    """Each config as a flow run of EXPERIMENT_DEPLOYMENT (subflows of this run in the UI), all created at once
-    for the pool to schedule; returns when every one has finished, raising if any did not complete."""
-    logger = get_run_logger()
-    runs = {run_deployment(EXPERIMENT_DEPLOYMENT, parameters={"config": cfg.model_dump(mode="json")},
-                           flow_run_name=cfg.experiment, timeout=0).id: cfg.experiment for cfg in configs}
-    failed, pending = [], dict(runs)
-    with get_client(sync_client=True) as client:
-        while pending:
-            time.sleep(poll_s)
-            for run_id, name in list(pending.items()):
-                state = client.read_flow_run(run_id).state
-                if state and state.is_final():
-                    logger.info(f"{name}: {state.name}")
-                    del pending[run_id]
-                    if not state.is_completed():
-                        failed.append(f"{name} ({state.name})")
-    if failed:
-        raise UserError(f"{len(failed)} of {len(runs)} sweep points did not complete: {', '.join(failed)}")
 
 
 @flow(name="sweep", flow_run_name="sweep-{name}")
@@ -71,7 +47,8 @@ def sweep(name: str = "sweep", grid: SweepGrid | None = None, preset: str = "tin
         for point, cfg in points:
             with open_store(cfg) as store:
                 store.record_sweep_run(**point_record(name, cfg, point))
-        run_points_as_deployments([cfg for _, cfg in points])
+        run_deployments(EXPERIMENT_DEPLOYMENT, {cfg.experiment: {"config": cfg.model_dump(mode="json")}
+                                                for _, cfg in points})
     else:
         try:
             for i, (point, cfg) in enumerate(points, 1):

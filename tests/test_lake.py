@@ -48,7 +48,7 @@ def test_the_lake_has_every_table_and_keys_hold_without_constraints(lake_url, tm
             store.mark_step("k", "gen", "exp", status)
         assert store.execute("SELECT status FROM step_status") == [("done",)]
         assert store.step_done("k")
-    with LakeStore(lake_url, str(tmp_path / "lake")) as store:  # a second process finds the same store
+    with LakeStore(lake_url, str(tmp_path / "lake")) as store:  # a second connection finds the same rows
         assert store.count("generations", "gen_key", "g") == 10
         assert store.location.startswith("ducklake:postgres:dbname=lake_")
         store.insert_df("generations", _rows(2000, gen_key="big"))  # small writes are inlined in the catalog
@@ -67,8 +67,11 @@ def test_sqlite_catalog_serves_processes_on_one_machine(tmp_path) -> None:
 def test_bad_store_urls_are_refused_before_anything_loads(postgres, tmp_path) -> None:
     with pytest.raises(ValidationError, match="string_pattern_mismatch|should match pattern"):
         StoreConfig(url="ducklake:mysql:db=east")
-    with pytest.raises(ValidationError, match="PGPASSWORD"):
+    with pytest.raises(ValidationError, match="PGPASSWORD") as refused:
         StoreConfig(url="ducklake:postgres:dbname=east host=10.0.0.2 password=hunter2")
+    with pytest.raises(ValidationError, match="PGPASSWORD") as nested:
+        ExperimentConfig(store={"url": "ducklake:postgres:dbname=east password=hunter2"})
+    assert "hunter2" not in str(refused.value) + str(nested.value)  # the error does not echo it back
     assert mask_url("dbname=east password=hunter2 host=x") == "dbname=east password=*** host=x"
     assert mask_url("postgresql://east:hunter2@db:5432/east") == "postgresql://east:***@db:5432/east"
     closed = postgres.conninfo("east").replace(f"port={postgres.port}", f"port={postgres.port + 1}")
@@ -182,7 +185,7 @@ def _data_parallel(cfg):
 
 def test_two_data_parallel_replicas_sample_one_generation_equal_to_one_engine(tmp_path, single_file_run) -> None:
     gen_key, reference = single_file_run
-    with pytest.raises(UserError, match="data_parallel_size 2: the store is the DuckDB file"):
+    with pytest.raises(UserError, match=r"in 2 shards \(sampling.shards, backend.data_parallel_size\): the store is "):
         sample(_data_parallel(worker_config(str(tmp_path / "file"), None)))
     cfg = _data_parallel(worker_config(str(tmp_path), f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"))
     result = sample(cfg)  # two replica processes, one shard each, on one machine's lake (a SQLite catalog)
@@ -213,3 +216,14 @@ def test_without_the_extension_packages_duckdb_installs_them_itself(tmp_path, mo
             LakeStore(f"ducklake:sqlite:{tmp_path / 'c.sqlite'}", str(tmp_path / "lake"))
     finally:
         store_module.packaged_extension_dir.cache_clear()
+
+
+def test_the_store_url_from_the_environment_is_checked_like_a_given_one(monkeypatch) -> None:
+    monkeypatch.setenv("EAST_STORE_URL", "ducklake:postgres:dbname=east password=hunter2")
+    with pytest.raises(ValidationError, match="PGPASSWORD"):
+        StoreConfig()
+    monkeypatch.setenv("EAST_STORE_URL", "postgres://db/east")
+    with pytest.raises(ValidationError, match="pattern"):
+        StoreConfig()
+    monkeypatch.setenv("EAST_STORE_URL", "ducklake:sqlite:/shared/east.sqlite")
+    assert StoreConfig().url == "ducklake:sqlite:/shared/east.sqlite"

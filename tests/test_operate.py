@@ -55,7 +55,7 @@ def live(tmp_path_factory) -> Live:
 
 def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) -> None:
     names = {"east-self-train/self-train", "east-next-round/next-round", "east-evaluate/evaluate", "sweep/sweep",
-             "east-experiment/experiment"}
+             "east-experiment/experiment", "east-generate-shard/generate-shard"}
     deployments = {name: live.deployment(name) for name in names}
     assert {d["work_pool_name"] for d in deployments.values()} == {"east-process"}
     pool = live.api.get("/work_pools/east-process").json()
