@@ -178,12 +178,19 @@ class TrainConfig(_Strict):
                                                       "DDP processes (gloo on CPU, NCCL on GPUs; east_tasks.launch)")
     nproc_per_node: int = Field(1, ge=1, description="torchrun's processes on this machine (one per GPU); each "
                                 "takes batch_size / nproc_per_node of every batch")
+    # Sharded training for models one GPU cannot hold, handed to transformers' Trainer as they are (not run on the
+    # CPU machines: no GPU, no deepspeed package); examples in docs/distributed-training.md.
+    fsdp: str = Field("", description="torchrun on GPUs: transformers' FSDP option, e.g. 'full_shard auto_wrap'")
+    deepspeed: Path | None = Field(None, description="torchrun on GPUs: a DeepSpeed JSON config (ZeRO stage, "
+                                   "offload), e.g. docs/deepspeed-zero2.json; needs the deepspeed package")
 
     @model_validator(mode="after")
     def _batch_splits_evenly(self) -> TrainConfig:
         if self.launcher == "torchrun" and self.batch_size % self.nproc_per_node:
             raise ValueError(f"train.batch_size {self.batch_size} must be a multiple of train.nproc_per_node "
                              f"{self.nproc_per_node}: every process takes an equal share of each batch")
+        if (self.fsdp or self.deepspeed) and self.launcher != "torchrun":
+            raise ValueError("train.fsdp / train.deepspeed shard training over processes: set train.launcher=torchrun")
         return self
 
     @model_validator(mode="before")

@@ -190,6 +190,8 @@ def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, ou
             remove_unused_columns=False,
             dataloader_num_workers=0,
             disable_tqdm=False,
+            **({"fsdp": cfg.fsdp} if cfg.fsdp else {}),
+            **({"deepspeed": str(cfg.deepspeed)} if cfg.deepspeed else {}),
         )
         trainer = WeightedTrainer(model=model, args=args, train_dataset=dataset,
                                   data_collator=collate(tokenizer.pad_token_id), loss=cfg.loss, beta=cfg.beta)

@@ -1,5 +1,8 @@
 """Two-process DDP training through torchrun (gloo on CPU) against one process on the same weighted data."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,3 +43,11 @@ def test_two_ddp_processes_take_the_one_process_steps(tmp_path) -> None:
 def test_torchrun_needs_a_batch_that_splits_evenly() -> None:
     with pytest.raises(ValueError, match="multiple of train.nproc_per_node"):
         TrainConfig(batch_size=9, launcher="torchrun", nproc_per_node=2)
+
+
+def test_sharded_training_options_need_torchrun() -> None:
+    with pytest.raises(ValueError, match="set train.launcher=torchrun"):
+        TrainConfig(fsdp="full_shard auto_wrap")
+    example = Path(__file__).parents[1] / "docs" / "deepspeed-zero2.json"  # the one docs/distributed-training.md names
+    cfg = TrainConfig(launcher="torchrun", nproc_per_node=8, deepspeed=example)
+    assert json.loads(cfg.deepspeed.read_text())["zero_optimization"]["stage"] == 2
