@@ -235,7 +235,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
                 # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
                 df["correct"] = _grade(preds, [gold for *_, gold in samples], style)
                 # The store is opened per chunk, so readers (`east report`) can get in between chunks.
-                with open_store(cfg) as store, store.transaction():
+                with open_store(cfg) as store:  # one statement: the chunk commits whole or not at all
                     store.insert_df("generations", df)
                 pause_if_asked(step)  # test hook (east_tasks/faults.py): a kill between committed chunks
         with open_store(cfg) as store:
@@ -276,7 +276,7 @@ def response_logprobs(cfg: ExperimentConfig, model: ModelRef, gen_key: str, resp
                                      bf16=cfg.train.bf16, trust_remote_code=cfg.backend.trust_remote_code)
             new = todo[cols].assign(model_hash=model.hash, gen_key=gen_key, logp_sum=scores[:, 0],
                                     n_tokens=scores[:, 1].astype(int))
-            with open_store(cfg) as store, store.transaction():
+            with open_store(cfg) as store:
                 store.insert_df("response_logprobs", new)
             have = pd.concat([have, new[have.columns]], ignore_index=True)
         return responses[cols].merge(have, on=cols, how="left")[["logp_sum", "n_tokens"]].to_numpy(np.float64)

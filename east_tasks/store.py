@@ -448,6 +448,12 @@ class LakeStore(Store):
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 1.0)
 
+    def insert_df(self, table: str, df: pd.DataFrame) -> None:
+        if self._in_transaction:  # the caller's `atomically` retries the whole transaction
+            super().insert_df(table, df)
+        else:  # a SQLite catalog answers "database is locked" while another process commits: try again
+            self.atomically(lambda store: Store.insert_df(store, table, df))
+
     def _insert_sql(self, table: str, cols: list[str]) -> str:
         names = ", ".join(cols)
         keys = KEYS.get(table, ())
