@@ -7,12 +7,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from prefect_live import free_port
 
 
 def _bin_dir() -> Path | None:
@@ -21,12 +22,6 @@ def _bin_dir() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Postgres:
@@ -60,7 +55,7 @@ def postgres_server() -> Iterator[Postgres]:
     if as_user:
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     _run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "east"])
     _run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "pg.log"), "-o",
           f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"])
