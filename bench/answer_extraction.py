@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from east_tasks.answers import answers_match, extract_answer
+from east_tasks.core.answers import answers_match, extract_answer
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 MARKER_LINE = re.compile(r"\n?####[^\n]*$")

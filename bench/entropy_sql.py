@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from benchmarks import record
 
-from east_tasks.answers import NO_ANSWER, normalize_answer
-from east_tasks.selection import cluster_and_score, cluster_and_score_by_question
-from east_tasks.weighting import entropy_weights
+from east_tasks.core.answers import NO_ANSWER, normalize_answer
+from east_tasks.core.selection import cluster_and_score, cluster_and_score_by_question
+from east_tasks.core.weighting import entropy_weights
 
 A = 0.5  # the a-grid's choice on validation; power mapping
 

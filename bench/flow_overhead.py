@@ -17,26 +17,26 @@ from pathlib import Path
 
 from benchmarks import record
 
-from east_tasks import pipeline
+from east_tasks import steps
 from east_tasks.config import ExperimentConfig, load_config
-from east_tasks.generation import SampleSpec, get_generator, release_generator
+from east_tasks.engines.generation import SampleSpec, get_generator, release_generator
 
 
 def direct(cfg: ExperimentConfig) -> None:
     """The flow's steps, in its order, without Prefect (flows/self_train.py)."""
-    pipeline.preflight(cfg)
-    dataset_key = pipeline.prepare_data(cfg).key
-    pipeline.ensure_backbone(cfg)
-    model = pipeline.model_ref(cfg.base_model)
-    pipeline.record_round(cfg, 0, model, pipeline.evaluate_model(cfg, model, dataset_key)[1])
+    steps.preflight(cfg)
+    dataset_key = steps.prepare_data(cfg).key
+    steps.ensure_backbone(cfg)
+    model = steps.model_ref(cfg.base_model)
+    steps.record_round(cfg, 0, model, steps.evaluate_model(cfg, model, dataset_key)[1])
     s = cfg.sampling
     for r in range(1, cfg.rounds + 1):
-        gen_key = pipeline.generate(cfg, model, dataset_key, "pool", SampleSpec(s.n, s.temperature, s.top_p,
+        gen_key = steps.generate(cfg, model, dataset_key, "pool", SampleSpec(s.n, s.temperature, s.top_p,
                                     s.max_tokens), s.seed + r, f"generate pool round {r}").key
-        weight_key = pipeline.select_and_weight(cfg, gen_key, dataset_key, model).key
-        _, child = pipeline.train(cfg, model, weight_key, pipeline.earlier_weight_keys(cfg, r))
-        evals = pipeline.evaluate_model(cfg, child, dataset_key)[1]
-        pipeline.record_round(cfg, r, child, evals, gen_key, weight_key)
+        weight_key = steps.select_and_weight(cfg, gen_key, dataset_key, model).key
+        _, child = steps.train(cfg, model, weight_key, steps.earlier_weight_keys(cfg, r))
+        evals = steps.evaluate_model(cfg, child, dataset_key)[1]
+        steps.record_round(cfg, r, child, evals, gen_key, weight_key)
         model = child
 
 

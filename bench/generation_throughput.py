@@ -16,8 +16,8 @@ from benchmarks import record
 from east_tasks.config import BackendConfig
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_prompt
-from east_tasks.generation import SampleSpec, get_generator, release_generator
-from east_tasks.models import BACKBONE_DIR
+from east_tasks.engines.generation import SampleSpec, get_generator, release_generator
+from east_tasks.paths import BACKBONE_DIR
 
 
 def measure(backend: BackendConfig, model: str, prompts: list[str], spec: SampleSpec) -> tuple[float, float, float]:

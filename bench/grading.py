@@ -1,5 +1,5 @@
 """Math-style grading: math-verify called in the calling thread (the naive way, unbounded against C-level
-work) vs `east_tasks.answers` (worker processes, each call bounded), on the same pairs, in one run.
+work) vs `east_tasks.core.answers` (worker processes, each call bounded), on the same pairs, in one run.
 
     .venv/bin/python bench/grading.py [--data-dir ../shared/data/gsm8k] [--gsm8k 5276] [--math 500]
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from benchmarks import record
 
-from east_tasks import answers
-from east_tasks.answers import answers_match, answers_match_many
+from east_tasks.core import answers
+from east_tasks.core.answers import answers_match, answers_match_many
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 

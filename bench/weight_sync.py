@@ -18,11 +18,11 @@ import torch
 from benchmarks import record
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from east_tasks import pipeline
+from east_tasks import steps
 from east_tasks.config import BackendConfig, load_config
 from east_tasks.data.sources import load_splits
-from east_tasks.generation import SampleSpec, get_generator, release_generator
-from east_tasks.models import BACKBONE_DIR
+from east_tasks.engines.generation import SampleSpec, get_generator, release_generator
+from east_tasks.paths import BACKBONE_DIR
 
 
 def second_checkpoint(out: Path) -> Path:
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=1500)
     args = parser.parse_args()
     cfg = load_config("tiny")
-    prompter = pipeline.prompter_for(cfg, str(BACKBONE_DIR))
+    prompter = steps.prompter_for(cfg, str(BACKBONE_DIR))
     questions = load_splits(cfg.data).splits["test"].question[: args.prompts]
     prompts, seeds = [prompter(q) for q in questions], list(range(len(questions)))
     greedy = replace(SampleSpec(1, 0.0, 1.0, cfg.eval.max_tokens), stop=prompter.stop)

@@ -9,10 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from east_tasks.models import BACKBONE_DIR
-from east_tasks.store import DEFAULT_LOCK_TIMEOUT_S, mask_url
-
-DEFAULT_DATA_DIR = Path("data")
+from east_tasks.io import mask_url
+from east_tasks.paths import BACKBONE_DIR, DEFAULT_DATA_DIR, STORE_FILE
 
 Loss = Literal["sft", "dpo", "kto"]
 Strategy = Literal["entropy", "local", "accuracy", "rejected"]
@@ -105,7 +103,7 @@ class SamplingConfig(_Strict):
                             "loses one); evaluation chunks hold as many sequences (greedy: n times the questions)")
     shards: int = Field(1, ge=1, description="a round's pool generation as this many flow runs of the "
                         "east-generate-shard deployment, each with its own engine on whichever worker takes it, "
-                        "merged by key (a DuckLake store; east_tasks.shards)")
+                        "merged by key (a DuckLake store; east_tasks.engines.replicas)")
 
 
 class WeightingConfig(_Strict):
@@ -175,7 +173,8 @@ class TrainConfig(_Strict):
     lora: LoraConfig | None = Field(None, description="train LoRA adapters (then merge them) instead of all weights")
     seed: int = 0
     launcher: Literal["inprocess", "torchrun"] = Field("inprocess", description="torchrun: train in nproc_per_node "
-                                                      "DDP processes (gloo on CPU, NCCL on GPUs; east_tasks.launch)")
+                                                      "DDP processes (gloo on CPU, NCCL on GPUs; "
+                                                      "east_tasks.engines.launch)")
     nproc_per_node: int = Field(1, ge=1, description="torchrun's processes on this machine (one per GPU); each "
                                 "takes batch_size / nproc_per_node of every batch")
     # Sharded training for models one GPU cannot hold, handed to transformers' Trainer as they are (not run on the
@@ -217,8 +216,8 @@ class BackendConfig(_Strict):
     gpu_memory_utilization: float = Field(0.05, gt=0.0, le=1.0, description="on the CPU build: share of RAM")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine spans (vLLM's own tensor parallelism)")
     data_parallel_size: int = Field(1, ge=1, description="engine replicas sampling one generation side by side, each "
-                                    "its own process on tensor_parallel_size GPUs (east_tasks.shards); needs a "
-                                    "DuckLake store")
+                                    "its own process on tensor_parallel_size GPUs (east_tasks.engines.replicas); "
+                                    "needs a DuckLake store")
     enforce_eager: bool | None = Field(None, description="skip vLLM's graph capture / compilation; default: "
                                        "on for the CPU build, off on GPUs")
     max_model_len: int = Field(256, ge=16)
@@ -271,9 +270,12 @@ class StoreConfig(_Strict):
                     "default from $EAST_STORE_URL. The password never goes here: PGPASSWORD or a ~/.pgpass file")
     data_path: str | None = Field(None, description="where the lake's Parquet files go: a directory every worker "
                                   "sees, or object storage (s3://...); default <data_dir>/lake")
-    lock_timeout_s: float = Field(DEFAULT_LOCK_TIMEOUT_S, ge=0, description="how long a step waits for another "
+    lock_timeout_s: float = Field(600.0, ge=0, description="how long a step waits for another "
                                   "process's write lock on the DuckDB file (with backoff, logging the holder), or "
                                   "retries a write that conflicted with another worker's on a lake")
+    memory_limit: str | None = Field("1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB's memory "
+                                     "limit for the file store: beyond it a query (a round's selection) spills to "
+                                     "disk instead of growing; None: DuckDB's default, 80% of the RAM")
     lease_s: float = Field(60.0, gt=0, description="lake only: a worker computing a step renews its claim every "
                            "lease_s / 3; a claim not renewed for lease_s (its worker died) is taken over")
 
@@ -317,7 +319,7 @@ class ExperimentConfig(_Strict):
 
     @property
     def store_path(self) -> Path:
-        return self.data_dir / "east.duckdb"
+        return self.data_dir / STORE_FILE
 
     @property
     def store_location(self) -> str:

@@ -1,10 +1,11 @@
-"""Small file helpers: atomic writes and content hashes."""
+"""Small helpers: atomic writes, content hashes, secrets kept out of what is shown."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -79,3 +80,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def mask_url(text: str) -> str:
+    """`text` with any password in a libpq conninfo or URL replaced, to show in logs, reports and artifacts."""
+    text = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text, flags=re.I)
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)

@@ -8,7 +8,7 @@ from uuid import UUID
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from east_tasks.config import ExperimentConfig
-from east_tasks.report import (
+from east_tasks.report.results import (
     monitor_markdown,
     monitor_rounds,
     plot_monitor,
@@ -35,11 +35,10 @@ def publish_round(cfg: ExperimentConfig, round_: int, weight_key: str) -> str:
     monitor and auto-balance's probes, with the PNG plots."""
     with open_store(cfg) as store:
         df = round_results(store, cfg.experiment)
-        stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [weight_key])
-        examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [weight_key])
+        stats = store.question_stats(weight_key)
+        examples = store.example_weights(weight_key)
         monitor = monitor_rounds(store, [cfg.experiment])
-        probes = store.query("SELECT * FROM balance_probes WHERE experiment = ? AND round = ? ORDER BY n, "
-                             "temperature", [cfg.experiment, round_])
+        probes = store.balance_probes(cfg.experiment, round_)
     plots_dir = cfg.data_dir / "plots"
     rounds_png = plot_rounds(df, cfg.experiment, plots_dir / f"{cfg.experiment}-rounds.png")
     monitor_png = plot_monitor(monitor, f"{cfg.experiment}: exploration and exploitation",

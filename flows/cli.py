@@ -17,9 +17,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from east_tasks.config import DEFAULT_DATA_DIR, PRESETS, ExperimentConfig, load_config
+from east_tasks.config import PRESETS, ExperimentConfig, load_config
+from east_tasks.engines.reaper import ensure_reaper
 from east_tasks.errors import UserError
-from east_tasks.reaper import ensure_reaper
+from east_tasks.paths import DEFAULT_DATA_DIR
 from flows.operate import PROCESS_POOL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -99,7 +100,7 @@ def run(
     given = {"experiment": experiment, "rounds": rounds}  # options win over --set of the same field
     overrides.update({k: v for k, v in given.items() if v is not None}, data_dir=data_dir)
     cfg = _config_or_exit(preset, **overrides)
-    from east_tasks.pipeline import preflight
+    from east_tasks.steps import preflight
     from flows.self_train import self_train
 
     t0 = time.time()
@@ -183,7 +184,7 @@ def report(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Per-round test accuracy, read from the store; with --sweep, the sweep's Markdown table and PNG plots."""
-    from east_tasks.report import (
+    from east_tasks.report.results import (
         best_on_validation,
         cost_report,
         paired_by_round,
@@ -248,8 +249,8 @@ def bootstrap(
     """Rebuild the tiny backbone from scratch with the project's seeded bootstrap (≈10 min on 2 cores)."""
     from dataclasses import replace
 
-    from east_tasks.models import BACKBONE_DIR
     from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
+    from east_tasks.paths import BACKBONE_DIR
 
     cfg = BootstrapConfig(seed=seed)
     cfg = replace(cfg, steps=steps) if steps else cfg
@@ -322,8 +323,8 @@ def worker(
 
 
 def _print_table(name: str, records: list[dict]) -> None:
-    from east_tasks.report import fmt
-    from east_tasks.report import tiers as tiers_of
+    from east_tasks.report.results import fmt
+    from east_tasks.report.results import tiers as tiers_of
 
     tiers = tiers_of(r["by_tier"] for r in records)
     sampled = [m for m in ("maj_acc", "pass_acc") if any(r[m] is not None for r in records)]  # none when k = 0
@@ -353,7 +354,7 @@ def gc(
     delete: Annotated[bool, typer.Option("--delete", help="remove them (default: only list them)")] = False,
 ) -> None:
     """Checkpoints the store does not reference and temp dirs killed runs left; a dry run unless --delete."""
-    from east_tasks.housekeeping import remove, unreferenced
+    from east_tasks.store.housekeeping import remove, unreferenced
 
     with _open_store(data_dir) as store:
         paths = unreferenced(store, data_dir / "checkpoints", keep_last)

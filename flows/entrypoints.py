@@ -14,9 +14,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from east_tasks import pipeline
+from east_tasks import steps
 from east_tasks.config import (
-    DEFAULT_DATA_DIR,
     PRESETS,
     BackendConfig,
     DataConfig,
@@ -26,9 +25,9 @@ from east_tasks.config import (
     WeightingConfig,
     load_config,
 )
-from east_tasks.experiments import round_checkpoint
-from east_tasks.generation import release_generator
-from east_tasks.shards import run_shard
+from east_tasks.engines.generation import release_generator
+from east_tasks.paths import DEFAULT_DATA_DIR
+from east_tasks.steps.experiments import round_checkpoint
 from east_tasks.store import open_store
 from flows.artifacts import RoundProgress, artifact_key
 from flows.self_train import east_round, evaluate, prepare_data, publish_results, resolve_model, self_train
@@ -114,10 +113,11 @@ def generate_shard(job: dict) -> None:
     """One shard of a round's pool generation (sampling.shards), sampled into the shared store by this worker.
 
     Args:
-        job: What east_tasks.shards.shard_jobs writes: the config, the model, the split, the spec and the shard.
+        job: What a sharded generation (east_tasks.steps.generation) hands each shard: the config, the model, the
+            split, the spec and the shard.
     """
     try:
-        run_shard(job)
+        steps.run_shard(job)
     finally:
         release_generator()
 
@@ -140,7 +140,7 @@ def next_round(experiment: ExperimentName = "tiny", max_rounds: Rounds | None = 
     round_ = state.last_round + 1
     cfg = state.config.model_copy(update={"rounds": round_})
     logger.info(f"{experiment}: round {round_} from the round-{state.last_round} checkpoint {state.model.path}")
-    pipeline.preflight(cfg)
+    steps.preflight(cfg)
     progress = RoundProgress(experiment, state.last_round, max_rounds or round_)
     try:
         east_round(cfg, round_, state.model, prepare_data(cfg))
@@ -180,16 +180,15 @@ def evaluate_checkpoint(
     cfg = load_config(preset, experiment=f"evaluate-{artifact_key(Path(checkpoint).name)}", data_dir=data_dir,
                       base_model=model_path, data=_given(source=source, path=data_path, test_size=test_size),
                       backend={"backend": backend})
-    pipeline.preflight(cfg)
+    steps.preflight(cfg)
     try:
         dataset_key = prepare_data(cfg)
         eval_key = evaluate(cfg, resolve_model(model_path), dataset_key).test
     finally:
         release_generator()
     with open_store(cfg) as store:
-        row = store.query("SELECT n_questions, k, greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?",
-                          [eval_key])
-    result = {"checkpoint": checkpoint, "model": model_path, **row.astype(object).iloc[0].to_dict()}
+        row = store.evaluation(eval_key)
+    result = {"checkpoint": checkpoint, "model": model_path, **row}
     rows = "\n".join(f"| {k} | {v} |" for k, v in result.items())
     create_markdown_artifact(key=f"evaluate-{artifact_key(checkpoint)}",
                              markdown=f"### {checkpoint}\n\n| | |\n|---|---|\n{rows}",

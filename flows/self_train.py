@@ -1,6 +1,6 @@
 """`self-train` (bootstrap if needed, evaluate the base model, R rounds) and the `east-round` subflow.
 
-The DuckDB store is the cache (keys in `east_tasks.pipeline`), so Prefect's own task caching is off:
+The DuckDB store is the cache (keys in `east_tasks.steps.keys`), so Prefect's own task caching is off:
 a retried or re-triggered run recomputes nothing the store already holds, and each task logs whether it
 computed or skipped.
 """
@@ -16,12 +16,11 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
 from prefect.states import State
 
-from east_tasks import pipeline
+from east_tasks import steps
 from east_tasks.config import ExperimentConfig
+from east_tasks.engines.generation import SampleSpec, release_generator
 from east_tasks.errors import UserError
-from east_tasks.generation import SampleSpec, release_generator
-from east_tasks.pipeline import EvalKeys, ModelRef, StepResult
-from east_tasks.report import (
+from east_tasks.report.results import (
     embedded_plots,
     plot_entropy_histogram,
     plot_rounds,
@@ -32,6 +31,7 @@ from east_tasks.report import (
     to_markdown,
     to_records,
 )
+from east_tasks.steps import EvalKeys, ModelRef, StepResult
 from east_tasks.store import open_store
 from flows.artifacts import RoundProgress, artifact_key, entropy_plot_path, publish_round
 from flows.faults import fail_once_if_asked
@@ -39,8 +39,8 @@ from flows.operate import run_deployments
 
 
 def _retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry crashes, not bad input: a UserError would fail the same way again."""
-    return not isinstance(state.data, UserError)
+    """Retry crashes, not bad input (`east_tasks.steps.runner.retryable`)."""
+    return not isinstance(state.data, BaseException) or steps.retryable(state.data)
 
 
 RETRY = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _retry_unless_user_error}
@@ -69,17 +69,16 @@ def _log(results: StepResult | list[StepResult]) -> None:
 
 @task(name="ensure-backbone", cache_policy=NO_CACHE)
 def ensure_backbone(cfg: ExperimentConfig) -> None:
-    _log(pipeline.ensure_backbone(cfg))
+    _log(steps.ensure_backbone(cfg))
 
 
 @task(name="prepare-data", cache_policy=NO_CACHE)
 def prepare_data(cfg: ExperimentConfig) -> str:
-    result = pipeline.prepare_data(cfg)
+    result = steps.prepare_data(cfg)
     _log(result)
     if "dropped" in result.info:  # data.on_invalid = "skip" left rows out: say which, where the run is seen
         with open_store(cfg) as store:
-            dropped = store.query("SELECT location, kind, detail FROM data_findings WHERE dataset_key = ? "
-                                  "ORDER BY kind, location", [result.key])
+            dropped = store.data_findings(result.key)
         create_markdown_artifact(
             key=f"{artifact_key(cfg.experiment)}-dropped-rows",
             markdown="\n".join([f"### {cfg.experiment}: {len(dropped)} data rows left out (data.on_invalid = skip)",
@@ -91,7 +90,7 @@ def prepare_data(cfg: ExperimentConfig) -> str:
 
 @task(name="resolve-model", cache_policy=NO_CACHE)
 def resolve_model(path: str) -> ModelRef:
-    ref = pipeline.model_ref(path)
+    ref = steps.model_ref(path)
     get_run_logger().info(f"model {ref.path} hash={ref.hash}")
     return ref
 
@@ -100,11 +99,10 @@ def resolve_model(path: str) -> ModelRef:
 def choose_sampling(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int) -> tuple[SampleSpec,
                                                                                                       list[str]]:
     """Auto-balance's probes and choice (balance.auto), published as the round's probe artifact."""
-    spec, probes = pipeline.choose_sampling(cfg, model, dataset_key, round_)
+    spec, probes = steps.choose_sampling(cfg, model, dataset_key, round_)
     _log(probes)
     with open_store(cfg) as store:
-        rows = store.query("SELECT * FROM balance_probes WHERE experiment = ? AND round = ? ORDER BY n, temperature",
-                           [cfg.experiment, round_])
+        rows = store.balance_probes(cfg.experiment, round_)
     name = f"{cfg.experiment}-round-{round_}"
     get_run_logger().info(f"auto-balance chose temperature {spec.temperature:g}, n = {spec.n}")
     create_markdown_artifact(key=f"{artifact_key(name)}-auto-balance", markdown=probes_markdown(rows, name),
@@ -124,7 +122,7 @@ def run_shard_flow_runs(jobs: list[dict]) -> str:
 
 @task(name="generate-pool", cache_policy=NO_CACHE, **RETRY)
 def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int, spec: SampleSpec) -> str:
-    result = pipeline.generate(cfg, model, dataset_key, "pool", spec, cfg.sampling.seed + round_,
+    result = steps.generate(cfg, model, dataset_key, "pool", spec, cfg.sampling.seed + round_,
                                f"generate pool round {round_}", run_shards=run_shard_flow_runs)
     _log(result)
     return result.key
@@ -133,12 +131,12 @@ def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, roun
 @task(name="select-and-weight", cache_policy=NO_CACHE)
 def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int, parent: ModelRef) -> str:
     fail_once_if_asked("select-and-weight", cfg.data_dir)  # test hook, see flows/faults.py
-    result = pipeline.select_and_weight(cfg, gen_key, dataset_key, parent)
+    result = steps.select_and_weight(cfg, gen_key, dataset_key, parent)
     _log(result)
-    pipeline.check_collapse(cfg, round_, result.key)  # label-free: refuses before training on a collapsed pool
+    steps.check_collapse(cfg, round_, result.key)  # label-free: refuses before training on a collapsed pool
     with open_store(cfg) as store:
-        stats = store.query("SELECT * FROM question_stats WHERE weight_key = ?", [result.key])
-        examples = store.query("SELECT weight FROM training_examples WHERE weight_key = ?", [result.key])
+        stats = store.question_stats(result.key)
+        examples = store.example_weights(result.key)
     name = f"{cfg.experiment}-round-{round_}"
     png = plot_entropy_histogram(stats, name, entropy_plot_path(cfg, round_))
     create_markdown_artifact(
@@ -150,16 +148,16 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, rou
 
 
 @task(name="train", cache_policy=NO_CACHE, **RETRY)
-def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> ModelRef:
-    result, model = pipeline.train(cfg, parent, weight_key, pipeline.earlier_weight_keys(cfg, round_),
-                                   run_name=f"{cfg.experiment}-round-{round_}")
+def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> StepResult[ModelRef]:
+    result = steps.train(cfg, parent, weight_key, steps.earlier_weight_keys(cfg, round_),
+                         run_name=f"{cfg.experiment}-round-{round_}")
     _log(result)
-    return model
+    return result
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, **RETRY)
 def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> EvalKeys:
-    results, keys = pipeline.evaluate_model(cfg, model, dataset_key)
+    results, keys = steps.evaluate_model(cfg, model, dataset_key)
     _log(results)
     return keys
 
@@ -174,12 +172,13 @@ def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key
     """One EAST round: sample the pool with the parent (at the auto-balanced temperature with balance.auto),
     weight (entropy or a baseline), fine-tune, evaluate."""
     spec, probe_keys = (choose_sampling(cfg, parent, dataset_key, round_) if cfg.balance.auto
-                        else (pipeline.pool_spec(cfg), []))
+                        else (steps.pool_spec(cfg), []))
     gen_key = generate_pool(cfg, parent, dataset_key, round_, spec)
     weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent)
-    model = train(cfg, parent, weight_key, round_)
+    trained = train(cfg, parent, weight_key, round_)
+    model = trained.value
     evals = evaluate(cfg, model, dataset_key)
-    pipeline.record_round(cfg, round_, model, evals, gen_key, weight_key, probe_keys)
+    _log(steps.record_round(cfg, round_, model, evals, gen_key, weight_key, trained.key, probe_keys))
     publish_round(cfg, round_, weight_key)
     return model
 
@@ -203,13 +202,13 @@ def self_train(cfg: ExperimentConfig, keep_engine: bool = False) -> list[dict]:
     """Evaluates the base model (round 0), then runs `cfg.rounds` EAST rounds, each from the last.
 
     `keep_engine` leaves the sampling engine up for a caller that runs more experiments (a sweep)."""
-    pipeline.preflight(cfg)  # before anything is loaded or written
+    steps.preflight(cfg)  # before anything is loaded or written
     try:
         dataset_key = prepare_data(cfg)  # bad data is refused before any model is built or loaded
         ensure_backbone(cfg)
         model = resolve_model(cfg.base_model)
         evals = evaluate(cfg, model, dataset_key)
-        pipeline.record_round(cfg, 0, model, evals)
+        _log(steps.record_round(cfg, 0, model, evals))
         progress = RoundProgress(cfg.experiment, 0, cfg.rounds)
         for r in range(1, cfg.rounds + 1):
             model = east_round(cfg, r, model, dataset_key)

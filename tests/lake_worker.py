@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import sys
 
-from east_tasks import pipeline
+from east_tasks import steps
 from east_tasks.config import ExperimentConfig, load_config
-from east_tasks.generation import SampleSpec
-from east_tasks.models import BACKBONE_DIR
+from east_tasks.engines.generation import SampleSpec
+from east_tasks.paths import BACKBONE_DIR
 
 SPEC = SampleSpec(n=2, temperature=0.8, top_p=1.0, max_tokens=48)
 
@@ -20,9 +20,9 @@ def worker_config(data_dir: str, url: str | None, lease_s: float = 60.0) -> Expe
                        sampling={"chunk_size": 4, "n": SPEC.n})
 
 
-def sample(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> pipeline.StepResult:
-    key = pipeline.prepare_data(cfg).key
-    return pipeline.generate(cfg, pipeline.model_ref(BACKBONE_DIR), key, "pool", SPEC, seed=0, step="gen",
+def sample(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> steps.StepResult:
+    key = steps.prepare_data(cfg).key
+    return steps.generate(cfg, steps.model_ref(BACKBONE_DIR), key, "pool", SPEC, seed=0, step="gen",
                              shard=shard)
 
 

@@ -1,4 +1,4 @@
-"""Reads back Markdown artifacts from the test's Prefect server, and the PNGs `east_tasks.report.embedded_plots`
+"""Reads back Markdown artifacts from the test's Prefect server, and the PNGs `east_tasks.report.results.embedded_plots`
 puts inside them."""
 
 import asyncio

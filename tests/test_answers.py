@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from east_tasks import answers
-from east_tasks.answers import (
+from east_tasks.core import answers
+from east_tasks.core.answers import (
     NO_ANSWER,
     Cluster,
     answers_match,

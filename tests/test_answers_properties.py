@@ -6,7 +6,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from east_tasks.answers import answers_match, canonical_answers, cluster_answers, extract_answer
+from east_tasks.core.answers import answers_match, canonical_answers, cluster_answers, extract_answer
 
 BOUND_S = 0.5  # math-verify's bound in these tests; every call must return within it plus one second
 

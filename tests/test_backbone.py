@@ -6,7 +6,7 @@ from dataclasses import asdict
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from east_tasks.io import hash_dir
-from east_tasks.models import BACKBONE_DIR
+from east_tasks.paths import BACKBONE_DIR
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
 
 

@@ -6,13 +6,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from east_tasks import pipeline
+from east_tasks import steps
 from east_tasks.config import BackendConfig, load_config
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_prompt
 from east_tasks.data.sources import load_splits
-from east_tasks.generation import SampleSpec, get_generator, release_generator
-from east_tasks.models import BACKBONE_DIR
+from east_tasks.engines.generation import SampleSpec, get_generator, release_generator
+from east_tasks.paths import BACKBONE_DIR
 
 PROMPTS = [format_prompt(p.question) for p in make_split("test", 32, seed=11)]
 GREEDY = SampleSpec(n=1, temperature=0.0, top_p=1.0, max_tokens=64)
@@ -66,7 +66,7 @@ def test_weight_sync_into_a_running_engine_equals_a_fresh_engine(tmp_path) -> No
     split of the embedded default is then exactly a freshly started engine's; a checkpoint the engine cannot
     take exactly (another generation config) restarts it instead."""
     cfg = load_config("tiny")
-    prompter = pipeline.prompter_for(cfg, str(BACKBONE_DIR))
+    prompter = steps.prompter_for(cfg, str(BACKBONE_DIR))
     test = load_splits(cfg.data)[1]["test"]
     prompts, seeds = [prompter(q) for q in test.question], list(range(len(test)))
     greedy = replace(GREEDY, stop=prompter.stop)

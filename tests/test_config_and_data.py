@@ -130,7 +130,7 @@ def test_experiments_recorded_before_new_config_fields_continue(tmp_path) -> Non
     they compare as their defaults instead of blocking the experiment."""
     import json
 
-    from east_tasks import pipeline
+    from east_tasks import steps
     from east_tasks.store import Store
 
     cfg = load_config("tiny-test", experiment="old", data_dir=tmp_path)
@@ -140,6 +140,6 @@ def test_experiments_recorded_before_new_config_fields_continue(tmp_path) -> Non
     del recorded["train"]["lora"]
     with Store(cfg.store_path) as store:
         store.record_round("old", 0, model_hash="h", model_path="m", eval_key="e", config=json.dumps(recorded))
-    pipeline.preflight(cfg)
+    steps.preflight(cfg)
     with pytest.raises(ValueError, match=r"data.prompt: 'zeroshot' -> 'fewshot'"):
-        pipeline.preflight(load_config("tiny-test", experiment="old", data_dir=tmp_path, data={"prompt": "fewshot"}))
+        steps.preflight(load_config("tiny-test", experiment="old", data_dir=tmp_path, data={"prompt": "fewshot"}))

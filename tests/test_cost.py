@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from east_tasks.cost import Cost, Meter
-from east_tasks.report import cost_markdown, cost_summary, plot_accuracy_vs_compute, round_costs
+from east_tasks.report.results import cost_markdown, cost_summary, plot_accuracy_vs_compute, round_costs
 from east_tasks.store import Store
 
 

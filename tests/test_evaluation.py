@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from east_tasks.evaluation import evaluate, majority_answer
+from east_tasks.core.metrics import evaluate, majority_answer
 
 
 def test_majority_answer_ignores_missing_answers() -> None:

@@ -158,7 +158,7 @@ def test_a_round_with_nothing_to_train_on_is_one_message_exit_2_and_not_retried(
 def test_label_free_auto_balanced_round_then_a_collapse_is_refused(tmp_path, prefect_server) -> None:
     """balance.auto probes two temperatures and samples the round with the better one; majority pseudo-labels
     with the self-reward choose what is trained on; a pool that counts as collapsed is not trained on."""
-    from east_tasks.answers import normalize_answer
+    from east_tasks.core.answers import normalize_answer
     from east_tasks.errors import UserError
 
     temperatures = [0.6, 1.2]

@@ -3,11 +3,11 @@
 import pandas as pd
 import pytest
 
-from east_tasks import pipeline
+from east_tasks import steps
 from east_tasks.config import load_config
-from east_tasks.generation import SampleSpec, release_generator
-from east_tasks.generation.hf_backend import HFGenerator
-from east_tasks.models import BACKBONE_DIR
+from east_tasks.engines.generation import SampleSpec, release_generator
+from east_tasks.engines.generation.hf_backend import HFGenerator
+from east_tasks.paths import BACKBONE_DIR
 from east_tasks.store import Store
 
 SPEC = SampleSpec(n=2, temperature=0.8, top_p=1.0, max_tokens=48)
@@ -25,9 +25,9 @@ def _texts(cfg, gen_key):
 
 
 def test_crash_mid_generation_resumes_from_the_last_committed_chunk(tmp_path, monkeypatch) -> None:
-    model = pipeline.model_ref(BACKBONE_DIR)
+    model = steps.model_ref(BACKBONE_DIR)
     crashed, clean = _cfg(tmp_path / "a"), _cfg(tmp_path / "b")
-    key = pipeline.prepare_data(crashed).key
+    key = steps.prepare_data(crashed).key
 
     real, calls = HFGenerator.generate, {"n": 0}
 
@@ -39,23 +39,23 @@ def test_crash_mid_generation_resumes_from_the_last_committed_chunk(tmp_path, mo
 
     monkeypatch.setattr(HFGenerator, "generate", dies_on_second_chunk)
     with pytest.raises(RuntimeError, match="worker killed"):
-        pipeline.generate(crashed, model, key, "pool", SPEC, seed=0, step="gen")
+        steps.generate(crashed, model, key, "pool", SPEC, seed=0, step="gen")
     release_generator()
     with Store(crashed.store_path) as s:
         assert s.query("SELECT count(*) AS n FROM generations").n[0] == 8  # the first chunk was committed
         assert s.query("SELECT status FROM step_status").status.tolist() == ["running"]
 
-    resumed = pipeline.generate(crashed, model, key, "pool", SPEC, seed=0, step="gen")
+    resumed = steps.generate(crashed, model, key, "pool", SPEC, seed=0, step="gen")
     assert not resumed.cached
     assert resumed.info == {"rows": 24, "resumed_questions": 4, "new_questions": 8, "engine": resumed.info["engine"]}
     assert resumed.info["engine"].startswith("started in")  # the HF backend is not synced into
 
-    again = pipeline.generate(crashed, model, key, "pool", SPEC, seed=0, step="gen")
+    again = steps.generate(crashed, model, key, "pool", SPEC, seed=0, step="gen")
     assert again.cached and again.info == {"rows": 24}
 
     monkeypatch.setattr(HFGenerator, "generate", real)
-    pipeline.prepare_data(clean)
-    uninterrupted = pipeline.generate(clean, model, key, "pool", SPEC, seed=0, step="gen")
+    steps.prepare_data(clean)
+    uninterrupted = steps.generate(clean, model, key, "pool", SPEC, seed=0, step="gen")
     release_generator()
     assert uninterrupted.key == resumed.key
     assert _texts(crashed, resumed.key) == _texts(clean, uninterrupted.key)  # same seeds, same samples
@@ -64,12 +64,12 @@ def test_crash_mid_generation_resumes_from_the_last_committed_chunk(tmp_path, mo
 def test_responses_without_any_answer_are_stored_as_no_answer_and_wrong(tmp_path) -> None:
     """At a high temperature some responses hold no number at all (the study's T = 1.4 probes met them): they are
     stored with no answer and graded wrong, the rest graded as usual."""
-    from east_tasks.answers import answers_match, extract_answer
+    from east_tasks.core.answers import answers_match, extract_answer
 
     cfg = _cfg(tmp_path)
-    key = pipeline.prepare_data(cfg).key
+    key = steps.prepare_data(cfg).key
     hot = SampleSpec(n=2, temperature=5.0, top_p=1.0, max_tokens=3)
-    result = pipeline.generate(cfg, pipeline.model_ref(BACKBONE_DIR), key, "pool", hot, seed=0, step="gen")
+    result = steps.generate(cfg, steps.model_ref(BACKBONE_DIR), key, "pool", hot, seed=0, step="gen")
     release_generator()
     with Store(cfg.store_path) as s:
         rows = s.query("SELECT g.text, g.pred_answer, g.correct, p.answer FROM generations g JOIN problems p "

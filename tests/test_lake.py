@@ -18,12 +18,13 @@ import pytest
 from lake_worker import sample, worker_config
 from pydantic import ValidationError
 
-from east_tasks import pipeline
+from east_tasks import steps
 from east_tasks.config import ExperimentConfig, StoreConfig
 from east_tasks.errors import UserError
-from east_tasks.generation import release_generator
-from east_tasks.shards import replica_devices
-from east_tasks.store import KEYS, TABLES, Claim, LakeStore, Store, connect, mask_url
+from east_tasks.engines.generation import release_generator
+from east_tasks.engines.replicas import replica_devices
+from east_tasks.io import mask_url
+from east_tasks.store import KEYS, TABLES, Claim, LakeStore, Store, connect
 
 WORKER = Path(__file__).with_name("lake_worker.py")
 ROOT = Path(__file__).parents[1]
@@ -78,7 +79,7 @@ def test_bad_store_urls_are_refused_before_anything_loads(postgres, tmp_path) ->
     cfg = ExperimentConfig(data_dir=tmp_path, store={"url": f"ducklake:postgres:{closed}"})
     t0 = time.time()
     with pytest.raises(UserError, match=r"store.url ducklake:postgres:.*cannot open the DuckLake catalog"):
-        pipeline.preflight(cfg)  # the first thing a run does: no model, no data loaded yet
+        steps.preflight(cfg)  # the first thing a run does: no model, no data loaded yet
     assert time.time() - t0 < 20
 
 
@@ -152,7 +153,7 @@ def test_three_workers_share_one_generation_and_equal_a_single_worker_run(lake_u
     with connect(cfg.store, tmp_path) as store:
         assert store.step_done(gen_key)
         assert store.execute("SELECT count(*), count(DISTINCT (problem_id, sample_idx)) FROM generations") == [(24, 24)]
-        assert store.count("problems", "dataset_key", pipeline.prepare_data(cfg).key) == 12 + 40 + 4  # loaded once
+        assert store.count("problems", "dataset_key", steps.prepare_data(cfg).key) == 12 + 40 + 4  # loaded once
         assert _generations(store, gen_key) == reference
 
 
@@ -205,7 +206,7 @@ def test_replicas_get_consecutive_gpu_groups() -> None:
 def test_without_the_extension_packages_duckdb_installs_them_itself(tmp_path, monkeypatch) -> None:
     """Where the PyPI packages are missing, DuckDB's own INSTALL runs: offline (here) that fails with a clear error;
     with a network it fetches the extensions."""
-    from east_tasks import store as store_module
+    from east_tasks.store import lake as store_module
 
     monkeypatch.setattr(store_module, "_PACKAGED_EXTENSIONS", {"ducklake": ("no_such_package_here", "ducklake")})
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from east_tasks.answers import answers_match
+from east_tasks.core.answers import answers_match
 from east_tasks.config import DataConfig
 from east_tasks.data.sources import load_splits
 from east_tasks.errors import UserError
@@ -180,14 +180,14 @@ def test_more_findings_than_shown_are_counted(tmp_path) -> None:
 
 
 def test_skipped_rows_are_recorded_in_the_store(tmp_path) -> None:
-    from east_tasks import pipeline
+    from east_tasks import steps
     from east_tasks.config import load_config
     from east_tasks.store import Store
 
     path = _gsm8k_dir(tmp_path / "d", [_row("What is 1 + 2?", "3"), "not json", _row("What is 2 + 2?", "4")])
     cfg = load_config("tiny-test", data_dir=tmp_path, data={"source": "gsm8k", "path": str(path),
                                                              "on_invalid": "skip", "pool_size": 5})
-    result = pipeline.prepare_data(cfg)
+    result = steps.prepare_data(cfg)
     assert result.info["dropped"] == {"malformed": 1} and result.info["pool"] == 2
     with Store(cfg.store_path) as store:
         rows = store.query("SELECT * FROM data_findings WHERE dataset_key = ?", [result.key])

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from east_tasks.config import WeightingConfig
-from east_tasks.monitor import best_candidate, collapsed, pseudo_labels, question_monitor, summarise_monitor
-from east_tasks.selection import (
+from east_tasks.core.monitor import best_candidate, collapsed, pseudo_labels, question_monitor, summarise_monitor
+from east_tasks.core.selection import (
     accepted_responses,
     label_and_score,
     mark_drops,
@@ -59,7 +59,9 @@ def test_label_free_selection_trains_on_the_majority_with_unchanged_entropy() ->
     assert gold.stats.set_index("problem_id").drop_reason.fillna("kept").to_dict() == {
         "p": "kept", "q": "kept", "r": "kept", "s": "no_wellformed_incorrect", "t": "no_wellformed_incorrect"}
     examples = select_examples(labelled.gens, labelled.stats, cfg)
-    assert dict(zip(examples.problem_id, examples.response, strict=True)) == {"p": "chain 1", "q": "chain 7"}
+    text = GENS.set_index(["problem_id", "sample_idx"]).text  # rows name their samples
+    responses = [text[(p, i)] for p, i in zip(examples.problem_id, examples.sample_idx, strict=True)]
+    assert dict(zip(examples.problem_id, responses, strict=True)) == {"p": "chain 1", "q": "chain 7"}
     assert labelled.gens.gold_correct.tolist() == GENS.correct.tolist()  # gold kept beside the pseudo-labels
 
 

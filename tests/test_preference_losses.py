@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from east_tasks.losses import kto_reference_point, weighted_dpo_loss, weighted_kto_loss
+from east_tasks.core.losses import kto_reference_point, weighted_dpo_loss, weighted_kto_loss
 
 
 def _softplus(x: float) -> float:

@@ -6,12 +6,12 @@ import shutil
 import pytest
 from transformers import AutoTokenizer
 
-from east_tasks import pipeline
-from east_tasks.answers import extract_answer
+from east_tasks import steps
+from east_tasks.core.answers import extract_answer
 from east_tasks.config import load_config
 from east_tasks.data.prompts import FEW_SHOT, PLAIN_STOP, few_shot_prompt, make_prompter
-from east_tasks.generation import SampleSpec, release_generator
-from east_tasks.models import BACKBONE_DIR
+from east_tasks.engines.generation import SampleSpec, release_generator
+from east_tasks.paths import BACKBONE_DIR
 from east_tasks.store import Store
 
 # A small chat template in the style of Llama 3's: it writes the BOS itself and prints a date.
@@ -29,7 +29,7 @@ def chat_tokenizer(tiny_tokenizer):
 
 def test_embedded_task_keeps_its_zero_shot_prompt() -> None:
     cfg = load_config("tiny")
-    prompter = pipeline.prompter_for(cfg, str(BACKBONE_DIR))
+    prompter = steps.prompter_for(cfg, str(BACKBONE_DIR))
     assert (prompter.mode, prompter.stop) == ("zeroshot", PLAIN_STOP)
     assert prompter("Tom has 3 apples.") == "Q: Tom has 3 apples.\nA:"
     assert prompter.template == "Q: {q}\nA:"
@@ -64,14 +64,15 @@ def test_generation_stores_the_chat_prompt_and_keys_on_it(tmp_path, chat_tokeniz
     chat_tokenizer.save_pretrained(model_dir)
     spec = SampleSpec(n=1, temperature=0.0, top_p=1.0, max_tokens=8)
     keys = {}
-    for name, model in (("chat", pipeline.model_ref(model_dir)), ("plain", pipeline.model_ref(BACKBONE_DIR))):
+    for name, model in (("chat", steps.model_ref(model_dir)), ("plain", steps.model_ref(BACKBONE_DIR))):
         cfg = load_config("tiny-test", data_dir=tmp_path / name, backend={"backend": "hf"},
                           data={"pool_size": 3, "test_size": 2, "prompt": "auto"})
-        dataset_key = pipeline.prepare_data(cfg).key
-        keys[name] = pipeline.generate(cfg, model, dataset_key, "test", spec, seed=0, step="gen").key
+        dataset_key = steps.prepare_data(cfg).key
+        keys[name] = steps.generate(cfg, model, dataset_key, "test", spec, seed=0, step="gen").key
         release_generator()
         with Store(cfg.store_path) as store:
-            rows = store.query("SELECT g.prompt, p.question FROM generations g JOIN problems p USING (problem_id)")
+            rows = store.query("SELECT t.prompt, p.question FROM generations g JOIN prompts t USING (prompt_key) "
+                               "JOIN problems p USING (problem_id)")  # each prompt stored once, by its hash
         assert len(rows) == 2
         for prompt, question in rows.itertuples(index=False):
             if name == "chat":

@@ -9,7 +9,7 @@ from markdown_images import embedded_pngs, prefect_artifacts
 from typer.testing import CliRunner
 
 from east_tasks.config import SweepGrid
-from east_tasks.report import (
+from east_tasks.report.results import (
     best_on_validation,
     paired_by_round,
     paired_by_round_markdown,

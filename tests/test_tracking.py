@@ -5,10 +5,10 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from east_tasks import tracking
+from east_tasks.report import tracking
 from east_tasks.config import load_config
 from east_tasks.errors import UserError
-from east_tasks.pipeline import preflight
+from east_tasks.steps import preflight
 
 
 def test_an_unknown_tracker_is_refused_naming_the_allowed_ones() -> None:

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from east_tasks.losses import IGNORE, per_example_sft_loss, weighted_sft_loss
-from east_tasks.training import WeightedDataset
+from east_tasks.core.losses import IGNORE, per_example_sft_loss, weighted_sft_loss
+from east_tasks.engines.training import WeightedDataset
 
 
 def _logits_for(token_logits: list[list[list[float]]]) -> torch.Tensor:

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from east_tasks.answers import cluster_answers
-from east_tasks.weighting import (
+from east_tasks.core.answers import cluster_answers
+from east_tasks.core.weighting import (
     cluster_entropy,
     drop_reason,
     entropy_weights,

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
-from east_tasks.answers import extract_answer, normalize_answer
 from east_tasks.config import ColumnMap, DataConfig
+from east_tasks.core.answers import extract_answer, normalize_answer
 from east_tasks.data.arith import arith_splits
 from east_tasks.data.validation import DataProblems, Finding, contamination, read_jsonl
 from east_tasks.errors import UserError

@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from east_tasks.data.arith import labelled_set
 from east_tasks.data.prompts import format_completion, format_prompt
+from east_tasks.engines.training import IGNORE, encode_example, pad
 from east_tasks.io import atomic_dir, hash_dir
 from east_tasks.models.tiny import build_tiny_model, build_tokenizer, save_model_dir
-from east_tasks.training import IGNORE, encode_example, pad
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """Training in torchrun's processes (`train.launcher = "torchrun"`): DDP over gloo on CPU, NCCL on GPUs.
 
-The parent writes the examples and the job beside each other in a scratch directory and runs
-`python -m torch.distributed.run --standalone --nproc_per_node N -m east_tasks.launch DIR`; every process runs
-`train_weighted` (transformers' Trainer picks the process group up from torchrun's environment), and rank 0
-writes the checkpoint and the summary. Weights stay unbiased across ranks: they are normalised to mean 1 over the
-whole dataset before training, each rank's loss is the mean over its equal share of every batch, and DDP averages
-the shares' gradients, so the step equals the one-process step on the same batch.
+The parent writes the examples (an Arrow file each process memory-maps) and the job beside each other in a scratch
+directory and runs `python -m torch.distributed.run --standalone --nproc_per_node N -m east_tasks.engines.launch
+DIR`; every process runs `train_weighted` (transformers' Trainer picks the process group up from torchrun's
+environment), and rank 0 writes the checkpoint and the summary. Weights stay unbiased across ranks: they are
+normalised to mean 1 over the whole dataset before training, each rank's loss is the mean over its equal share of
+every batch, and DDP averages the shares' gradients, so the step equals the one-process step on the same batch.
 """
 
 from __future__ import annotations
@@ -17,23 +17,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 
 from east_tasks.config import TrainConfig
+from east_tasks.engines.training import Examples, example_table, train_weighted
 from east_tasks.io import atomic_write
 
 
-def train_with_torchrun(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, out_dir: Path, max_len: int,
+def train_with_torchrun(base_model: str, examples: Examples, cfg: TrainConfig, out_dir: Path, max_len: int,
                         trust_remote_code: bool, tracking: dict | None) -> dict:
     """`train_weighted` in `cfg.nproc_per_node` processes; its summary (rank 0's, with the global loss)."""
     with tempfile.TemporaryDirectory(prefix="east-torchrun-") as work:
         job = Path(work)
-        examples.to_parquet(job / "examples.parquet")
+        with pa.ipc.new_file(job / "examples.arrow", (table := example_table(examples)).schema) as sink:
+            sink.write_table(table)
         (job / "job.json").write_text(json.dumps({
             "base_model": base_model, "train": cfg.model_dump(mode="json"), "out_dir": str(out_dir),
             "max_len": max_len, "trust_remote_code": trust_remote_code, "tracking": tracking}))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc_per_node}",
-               "-m", "east_tasks.launch", str(job)]
+               "-m", "east_tasks.engines.launch", str(job)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"torchrun training failed (exit {done.returncode}): {' '.join(cmd)}\n"
@@ -42,10 +44,8 @@ def train_with_torchrun(base_model: str, examples: pd.DataFrame, cfg: TrainConfi
 
 
 def _main(job: Path) -> None:
-    from east_tasks.training import train_weighted
-
     spec = json.loads((job / "job.json").read_text())
-    summary = train_weighted(spec["base_model"], pd.read_parquet(job / "examples.parquet"),
+    summary = train_weighted(spec["base_model"], job / "examples.arrow",
                              TrainConfig.model_validate(spec["train"]), Path(spec["out_dir"]), spec["max_len"],
                              spec["trust_remote_code"], spec["tracking"])
     if int(os.environ.get("RANK", "0")) == 0:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from east_tasks.config import BackendConfig
-from east_tasks.generation import Completion, SampleSpec
-from east_tasks.reaper import ensure_reaper
+from east_tasks.engines.generation import Completion, SampleSpec
+from east_tasks.engines.reaper import ensure_reaper
 
 log = logging.getLogger(__name__)
 # What must be equal for a checkpoint's weights to be loaded into an engine built for another: the
@@ -82,7 +82,7 @@ class VLLMGenerator:
             max_num_seqs=cfg.max_num_seqs or (CPU_MAX_NUM_SEQS if cpu else None),
             max_num_batched_tokens=cfg.max_num_batched_tokens,  # None: vLLM's
             trust_remote_code=cfg.trust_remote_code,
-            worker_extension_cls="east_tasks.generation.vllm_worker.WeightSync",
+            worker_extension_cls="east_tasks.engines.generation.vllm_worker.WeightSync",
             seed=0,
             enforce_eager=cpu if cfg.enforce_eager is None else cfg.enforce_eager,
             # Per-request seeds + a partially scheduled prefill crash the CPU build's sampler

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from east_tasks.answers import NO_ANSWER
+from east_tasks.core.answers import NO_ANSWER
 
 MONITOR_COLUMNS = ["tier", "questions", "pass_at_n", "distinct_correct", "kept_questions", "accepted", "precision",
                    "recall", "balance", "labelled", "label_accuracy"]

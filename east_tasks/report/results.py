@@ -166,7 +166,7 @@ def embedded_plots(plots: dict[str, Path]) -> str:
     return "\n\n".join(lines)
 
 
-# --- exploration / exploitation (east_tasks.monitor) ---------------------------------------------------------
+# --- exploration / exploitation (east_tasks.core.monitor) ---------------------------------------------------------
 _MONITOR_CELLS = (("pass_at_n", "pass@n"), ("distinct_correct", "distinct correct"), ("precision", "precision"),
                   ("recall", "recall"), ("balance", "balance"), ("label_accuracy", "pseudo-label accuracy"))
 
@@ -174,9 +174,7 @@ _MONITOR_CELLS = (("pass_at_n", "pass@n"), ("distinct_correct", "distinct correc
 def monitor_rounds(store: Store, experiments: list[str]) -> pd.DataFrame:
     """The monitor rows (every tier) of each round of `experiments`: round r's are of the pool the model of round
     r - 1 sampled, and of what the round's selection accepted from it."""
-    return store.query("SELECT r.experiment, r.round, m.* EXCLUDE (weight_key) FROM experiment_rounds r JOIN "
-                       "round_monitor m USING (weight_key) WHERE list_contains(?, r.experiment) ORDER BY "
-                       "r.experiment, r.round, m.tier != 'all', length(m.tier), m.tier", [experiments])
+    return store.monitor_rounds(experiments)
 
 
 def _cell(v: object, digits: int = 3) -> str:
@@ -275,8 +273,7 @@ def monitor_sweep_markdown(rows: pd.DataFrame, sweep: str) -> str:
 def probes_sweep_markdown(store: Store, df: pd.DataFrame, sweep: str) -> str:
     """Auto-balance per round over a sweep's experiments: each candidate's balance score (mean over seeds) and
     how many seeds chose it."""
-    probes = store.query("SELECT * FROM balance_probes WHERE list_contains(?, experiment)",
-                         [list(df.experiment.unique())])
+    probes = store.balance_probes_of(list(df.experiment.unique()))
     if probes.empty:
         return ""
     probes["candidate"] = [f"T={t:g} n={n}" for t, n in zip(probes.temperature, probes.n, strict=True)]
@@ -544,8 +541,7 @@ def pool_entropy_by_round(store: Store, df: pd.DataFrame) -> pd.DataFrame:
     rounds = df[(df["round"] >= 1) & ((df.a == 0) | (df.strategy == "entropy"))].dropna(subset=["gen_key"])
     if rounds.empty:
         return pd.DataFrame()
-    stats = store.query("SELECT DISTINCT ON (gen_key, problem_id) gen_key, entropy FROM question_stats "
-                        "WHERE list_contains(?, gen_key)", [rounds.gen_key.unique().tolist()])
+    stats = store.pool_entropies(rounds.gen_key.unique().tolist())
     rows, seen = [], {}
     for keys, group in rounds.groupby([*SETTING, "round"]):
         pools = frozenset(group.gen_key)
@@ -596,8 +592,7 @@ def write_sweep_report(store: Store, sweep: str, out_dir: Path) -> tuple[str, li
         plots.append(plot_paired_differences(diffs, f"{sweep}: paired differences",
                                              out_dir / f"{sweep}-paired-differences.png"))
     if len(first_pool):
-        stats = store.query("SELECT DISTINCT ON (problem_id) entropy, frac_correct, n_incorrect FROM question_stats "
-                            "WHERE gen_key = ? ORDER BY problem_id", [first_pool.iloc[0]])  # drawn in one order
+        stats = store.first_pool_stats(first_pool.iloc[0])  # drawn in one order
         plots.append(plot_entropy_vs_error(stats, f"{sweep}: round-1 pool questions",
                                            out_dir / f"{sweep}-entropy-vs-error.png"))
     table = sweep_markdown(summary, sweep, unfinished)
@@ -629,10 +624,8 @@ def round_costs(store: Store, experiments: list[str]) -> pd.DataFrame:
     """Per experiment and round: greedy test accuracy and what the round's steps cost (each step's cost as it
     was computed, also when this round found it cached: a sweep point is charged the shared pool it needs),
     with cumulative hours. `costed` is False where a step has no recorded cost (stores from before costs)."""
-    rounds = store.query("SELECT r.experiment, r.round, r.step_keys, e.greedy_acc FROM experiment_rounds r "
-                         "LEFT JOIN evaluations e USING (eval_key) WHERE list_contains(?, r.experiment) "
-                         "ORDER BY r.experiment, r.round", [experiments])
-    steps = store.query("SELECT step_key, wall_s, cpu_s, gpu_s, tokens_generated, tokens_trained FROM step_status")
+    rounds = store.round_steps(experiments)
+    steps = store.step_costs()
     rows = []
     for r in rounds.itertuples(index=False):
         keys = json.loads(r.step_keys) if isinstance(r.step_keys, str) else []
@@ -706,7 +699,7 @@ def cost_report(store: Store, out_dir: Path, *, sweep: str | None = None,
                 experiments: list[str] | None = None) -> tuple[str, pd.DataFrame, Path]:
     """The cost table (per sweep setting, mean over seeds; or per experiment) and its accuracy-vs-compute plot."""
     if sweep:
-        runs = store.query("SELECT * FROM sweep_runs WHERE sweep = ?", [sweep])
+        runs = store.sweep_runs(sweep)
         labels = {r.experiment: _setting_name(r) for r in runs.itertuples(index=False)}
     else:
         labels = {e: e for e in (experiments or store.experiments())}

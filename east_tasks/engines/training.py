@@ -2,7 +2,7 @@
 
 The authors' code multiplies weights into a loss already averaged over the batch, which blurs each
 example's weight into the batch mean; here the weight meets the loss per example, before reduction
-(`east_tasks.losses`). DPO and KTO read reference log-probs computed once per round by `score_responses`
+(`east_tasks.core.losses`). DPO and KTO read reference log-probs computed once per round by `score_responses`
 (the parent model, before training), so no reference model is held in memory while training.
 """
 
@@ -16,16 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from east_tasks.config import TrainConfig
-from east_tasks.faults import pause_if_asked
-from east_tasks.io import atomic_dir, hash_dir
-from east_tasks.lora import add_lora, merge_lora
-from east_tasks.losses import (
+from east_tasks.core.losses import (
     IGNORE,
     kto_reference_point,
     sequence_logps,
@@ -33,6 +31,9 @@ from east_tasks.losses import (
     weighted_kto_loss,
     weighted_sft_loss,
 )
+from east_tasks.engines.lora import add_lora, merge_lora
+from east_tasks.faults import pause_if_asked
+from east_tasks.io import atomic_dir, hash_dir
 
 
 def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_len: int = 256) -> dict:
@@ -42,34 +43,47 @@ def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: st
     return {"input_ids": (p_ids + r_ids)[:max_len], "labels": ([IGNORE] * len(p_ids) + r_ids)[:max_len]}
 
 
+Examples = pd.DataFrame | pa.Table | Path  # rows, or an Arrow IPC file of them (memory-mapped)
+
+
+def example_table(examples: Examples) -> pa.Table:
+    """The examples as an Arrow table; a file is memory-mapped, so a round's rows are paged in as they are read."""
+    if isinstance(examples, pd.DataFrame):
+        return pa.Table.from_pandas(examples, preserve_index=False)
+    if isinstance(examples, pa.Table):
+        return examples
+    return pa.ipc.open_file(pa.memory_map(str(examples))).read_all()  # the buffers keep the mapping open
+
+
 class WeightedDataset(Dataset):
-    """One item per `training_examples` row, shaped for its loss.
+    """One item per `training_examples` row, shaped for its loss, encoded when it is read (the rows stay in Arrow,
+    memory-mapped from the file the train step wrote; only their token counts are kept).
 
     sft: the response.  kto: the response, `label` (desirable?) and `ref_logp`.
     dpo: the response as chosen, `rejected` as rejected, and both reference log-probs.
     """
 
-    def __init__(self, examples: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_len: int,
-                 loss: str = "sft"):
-        self.items = []
-        for ex in examples.itertuples(index=False):
-            item = {"seqs": [encode_example(tokenizer, ex.prompt, ex.response, max_len)], "weight": float(ex.weight)}
-            if loss == "dpo":
-                item["seqs"].append(encode_example(tokenizer, ex.prompt, ex.rejected, max_len))
-                item["ref_logps"] = [ex.ref_logp, ex.ref_rejected_logp]
-            elif loss == "kto":
-                item["ref_logps"], item["desirable"] = [ex.ref_logp], bool(ex.label)
-            self.items.append(item)
+    def __init__(self, examples: Examples, tokenizer: PreTrainedTokenizerBase, max_len: int, loss: str = "sft"):
+        self.rows, self.tokenizer, self.max_len, self.loss = example_table(examples), tokenizer, max_len, loss
+        self._tokens = sum(len(seq["input_ids"]) for i in range(len(self)) for seq in self[i]["seqs"])
 
     def __len__(self) -> int:
-        return len(self.items)
+        return self.rows.num_rows
 
     def num_tokens(self) -> int:
         """Tokens one epoch feeds the model (prompt and response, every sequence of every item)."""
-        return sum(len(seq["input_ids"]) for item in self.items for seq in item["seqs"])
+        return self._tokens
 
     def __getitem__(self, i: int) -> dict:
-        return self.items[i]
+        ex = self.rows.slice(i, 1).to_pylist()[0]
+        item = {"seqs": [encode_example(self.tokenizer, ex["prompt"], ex["response"], self.max_len)],
+                "weight": float(ex["weight"])}
+        if self.loss == "dpo":
+            item["seqs"].append(encode_example(self.tokenizer, ex["prompt"], ex["rejected"], self.max_len))
+            item["ref_logps"] = [ex["ref_logp"], ex["ref_rejected_logp"]]
+        elif self.loss == "kto":
+            item["ref_logps"], item["desirable"] = [ex["ref_logp"]], bool(ex["label"])
+        return item
 
 
 def pad(seqs: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -157,11 +171,11 @@ def score_responses(model_path: str, prompts: list[str], responses: list[str], m
     return out
 
 
-def train_weighted(base_model: str, examples: pd.DataFrame, cfg: TrainConfig, out_dir: Path,
+def train_weighted(base_model: str, examples: Examples, cfg: TrainConfig, out_dir: Path,
                    max_len: int = 256, trust_remote_code: bool = False, tracking: dict | None = None) -> dict:
     """Fine-tunes `base_model` on weighted examples with `cfg.loss`, writes `out_dir` atomically.
 
-    `tracking`: `report_to` / `run_name` for transformers' tracker callbacks (east_tasks.tracking)."""
+    `tracking`: `report_to` / `run_name` for transformers' tracker callbacks (east_tasks.report.tracking)."""
     tokenizer, model = _load(base_model, trust_remote_code)
     model = add_lora(model, cfg.lora)
     dataset = WeightedDataset(examples, tokenizer, max_len, cfg.loss)

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from east_tasks.config import BackendConfig
-from east_tasks.generation import Completion, SampleSpec
+from east_tasks.engines.generation import Completion, SampleSpec
 
 
 class HFGenerator:

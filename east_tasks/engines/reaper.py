@@ -6,7 +6,7 @@ could not start its own engine). A parent-death signal would fire when the *thre
 and Prefect starts engines from a task's worker thread; so this watcher follows the run's process tree instead
 and, once the run is gone, kills every descendant it has seen.
 
-    python -m east_tasks.reaper OWNER_PID
+    python -m east_tasks.engines.reaper OWNER_PID
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def ensure_reaper() -> None:
     """Starts this process's watcher once (idempotent; call before starting long-lived children)."""
     global _started
     if _started != os.getpid():
-        subprocess.Popen([sys.executable, "-m", "east_tasks.reaper", str(os.getpid())],
+        subprocess.Popen([sys.executable, "-m", "east_tasks.engines.reaper", str(os.getpid())],
                          start_new_session=True, stdin=subprocess.DEVNULL)
         _started = os.getpid()
 

@@ -21,7 +21,7 @@ from east_tasks.config import ExperimentConfig
 from east_tasks.cost import COST_FIELDS
 from east_tasks.errors import UserError
 from east_tasks.io import fingerprint, flatten
-from east_tasks.report import round_costs, round_results
+from east_tasks.report.results import round_costs, round_results
 from east_tasks.store import Store
 
 PACKAGES = {"mlflow": ("mlflow", "mlflow-skinny"), "wandb": ("wandb", "wandb"),
@@ -45,7 +45,7 @@ def round_metrics(store: Store, experiment: str, round_: int) -> dict[str, float
     metrics = {c: r[c] for c in ("greedy_acc", "maj_acc", "pass_acc", "val_greedy_acc", "n_kept")}
     metrics |= {f"greedy_acc_tier_{t}": v["greedy_acc"] for t, v in r.by_tier.items()}
     if isinstance(r.weight_key, str):
-        entropy = store.query("SELECT entropy FROM question_stats WHERE weight_key = ?", [r.weight_key]).entropy
+        entropy = store.question_stats(r.weight_key, "entropy").entropy
         metrics |= {"entropy_mean": entropy.mean(), "entropy_median": entropy.median(),
                     "entropy_share_positive": (entropy > 0).mean()}
     costs = round_costs(store, [experiment])

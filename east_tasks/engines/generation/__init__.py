@@ -64,11 +64,11 @@ def get_generator(model_path: str, backend: BackendConfig) -> Generator:
         return _active[1]
     release_generator()
     if backend.backend == "vllm":
-        from east_tasks.generation.vllm_backend import VLLMGenerator
+        from east_tasks.engines.generation.vllm_backend import VLLMGenerator
 
         gen: Generator = VLLMGenerator(model_path, backend)
     else:
-        from east_tasks.generation.hf_backend import HFGenerator
+        from east_tasks.engines.generation.hf_backend import HFGenerator
 
         gen = HFGenerator(model_path, backend)
     _active = (key, gen)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from east_tasks.config import ExperimentConfig, StoreConfig
-from east_tasks.pipeline import ModelRef
+from east_tasks.paths import STORE_FILE
+from east_tasks.steps.model import ModelRef
 from east_tasks.store import connect
 
 
@@ -24,19 +25,16 @@ class ExperimentState:
 def round_checkpoint(data_dir: Path | str, experiment: str, round_: int | None = None) -> ExperimentState:
     """The experiment's state after `round_` (default: its latest round); a clear error if it is unknown."""
     where = StoreConfig()
-    store_path = Path(data_dir) / "east.duckdb"
+    store_path = Path(data_dir) / STORE_FILE
     if where.url is None and not store_path.exists():
         raise ValueError(f"no store at {store_path}: run the experiment first (east run / the self-train deployment)")
     with connect(where, Path(data_dir)) as store:
-        rows = store.execute(
-            "SELECT round, model_path, model_hash, config FROM experiment_rounds WHERE experiment = ?"
-            + (" AND round = ?" if round_ is not None else "") + " ORDER BY round DESC LIMIT 1",
-            [experiment] if round_ is None else [experiment, round_])
+        row = store.experiment_round(experiment, round_)
         known = store.experiments()
-    if not rows:
+    if row is None:
         what = f"experiment {experiment!r}" + (f" round {round_}" if round_ is not None else "")
         raise ValueError(f"no {what} in {store.location}; known experiments: {', '.join(known) or 'none'}")
-    last, path, model_hash, config = rows[0]
+    last, path, model_hash, config = row
     if last > 0 and not Path(path).is_dir():  # round 0 is the base model, maybe a hub name
         raise ValueError(f"experiment {experiment!r} round {last}: checkpoint {path} is missing")
     cfg = ExperimentConfig.model_validate_json(config).model_copy(update={"rounds": last, "data_dir": Path(data_dir)})

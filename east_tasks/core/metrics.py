@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from east_tasks.answers import NO_ANSWER, answers_match, canonical_answers
+from east_tasks.core.answers import NO_ANSWER, answers_match, canonical_answers
 
 
 def majority_answer(preds: list[str | None]) -> str | None:

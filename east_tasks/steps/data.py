@@ -1,0 +1,79 @@
+"""Before the rounds: checks that need the filesystem, the embedded backbone, and the data into the store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from contextlib import suppress
+from pathlib import Path
+
+import pandas as pd
+from pydantic import ValidationError
+
+from east_tasks.config import ExperimentConfig
+from east_tasks.data.sources import load_splits
+from east_tasks.errors import UserError
+from east_tasks.io import flatten
+from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
+from east_tasks.paths import BACKBONE_DIR
+from east_tasks.report import tracking
+from east_tasks.steps.runner import Output, Step, StepResult, run_step
+from east_tasks.store import Store, open_store
+
+
+def preflight(cfg: ExperimentConfig) -> None:
+    """Checks that need the filesystem, before anything expensive: the base model is where it is said to
+    be, the trackers asked for are installed, and an experiment name means one configuration (only `rounds`
+    may grow), so results never mix."""
+    tracking.check_trackers(cfg)
+    base = cfg.base_model
+    if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().is_dir():
+        raise UserError(f"base_model {base!r}: no such directory (give a local model dir or a hub name)")
+    with open_store(cfg) as store:
+        config = store.recorded_config(cfg.experiment)
+    if config is None:
+        return
+    # more rounds continue an experiment; how the store is reached and where metrics are reported are moot
+    ignored = {"rounds", "data_dir", "store", "tracking"}
+    recorded = json.loads(config)
+    with suppress(ValidationError):  # read through today's model: fields added since compare as their defaults
+        recorded = json.loads(ExperimentConfig.model_validate(recorded).model_dump_json())
+    old = flatten({k: v for k, v in recorded.items() if k not in ignored})
+    new = flatten(json.loads(cfg.model_dump_json(exclude=ignored)))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise UserError(f"experiment {cfg.experiment!r} already exists in {cfg.store_location} with another "
+                        f"configuration ({diffs}); choose a new experiment name")
+
+
+def ensure_backbone(cfg: ExperimentConfig) -> StepResult:
+    """Rebuilds the embedded backbone if the experiment starts from it and it is missing (~10 min). Its files are
+    the result (`hash_dir` keys everything downstream), so it is not a store step."""
+    t0 = time.time()
+    is_embedded = Path(cfg.base_model).resolve() == BACKBONE_DIR.resolve()
+    if not is_embedded or (BACKBONE_DIR / "model.safetensors").exists():
+        return StepResult("backbone", "present", True, time.time() - t0)
+    manifest = bootstrap_backbone(BACKBONE_DIR, BootstrapConfig())
+    return StepResult("backbone", manifest["model_hash"], False, time.time() - t0,
+                      {"final_loss": round(manifest["final_loss"], 4)})
+
+
+def prepare_data(cfg: ExperimentConfig) -> StepResult:
+    """The splits into the store; real data is checked first (`east_tasks.data.validation`), and rows dropped
+    under data.on_invalid = "skip" are recorded in `data_findings` with where they were and why."""
+    key, splits, dropped = load_splits(cfg.data, pool_gold_required=cfg.weighting.labels == "gold")
+    info = {**{s: len(df) for s, df in splits.items()},
+            **({"dropped": dict(Counter(f.kind for f in dropped))} if dropped else {})}
+
+    def write(store: Store) -> None:
+        store.execute("DELETE FROM problems WHERE dataset_key = ?", [key])
+        for split, df in splits.items():
+            store.insert_df("problems", df.assign(dataset_key=key, split=split, idx=range(len(df))))
+        store.replace_rows("data_findings", "dataset_key", key, pd.DataFrame(
+            [(key, f.where, f.kind, f.detail) for f in dropped],
+            columns=["dataset_key", "location", "kind", "detail"]) if dropped else None)
+
+    return run_step(cfg, Step("data", key, lambda ctx: Output(write, info), load=lambda store: (None, info)))
+

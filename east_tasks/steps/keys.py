@@ -1,0 +1,59 @@
+"""Every step's key: a fingerprint of exactly what the step reads, so equal inputs find the stored result.
+
+  dataset_key = hash of the problem rows (`east_tasks.data.sources.load_splits`)
+  gen_key     = model hash + dataset_key + split + sampling fields + seed + backend + prompt template + answer style
+                (+ the probe's question limit)
+  weight_key  = gen_key + weighting fields + loss (the loss decides the rows: responses, pairs or singles) + the
+                monitor's target
+  ckpt_key    = parent model hash + weight_key + train fields (+ the earlier rounds' weight keys, accumulating)
+  eval_key    = the greedy and the sampled generation keys of a split
+  logprobs    = scoring model hash + gen_key + the scored samples
+  balance     = experiment + round (its rows are theirs) + the probes' gen keys + what scores them (weighting
+                fields, the monitor's target)
+  record      = what the round's row says (`east_tasks.store.schema.record_key`)
+These payloads are the store's compatibility contract: a change here makes every stored result unreachable
+(`tests/test_keys.py` holds them to recorded values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from east_tasks.io import fingerprint
+from east_tasks.store.schema import record_key
+
+__all__ = ["balance_key", "checkpoint_key", "eval_key", "gen_key", "logprob_key", "record_key", "shard_key",
+           "weight_key"]
+
+
+def gen_key(model_hash: str, dataset_key: str, split: str, spec: dict[str, Any], seed: int, backend: str,
+            template: str, style: str, limit: int | None = None) -> str:
+    return fingerprint({"model": model_hash, "data": dataset_key, "split": split, "spec": spec, "seed": seed,
+                        "backend": backend, "prompt": template, "style": style,
+                        **({"limit": limit} if limit is not None else {})})
+
+
+def shard_key(gen_key: str, shard: int, shards: int) -> str:
+    return f"{gen_key}/shard-{shard}-of-{shards}"
+
+
+def weight_key(gen_key: str, weighting: dict[str, Any], loss: str, monitor_target: int) -> str:
+    return fingerprint({"gen": gen_key, "weighting": weighting, "loss": loss, "monitor_target": monitor_target})
+
+
+def checkpoint_key(parent_hash: str, weight_key: str, train: dict[str, Any], earlier: list[str]) -> str:
+    return fingerprint({"parent": parent_hash, "weights": weight_key, "train": train,
+                        **({"earlier": earlier} if earlier else {})})
+
+
+def eval_key(greedy_key: str, sampled_key: str | None) -> str:
+    return fingerprint({"greedy": greedy_key, "sampled": sampled_key or greedy_key})
+
+
+def logprob_key(model_hash: str, gen_key: str, samples: list[tuple[str, int]]) -> str:
+    return fingerprint({"logprobs": model_hash, "gen": gen_key, "samples": sorted(samples)})
+
+
+def balance_key(experiment: str, round_: int, probe_keys: list[str], weighting: dict[str, Any], target: int) -> str:
+    return fingerprint({"balance": probe_keys, "experiment": experiment, "round": round_, "weighting": weighting,
+                        "target": target})

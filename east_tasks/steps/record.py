@@ -1,0 +1,42 @@
+"""The round's record: its model, evaluations and every step it ran or reused, as one `experiment_rounds` row
+(and, with trackers, the round's metrics)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from east_tasks.config import ExperimentConfig
+from east_tasks.report import tracking
+from east_tasks.steps import keys
+from east_tasks.steps.evaluation import EvalKeys
+from east_tasks.steps.model import ModelRef
+from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
+from east_tasks.store import Store, open_store
+
+
+def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: EvalKeys, gen_key: str | None = None,
+                 weight_key: str | None = None, ckpt_key: str | None = None,
+                 probe_keys: Iterable[str] = ()) -> StepResult:
+    """Records round `round_` of the experiment (auto-balance's probe steps too)."""
+    steps = [k for k in (*probe_keys, gen_key, weight_key, ckpt_key, *evals.steps) if k]
+    key = keys.record_key(cfg.experiment, round_, model.hash, evals.test, evals.validation, gen_key, weight_key,
+                          steps)
+
+    def compute(ctx: StepContext) -> Output:
+        def write(store: Store) -> dict:
+            n_kept = store.count("training_examples", "weight_key", weight_key) if weight_key else None
+            store.record_round(cfg.experiment, round_, model_hash=model.hash, model_path=model.path,
+                               eval_key=evals.test, val_eval_key=evals.validation, gen_key=gen_key,
+                               weight_key=weight_key, n_kept=n_kept, config=cfg.model_dump_json(),
+                               step_keys=json.dumps(steps))
+            return {"kept": n_kept} if n_kept is not None else {}
+
+        return Output(write)
+
+    result = run_step(cfg, Step(f"record round {round_}", key, compute))
+    if cfg.tracking.report_to and not result.cached:
+        with open_store(cfg) as store:
+            metrics = tracking.round_metrics(store, cfg.experiment, round_)
+        tracking.log_round(cfg, round_, metrics)  # the store is not held while the trackers are reached
+    return result

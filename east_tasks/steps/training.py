@@ -1,0 +1,100 @@
+"""Training: the parent fine-tuned on a selection's weighted rows into a checkpoint directory, verified by hash."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from east_tasks.config import ExperimentConfig
+from east_tasks.engines.generation import park_generator
+from east_tasks.engines.launch import train_with_torchrun
+from east_tasks.engines.training import train_weighted
+from east_tasks.errors import UserError
+from east_tasks.io import hash_dir
+from east_tasks.report import tracking
+from east_tasks.steps import keys
+from east_tasks.steps.model import ModelRef
+from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
+from east_tasks.steps.scoring import response_logprobs
+from east_tasks.steps.selection import nothing_to_train_on
+from east_tasks.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+def earlier_weight_keys(cfg: ExperimentConfig, round_: int) -> list[str]:
+    """With `train.accumulate`, the weight keys of rounds 1..round_-1 of this experiment (their kept examples
+    are trained on again in round `round_`); else none."""
+    if not cfg.train.accumulate:
+        return []
+    with open_store(cfg) as store:
+        rows = store.round_weight_keys(cfg.experiment, round_)
+    if [r for r, _ in rows] != list(range(1, round_)):
+        raise UserError(f"train.accumulate: {cfg.experiment} has rounds {[r for r, _ in rows]} recorded before "
+                        f"round {round_}; every earlier round must be")
+    return [key for _, key in rows]
+
+
+def _score_references(cfg: ExperimentConfig, parent: ModelRef, store_rows: dict[str, pd.DataFrame]) -> None:
+    """DPO / KTO: the parent's (the reference model's) log-prob of every response the rows train on or reject."""
+    for gen_key, rows in store_rows.items():
+        samples = pd.concat([rows[["problem_id", "sample_idx"]],
+                             rows.dropna(subset=["rejected_idx"])[["problem_id", "rejected_idx"]]
+                             .rename(columns={"rejected_idx": "sample_idx"})], ignore_index=True)
+        response_logprobs(cfg, parent, gen_key, samples.astype({"sample_idx": int}))
+
+
+def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys: list[str] | tuple[str, ...] = (),
+          run_name: str | None = None) -> StepResult[ModelRef]:
+    """Fine-tunes `parent` on the examples of `weight_key` (and, accumulating, of `earlier_keys` first);
+    `run_name` names its training curve in the trackers. The step's value is the new model."""
+    weight_keys = [*earlier_keys, weight_key]
+    ckpt_key = keys.checkpoint_key(parent.hash, weight_key, cfg.train.model_dump(), list(earlier_keys))
+    out_dir = cfg.checkpoint_dir / ckpt_key
+
+    def invalid(store: Store) -> str | None:
+        row = store.checkpoint(ckpt_key)
+        if row is None or not out_dir.is_dir():
+            return f"checkpoint {out_dir} is missing"
+        if hash_dir(out_dir) != row["model_hash"]:
+            return f"checkpoint {out_dir} no longer matched its stored hash {row['model_hash']}"
+        return None
+
+    def load(store: Store) -> tuple[ModelRef, dict]:
+        row = store.checkpoint(ckpt_key)
+        return ModelRef(path=str(out_dir), hash=row["model_hash"]), {"train_loss": round(float(row["train_loss"]), 4)}
+
+    def compute(ctx: StepContext) -> Output[ModelRef]:
+        for partial in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a run killed while saving
+            shutil.rmtree(partial, ignore_errors=True)
+        with ctx.store() as store:
+            if not store.count("training_examples", "weight_key", weight_key):
+                raise UserError(nothing_to_train_on(cfg, store.drop_reasons(weight_key)))
+            rows = {k: store.query("SELECT problem_id, sample_idx, rejected_idx, gen_key FROM training_examples "
+                                   "WHERE weight_key = ?", [k]) for k in weight_keys} if cfg.train.loss != "sft" else {}
+        if rows:  # the reference log-probs DPO / KTO need are part of what the step costs
+            by_gen = pd.concat(rows.values(), ignore_index=True)
+            _score_references(cfg, parent, {g: r for g, r in by_gen.groupby("gen_key")})
+        park_generator()  # free what training needs (an accelerator engine's memory)
+        with tempfile.TemporaryDirectory(prefix="east-examples-") as scratch:
+            examples = Path(scratch) / "examples.arrow"
+            with ctx.store() as store:
+                store.write_training_rows(weight_keys, parent.hash if cfg.train.loss != "sft" else None, examples)
+            with tracking.training_run(cfg, run_name or f"{cfg.experiment}-{ckpt_key}") as tracked:
+                launch = train_with_torchrun if cfg.train.launcher == "torchrun" else train_weighted
+                summary = launch(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
+                                 cfg.backend.trust_remote_code, tracked)
+        checkpoint = {"ckpt_key": ckpt_key, "path": str(out_dir), "model_hash": summary["model_hash"],
+                      "parent_hash": parent.hash, "weight_key": weight_key, "train_loss": summary["train_loss"],
+                      "created_at": time.time()}
+        info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
+                "examples": summary["n_examples"]}
+        return Output(lambda store: store.upsert("checkpoints", checkpoint), info,
+                      ModelRef(path=str(out_dir), hash=summary["model_hash"]), tokens_trained=summary["tokens_trained"])
+
+    return run_step(cfg, Step("train", ckpt_key, compute, load=load, invalid=invalid))

@@ -1,0 +1,144 @@
+"""The round's selection as set-based SQL over the store's tables (the gsm8k style, gold labels): clusters, their
+stats and filters, and B-STaR's monitor are `INSERT ... SELECT`s, so a pool of millions of samples never leaves
+DuckDB (which spills past `store.memory_limit`). What needs Python is small: each distinct answer normalised once,
+and the kept questions' (sample, correct) pairs streamed in order to draw the rows with the weighting seed.
+
+The rules are those of `east_tasks.core.selection` and `east_tasks.core.weighting`, written again in SQL;
+`tests/test_selection_sql.py` holds both to the same rows and floats. The entropy sums its terms in the order
+`cluster_answers` sorts clusters (largest first, then by answer) with log2 as ln(x) / ln(2), as Python's
+math.log(x, 2) does. A response's text counts as distinct after trimming ASCII whitespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from east_tasks.core.answers import NO_ANSWER
+from east_tasks.store.schema import TRIMMED_TEXT
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+_CLUSTERS = f"""
+SELECT ? AS gen_key, g.problem_id, coalesce(c.canon, '{NO_ANSWER}') AS answer, count(*)::INTEGER AS size,
+       coalesce(bool_or(c.graded = gd.gold_canon), false) AS correct
+FROM generations g
+JOIN problems p ON p.dataset_key = ? AND p.split = ? AND p.problem_id = g.problem_id
+LEFT JOIN _gold gd ON gd.answer = p.answer
+JOIN _canon c ON c.answer_key = coalesce(g.pred_answer, '{NO_ANSWER}')
+WHERE g.gen_key = ?
+GROUP BY g.problem_id, coalesce(c.canon, '{NO_ANSWER}')
+"""
+
+_QUESTION_STATS = f"""
+WITH c AS (SELECT * FROM clusters WHERE gen_key = ?),
+q AS (SELECT problem_id, sum(size)::BIGINT AS n FROM c GROUP BY ALL),
+s AS (
+  SELECT problem_id,
+         -sum((size / n) * (ln(size / n) / ln(2)) ORDER BY size DESC, answer) AS entropy,
+         coalesce(sum(size) FILTER (correct), 0) / any_value(n) AS frac_correct,
+         coalesce(max(size) FILTER (NOT correct), 0) / any_value(n) AS rejected_share,
+         count(*)::INTEGER AS n_clusters,
+         coalesce(sum(size) FILTER (correct), 0)::INTEGER AS n_correct,
+         (any_value(n) - coalesce(sum(size) FILTER (correct), 0))::INTEGER AS n_incorrect,
+         coalesce(sum(size) FILTER (NOT correct AND answer != '{NO_ANSWER}'), 0)::INTEGER AS n_wellformed_incorrect
+  FROM c JOIN q USING (problem_id) GROUP BY problem_id)
+SELECT ? AS weight_key, ? AS gen_key, s.*,
+       CASE WHEN n_correct = 0 THEN 'no_correct'
+            WHEN ? AND frac_correct = 1.0 THEN 'all_correct'
+            WHEN ? AND frac_correct < 1.0 AND n_wellformed_incorrect = 0 THEN 'no_wellformed_incorrect'
+       END AS drop_reason
+FROM s
+"""
+# The kept questions (their stats computed again from the clusters: the step's own rows are written last, with its
+# done mark), and their samples in order.
+_KEPT = f"WITH k AS (SELECT * FROM ({_QUESTION_STATS}) WHERE drop_reason IS NULL) "
+
+# Per question: gold-correct samples, distinct correct texts, accepted samples (correct, of a kept question) and
+# distinct ones among them, B-STaR's balance; then overall ('all') and by tier, over the questions with gold.
+_MONITOR = f"""
+WITH q AS (
+  SELECT g.problem_id, count(*) FILTER (g.correct) AS n_correct,
+         count(DISTINCT {TRIMMED_TEXT}) FILTER (g.correct) AS distinct_correct,
+         count(*) FILTER (g.correct AND s.drop_reason IS NULL) AS n_accepted,
+         count(DISTINCT {TRIMMED_TEXT}) FILTER (g.correct AND s.drop_reason IS NULL) AS distinct_hits
+  FROM generations g JOIN question_stats s ON s.weight_key = ? AND s.problem_id = g.problem_id
+  WHERE g.gen_key = ? GROUP BY g.problem_id),
+m AS (
+  SELECT q.*, p.tier, coalesce(trim(p.answer), '') != '' AS has_gold,
+         least(distinct_hits / ?, 1.0) * CASE WHEN n_accepted > 0 THEN distinct_hits / n_accepted ELSE 0.0 END
+             AS balance
+  FROM q JOIN problems p ON p.dataset_key = ? AND p.split = ? AND p.problem_id = q.problem_id),
+t AS (SELECT 'all' AS tier, * EXCLUDE (tier) FROM m
+      UNION ALL SELECT tier::VARCHAR AS tier, * EXCLUDE (tier) FROM m WHERE tier IS NOT NULL)
+SELECT ? AS weight_key, tier, count(*)::INTEGER AS questions,
+       avg((n_correct > 0)::INTEGER) FILTER (has_gold) AS pass_at_n,
+       avg(distinct_correct) FILTER (has_gold) AS distinct_correct,
+       (count(*) FILTER (n_accepted > 0))::INTEGER AS kept_questions, sum(n_accepted)::INTEGER AS accepted,
+       CASE WHEN sum(n_accepted) FILTER (has_gold) > 0
+            THEN sum(n_accepted) FILTER (has_gold) / sum(n_accepted) FILTER (has_gold) END AS precision,
+       CASE WHEN sum(n_correct) FILTER (has_gold) > 0
+            THEN sum(n_accepted) FILTER (has_gold) / sum(n_correct) FILTER (has_gold) END AS recall,
+       avg(balance) FILTER (has_gold) AS balance, NULL::INTEGER AS labelled, NULL::DOUBLE AS label_accuracy
+FROM t GROUP BY tier
+"""
+
+_STATS_COLUMNS = ["weight_key", "gen_key", "problem_id", "entropy", "frac_correct", "rejected_share", "n_clusters",
+                  "n_correct", "n_incorrect", "n_wellformed_incorrect", "drop_reason"]
+_MONITOR_COLUMNS = ["weight_key", "tier", "questions", "pass_at_n", "distinct_correct", "kept_questions", "accepted",
+                    "precision", "recall", "balance", "labelled", "label_accuracy"]
+
+
+class SelectionQueries:
+    """The selection's reads and `INSERT ... SELECT`s; `self` is a backend, inside the step's transaction."""
+
+    def distinct_answers(self, gen_key: str) -> list[str]:
+        """A generation's distinct extracted answers (a few thousand among a million samples)."""
+        return [r[0] for r in self.execute(
+            "SELECT DISTINCT pred_answer FROM generations WHERE gen_key = ? AND pred_answer IS NOT NULL "
+            "AND pred_answer != ? ORDER BY 1", [gen_key, NO_ANSWER])]
+
+    def distinct_gold(self, dataset_key: str, split: str) -> list[str]:
+        return [r[0] for r in self.execute("SELECT DISTINCT answer FROM problems WHERE dataset_key = ? AND split = ? "
+                                           "AND answer IS NOT NULL ORDER BY 1", [dataset_key, split])]
+
+    def cluster_in_sql(self, gen_key: str, dataset_key: str, split: str, canon: pd.DataFrame,
+                       gold: pd.DataFrame) -> None:
+        """The generation's clusters (kept if present: every weighting of a pool clusters it alike).
+        `canon`: answer_key, canon (normalised), graded (normalised again, as `answers_match` grades);
+        `gold`: answer, gold_canon."""
+        self.register("_canon", canon)
+        self.register("_gold", gold)
+        try:
+            self.insert_select("clusters", ["gen_key", "problem_id", "answer", "size", "correct"], _CLUSTERS,
+                               [gen_key, dataset_key, split, gen_key])
+        finally:
+            self.unregister("_canon")
+            self.unregister("_gold")
+
+    def stats_in_sql(self, weight_key: str, gen_key: str, drop_all_correct: bool,
+                     require_wellformed_incorrect: bool) -> None:
+        self.execute("DELETE FROM question_stats WHERE weight_key = ?", [weight_key])
+        self.insert_select("question_stats", _STATS_COLUMNS, _QUESTION_STATS,
+                           [gen_key, weight_key, gen_key, drop_all_correct, require_wellformed_incorrect])
+
+    def monitor_in_sql(self, weight_key: str, gen_key: str, dataset_key: str, split: str, target_correct: int) -> None:
+        self.execute("DELETE FROM round_monitor WHERE weight_key = ?", [weight_key])
+        self.insert_select("round_monitor", _MONITOR_COLUMNS, _MONITOR,
+                           [weight_key, gen_key, target_correct, dataset_key, split, weight_key])
+
+    def kept_samples(self, gen_key: str, drop_all_correct: bool, require_wellformed_incorrect: bool,
+                     rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """The kept questions' samples (problem_id, sample_idx, correct, wellformed) in order, batch by batch."""
+        return self.batches(_KEPT + "SELECT g.problem_id, g.sample_idx, g.correct, g.pred_answer IS NOT NULL AS "
+                            "wellformed FROM generations g JOIN k USING (problem_id) WHERE g.gen_key = ? "
+                            "ORDER BY g.problem_id, g.sample_idx",
+                            [gen_key, "", gen_key, drop_all_correct, require_wellformed_incorrect, gen_key], rows)
+
+    def kept_stats(self, gen_key: str, drop_all_correct: bool, require_wellformed_incorrect: bool) -> pd.DataFrame:
+        return self.query(_KEPT + "SELECT problem_id, entropy, frac_correct, n_incorrect FROM k ORDER BY problem_id",
+                          [gen_key, "", gen_key, drop_all_correct, require_wellformed_incorrect])
