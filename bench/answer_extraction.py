@@ -1,6 +1,6 @@
 """Answer extraction and equivalence on GSM8K's reference solutions (all rows of train + test).
 
-    .venv/bin/python bench/answer_extraction.py [--data-dir ../shared/data/gsm8k] [--limit N]
+    .venv/bin/python bench/answer_extraction.py [--data-dir /path/to/gsm8k] [--limit N]
 
 Prints, side by side:
 1. marker: extract (gsm8k style) from the full reference solution and compare with its `####` answer. The

@@ -1,4 +1,4 @@
-"""What Prefect costs: the `self-train` flow vs the same `east_tasks.pipeline` calls made directly, side by side.
+"""What Prefect costs: the `self-train` flow vs the same `east_tasks.steps` calls made directly, side by side.
 
     .venv/bin/python bench/flow_overhead.py [--preset tiny-test] [--rounds 2] [--repeats 2]
 
@@ -19,7 +19,7 @@ from benchmarks import record
 
 from east_tasks import steps
 from east_tasks.config import ExperimentConfig, load_config
-from east_tasks.engines.generation import SampleSpec, get_generator, release_generator
+from east_tasks.engines.generation import get_generator, release_generator
 
 
 def direct(cfg: ExperimentConfig) -> None:
@@ -31,13 +31,13 @@ def direct(cfg: ExperimentConfig) -> None:
     steps.record_round(cfg, 0, model, steps.evaluate_model(cfg, model, dataset_key)[1])
     s = cfg.sampling
     for r in range(1, cfg.rounds + 1):
-        gen_key = steps.generate(cfg, model, dataset_key, "pool", SampleSpec(s.n, s.temperature, s.top_p,
-                                    s.max_tokens), s.seed + r, f"generate pool round {r}").key
+        gen_key = steps.generate(cfg, model, dataset_key, "pool", steps.pool_spec(cfg), s.seed + r,
+                                 f"generate pool round {r}").key
         weight_key = steps.select_and_weight(cfg, gen_key, dataset_key, model).key
-        _, child = steps.train(cfg, model, weight_key, steps.earlier_weight_keys(cfg, r))
-        evals = steps.evaluate_model(cfg, child, dataset_key)[1]
-        steps.record_round(cfg, r, child, evals, gen_key, weight_key)
-        model = child
+        trained = steps.train(cfg, model, weight_key, steps.earlier_weight_keys(cfg, r))
+        evals = steps.evaluate_model(cfg, trained.value, dataset_key)[1]
+        steps.record_round(cfg, r, trained.value, evals, gen_key, weight_key, trained.key)
+        model = trained.value
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Math-style grading: math-verify called in the calling thread (the naive way, unbounded against C-level
 work) vs `east_tasks.core.answers` (worker processes, each call bounded), on the same pairs, in one run.
 
-    .venv/bin/python bench/grading.py [--data-dir ../shared/data/gsm8k] [--gsm8k 5276] [--math 500]
+    .venv/bin/python bench/grading.py [--data-dir /path/to/gsm8k] [--gsm8k 5276] [--math 500]
 
 Pairs: GSM8K gold answers, each against itself boxed-as-written, an equal fraction and an off-by-one (all
 three go through math-verify); and generated MATH-style answers (fractions, radicals, intervals, tuples,

@@ -20,8 +20,8 @@ from benchmarks import record
 from east_tasks.config import TrainConfig
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
-from east_tasks.paths import BACKBONE_DIR
 from east_tasks.engines.training import train_weighted
+from east_tasks.paths import BACKBONE_DIR
 
 
 def main() -> None:

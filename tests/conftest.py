@@ -2,7 +2,7 @@ import os
 import tempfile
 import uuid
 
-# Prefect keeps its SQLite database under PREFECT_HOME; never touch the user's (ENVIRONMENT.md).
+# Prefect keeps its SQLite database under PREFECT_HOME; never touch the user's.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="east-prefect-home-")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 

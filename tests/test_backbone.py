@@ -6,8 +6,8 @@ from dataclasses import asdict
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from east_tasks.io import hash_dir
-from east_tasks.paths import BACKBONE_DIR
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
+from east_tasks.paths import BACKBONE_DIR
 
 
 def test_committed_backbone_matches_its_manifest() -> None:

@@ -11,10 +11,10 @@ from safetensors.numpy import load_file
 from east_tasks.config import TrainConfig
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
-from east_tasks.io import hash_dir
 from east_tasks.engines.launch import train_with_torchrun
-from east_tasks.paths import BACKBONE_DIR
 from east_tasks.engines.training import train_weighted
+from east_tasks.io import hash_dir
+from east_tasks.paths import BACKBONE_DIR
 
 
 def _examples() -> pd.DataFrame:

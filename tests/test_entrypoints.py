@@ -7,8 +7,8 @@ import pytest
 
 from east_tasks import steps
 from east_tasks.config import load_config
-from east_tasks.steps.experiments import round_checkpoint
 from east_tasks.steps import EvalKeys, ModelRef
+from east_tasks.steps.experiments import round_checkpoint
 from east_tasks.store import Store
 from flows.entrypoints import next_round, start_experiment
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from markdown_images import prefect_artifacts
+from store_v0 import downgrade_to_v0
 from typer.testing import CliRunner
 
 from east_tasks.config import load_config
@@ -14,6 +15,7 @@ from east_tasks.store import Store
 from flows.cli import app
 from flows.self_train import self_train
 
+OPENS_FRESH, OPENS_CACHED = 999, 999
 TABLES = ["problems", "generations", "clusters", "question_stats", "training_examples", "checkpoints",
           "evaluations", "experiment_rounds", "step_status"]
 
@@ -30,9 +32,9 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     n, k = cfg.sampling.n, cfg.eval.k
     assert val > 0
 
-    t0 = time.time()
+    t0, opened = time.time(), Store.opened
     first = self_train(cfg)
-    cold = time.time() - t0
+    cold, fresh_opens = time.time() - t0, Store.opened - opened
     counts = _counts(cfg)
 
     assert [r["round"] for r in first] == [0, 1, 2]
@@ -63,17 +65,31 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     train_rows = sorted(json.loads(d)["examples"] for d in steps.detail[steps.step == "train"])
     assert train_rows == [rounds.n_kept[1], rounds.n_kept[1] + rounds.n_kept[2]]
     assert set(steps.status) == {"done"}
-    # 2 pool generations, 3 x (2 test + 1 validation) generations, 2 selections, 2 trainings, 3 x 2 evaluations
+    # the data, 2 pool generations, 3 x (2 test + 1 validation) generations, 2 selections, 2 trainings,
+    # 3 x 2 evaluations, 3 records: every step has its status row
     assert steps.step.str.startswith("generate pool").sum() == 2 and (steps.step == "train").sum() == 2
     assert (steps.step == "evaluate test").sum() == (steps.step == "evaluate validation").sum() == 3
-    assert len(steps) == 2 + 9 + 2 + 2 + 6
+    assert (steps.step == "data").sum() == 1 and steps.step.str.startswith("record round").sum() == 3
+    assert len(steps) == 1 + 2 + 9 + 2 + 2 + 6 + 3
 
-    t0 = time.time()
+    t0, opened = time.time(), Store.opened
     second = self_train(cfg)
-    cached = time.time() - t0
+    cached, cached_opens = time.time() - t0, Store.opened - opened
     assert _counts(cfg) == counts  # nothing regenerated, retrained or re-evaluated
     assert second == first
     assert cached < 0.25 * cold, (cached, cold)
+    # Store opens: two per computed step (look-up, commit) plus the chunks and reads of its work; one per cached
+    # step. Measured: OPENS_FRESH fresh, OPENS_CACHED cached for round 0 and 2 rounds.
+    print(f"store opens: fresh {fresh_opens}, cached {cached_opens}")
+    assert fresh_opens <= OPENS_FRESH and cached_opens <= OPENS_CACHED, (fresh_opens, cached_opens)
+
+    # A store as the version before schema versions wrote it is migrated on open and found complete
+    downgrade_to_v0(cfg.store_path)
+    with Store(cfg.store_path) as s:
+        assert s.execute("SELECT value FROM store_info")[0][0] == "1"
+        assert s.execute("SELECT count(*) FROM prompts")[0][0] == pool + val + test
+    assert self_train(cfg) == first
+    assert _counts(cfg) == counts
 
     out = CliRunner().invoke(app, ["report", "--json", "--data-dir", str(tmp_path), "--experiment", "it"])
     assert out.exit_code == 0, out.output

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 
 from east_tasks import steps
 from east_tasks.config import ExperimentConfig, StoreConfig
-from east_tasks.errors import UserError
 from east_tasks.engines.generation import release_generator
 from east_tasks.engines.replicas import replica_devices
+from east_tasks.errors import UserError
 from east_tasks.io import mask_url
 from east_tasks.store import KEYS, TABLES, Claim, LakeStore, Store, connect
 

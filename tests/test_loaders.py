@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from east_tasks.core.answers import answers_match
 from east_tasks.config import DataConfig
+from east_tasks.core.answers import answers_match
 from east_tasks.data.sources import load_splits
 from east_tasks.errors import UserError
 

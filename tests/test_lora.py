@@ -11,8 +11,8 @@ from east_tasks.config import LoraConfig, TrainConfig
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.engines.lora import add_lora
-from east_tasks.paths import BACKBONE_DIR
 from east_tasks.engines.training import train_weighted
+from east_tasks.paths import BACKBONE_DIR
 
 
 def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path) -> None:

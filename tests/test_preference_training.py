@@ -7,8 +7,8 @@ import pytest
 from east_tasks.config import TrainConfig
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
-from east_tasks.paths import BACKBONE_DIR
 from east_tasks.engines.training import score_responses, train_weighted
+from east_tasks.paths import BACKBONE_DIR
 
 PROBLEMS = make_split("pool", 8, seed=99, tiers=(4,))  # a tier the backbone half solves
 PROMPTS = [format_prompt(p.question) for p in PROBLEMS]

@@ -7,8 +7,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from east_tasks import steps
-from east_tasks.core.answers import extract_answer
 from east_tasks.config import load_config
+from east_tasks.core.answers import extract_answer
 from east_tasks.data.prompts import FEW_SHOT, PLAIN_STOP, few_shot_prompt, make_prompter
 from east_tasks.engines.generation import SampleSpec, release_generator
 from east_tasks.paths import BACKBONE_DIR

@@ -5,9 +5,9 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from east_tasks.report import tracking
 from east_tasks.config import load_config
 from east_tasks.errors import UserError
+from east_tasks.report import tracking
 from east_tasks.steps import preflight
 
 

@@ -5,12 +5,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from east_tasks.config import TrainConfig
+from east_tasks.core.losses import per_example_sft_loss
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
-from east_tasks.io import hash_dir
-from east_tasks.core.losses import per_example_sft_loss
-from east_tasks.paths import BACKBONE_DIR
 from east_tasks.engines.training import WeightedDataset, collate, train_weighted
+from east_tasks.io import hash_dir
+from east_tasks.paths import BACKBONE_DIR
 
 
 def _losses(model_dir, examples: pd.DataFrame) -> torch.Tensor:

@@ -5,8 +5,8 @@ length of the chain. The backbone is taught a small, fixed labelled set that is 
 problems, few 4-step ones and fewer still of 5-6 steps (`BootstrapConfig.labelled`), because this tiny model
 does not extrapolate to longer chains on its own (taught 2-3 step chains alone, it solved 4-6 step ones about
 5 % of the time, the same wrong answer in every sample). The unlabelled pool, validation and test splits span
-every tier evenly, so self-training has what the labels barely taught to learn (DESIGN.md, "headroom by
-design"). Each problem carries a reference solution ``17 + 6 = 23. 23 - 4 = 19. #### 19``.
+every tier evenly, so self-training has what the labels barely taught to learn (docs/architecture.md, "The
+embedded testbed"). Each problem carries a reference solution ``17 + 6 = 23. 23 - 4 = 19. #### 19``.
 """
 
 from __future__ import annotations

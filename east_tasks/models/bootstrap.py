@@ -2,7 +2,7 @@
 
 A plain nanoGPT-style loop over `labelled_set`: mostly easy problems and few of the longer chains, so the
 backbone solves the harder tiers only sometimes and self-training on the unlabelled pool has something to
-learn (DESIGN.md, "headroom by design"). Learning arrives as a sudden drop of the loss a few
+learn (docs/architecture.md, "The embedded testbed"). Learning arrives as a sudden drop of the loss a few
 hundred steps in, so the learning rate must still be high then.
 """
 

@@ -32,7 +32,7 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 384) -> PreTrainedT
 
 
 def tiny_llama_config(vocab_size: int, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
-    # head_dim 64: vLLM's CPU attention kernel rejects 16 (ENVIRONMENT.md).
+    # head_dim 64: vLLM's CPU attention kernel rejects 16.
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=128,

@@ -17,7 +17,7 @@ from east_tasks.steps import keys
 from east_tasks.steps.generation import generate
 from east_tasks.steps.model import ModelRef
 from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
-from east_tasks.steps.selection import POOL, labelled_pool
+from east_tasks.steps.selection import POOL, label_pool
 from east_tasks.store import Store
 
 _MONITORED = ("questions", "pass_at_n", "distinct_correct", "precision", "recall", "balance")
@@ -46,7 +46,9 @@ def choose_sampling(cfg: ExperimentConfig, parent: ModelRef, dataset_key: str,
     def compute(ctx: StepContext) -> Output[int]:
         rows = []
         for spec, probe in zip(candidates, probes, strict=True):
-            labelled, problems = labelled_pool(ctx, cfg, probe.key, dataset_key)
+            with ctx.store() as store:
+                gens, problems = store.generation_rows(probe.key, text="hash"), store.problems(dataset_key, POOL)
+            labelled, problems = label_pool(cfg, gens, problems)
             overall = monitor_selection(labelled, problems, b.target_correct).iloc[0]
             rows.append({"experiment": cfg.experiment, "round": round_, "temperature": spec.temperature, "n": spec.n,
                          "gen_key": probe.key, **{c: overall[c] for c in _MONITORED}})

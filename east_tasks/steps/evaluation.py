@@ -44,10 +44,11 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
     greedy, sampled = generated[0], (generated[1] if k else None)
     eval_key = keys.eval_key(greedy.key, sampled.key if sampled else None)
 
+    def prepare(store: Store) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+        return {s.key: store.generation_rows(s.key) for s in generated}, store.problems(dataset_key, split)
+
     def compute(ctx: StepContext) -> Output:
-        with ctx.store() as store:
-            gens = {s.key: store.generation_rows(s.key) for s in generated}
-            problems = store.problems(dataset_key, split)
+        gens, problems = ctx.prepared
         result = evaluate(gens[greedy.key], gens[sampled.key] if sampled else None, problems, k,
                           cfg.data.answer_style)
         row = {"eval_key": eval_key, "model_hash": model.hash, "dataset_key": dataset_key,
@@ -62,7 +63,7 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
         row = store.evaluation(eval_key) or {}
         return None, {m: _rounded(row.get(m)) for m in METRICS}
 
-    return [*generated, run_step(cfg, Step(f"evaluate {split}", eval_key, compute, load=load))]
+    return [*generated, run_step(cfg, Step(f"evaluate {split}", eval_key, compute, load=load, prepare=prepare))]
 
 
 def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> tuple[list[StepResult], EvalKeys]:

@@ -61,8 +61,8 @@ def grade(preds: list[str | None], golds: list[str], style: str) -> list[bool]:
 
 
 def _sample_chunk(cfg: ExperimentConfig, gen_key: str, generator: engines.Generator, prompter: Prompter,
-                  chunk: pd.DataFrame, spec: SampleSpec, seed: int) -> Callable[[Store], None]:
-    """One chunk of questions sampled and graded: the write that commits it (prompts once, then the samples)."""
+                  chunk: pd.DataFrame, spec: SampleSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One chunk of questions sampled and graded: its prompts (once each) and its samples."""
     style = cfg.data.answer_style
     prompts = [prompter(q) for q in chunk.question]
     outs = generator.generate(prompts, [prompt_seed(seed, p) for p in chunk.problem_id], spec)
@@ -76,13 +76,12 @@ def _sample_chunk(cfg: ExperimentConfig, gen_key: str, generator: engines.Genera
                                  "num_tokens"])
     # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
     rows["correct"] = grade(preds, [gold for *_, gold in samples], style)
-    unique_prompts = pd.DataFrame({"prompt_key": prompt_keys, "prompt": prompts}).drop_duplicates("prompt_key")
+    return pd.DataFrame({"prompt_key": prompt_keys, "prompt": prompts}).drop_duplicates("prompt_key"), rows
 
-    def write(store: Store) -> None:
-        store.insert_df("prompts", unique_prompts)  # present prompts are kept: a key is its text's hash
-        store.insert_df("generations", rows)
 
-    return write
+def _write_chunk(store: Store, prompts: pd.DataFrame, rows: pd.DataFrame) -> None:
+    store.insert_df("prompts", prompts)  # present prompts are kept: a key is its text's hash
+    store.insert_df("generations", rows)
 
 
 def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, spec: SampleSpec,
@@ -100,11 +99,12 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
     # steps a quarter full (1,500 test answers 13.3 s against 9 s; the output does not depend on chunking).
     per_chunk = max(1, cfg.sampling.chunk_size * cfg.sampling.n // spec.n)
 
+    def prepare(store: Store) -> tuple[pd.DataFrame, set[str], tuple[int, int]]:
+        return store.problems(dataset_key, split), store.generated_questions(key), store.generation_totals(key)
+
     def compute(ctx: StepContext) -> Output:
         unchecked = unchecked_answers()
-        with ctx.store() as store:
-            problems = store.problems(dataset_key, split)
-            done = store.generated_questions(key)
+        problems, done, (n_rows, tokens) = ctx.prepared
         problems = problems if limit is None else problems.head(limit)
         if shard is not None:  # whole chunks, so every batch is the one a single worker would draw
             problems = problems[np.arange(len(problems)) // per_chunk % shard[1] == shard[0]]
@@ -119,19 +119,21 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
             generator = get_generator(model.path, cfg.backend)
             engine = {"engine": engines.last_engine_event}
             for start in tqdm(range(0, len(todo), per_chunk), desc=step, unit="chunk"):
+                rows = _sample_chunk(cfg, key, generator, prompter, todo.iloc[start:start + per_chunk], spec, seed)
                 # The store is opened per chunk, so readers (`east report`) can get in between chunks.
-                ctx.commit(_sample_chunk(cfg, key, generator, prompter, todo.iloc[start:start + per_chunk], spec,
-                                         seed))
+                ctx.commit(lambda store, rows=rows: _write_chunk(store, *rows))
+                n_rows, tokens = n_rows + len(rows[1]), tokens + int(rows[1].num_tokens.sum())
                 pause_if_asked(step)  # test hook (east_tasks/faults.py): a kill between committed chunks
-        with ctx.store() as store:
-            n_rows, tokens = store.generation_totals(key)
+        if runner:  # the shards wrote the rows
+            with ctx.store() as store:
+                n_rows, tokens = store.generation_totals(key)
         return Output(info={"rows": n_rows, "resumed_questions": len(done), "new_questions": len(todo), **engine,
                             **unchecked()}, tokens_generated=tokens)
 
     return run_step(cfg, Step(step, key if shard is None else keys.shard_key(key, *shard), compute,
                               load=lambda store: (None, {"rows": store.count("generations", "gen_key", key)}),
-                              running_detail=lambda store: {"resumed_questions":
-                                                            len(store.generated_questions(key))}))
+                              prepare=prepare, running_detail=lambda prepared: {"resumed_questions":
+                                                                                len(prepared[1])}))
 
 
 def _shard_plan(cfg: ExperimentConfig, run_shards: Callable[[list[dict]], str] | None,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from east_tasks.config import ExperimentConfig
 from east_tasks.cost import Meter
@@ -57,8 +57,9 @@ class StepContext:
     """Handed to a compute function: the config, the step's key, and the store to read or to commit to as it
     goes (a generation commits chunk by chunk; each commit is its own transaction)."""
 
-    def __init__(self, cfg: ExperimentConfig, name: str, key: str):
+    def __init__(self, cfg: ExperimentConfig, name: str, key: str, prepared: Any = None):
         self.cfg, self.name, self.key = cfg, name, key
+        self.prepared = prepared  # what the step's `prepare` read in the look-up's open
 
     @contextmanager
     def store(self) -> Iterator[Store]:
@@ -81,8 +82,10 @@ class Step(Generic[T]):
     load: Callable[[Store], tuple[T | None, dict]] | None = None
     # Done, but no longer valid (a checkpoint whose files changed)? Why, or None
     invalid: Callable[[Store], str | None] = lambda store: None
+    # What compute reads from the store, read in the look-up's open (one open fewer), as `ctx.prepared`
+    prepare: Callable[[Store], Any] | None = None
     # Where a step resumes, what it found (the generation's committed questions), for its "running" mark
-    running_detail: Callable[[Store], dict] = lambda store: {}
+    running_detail: Callable[[Any], dict] = lambda prepared: {}
 
 
 def run_step(cfg: ExperimentConfig, step: Step[T]) -> StepResult[T]:
@@ -94,10 +97,11 @@ def run_step(cfg: ExperimentConfig, step: Step[T]) -> StepResult[T]:
                     value, info = step.load(store) if step.load else (None, store.step_detail(step.key))
                     return StepResult(step.name, step.key, True, time.time() - t0, info, value)
                 log.warning("%s [%s]: %s; computing it again", step.name, step.key, why)
+            prepared = step.prepare(store) if step.prepare else None
             # Stays "running" if the process dies: the next run resumes from what was committed.
-            store.mark_step(step.key, step.name, cfg.experiment, "running", detail=step.running_detail(store))
+            store.mark_step(step.key, step.name, cfg.experiment, "running", detail=step.running_detail(prepared))
         meter = Meter()
-        out = step.compute(StepContext(cfg, step.name, step.key))
+        out = step.compute(StepContext(cfg, step.name, step.key, prepared))
         wall = time.time() - t0
         cost = meter.cost(tokens_generated=out.tokens_generated, tokens_trained=out.tokens_trained)
 

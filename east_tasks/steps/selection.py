@@ -43,13 +43,19 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
     `local` baseline and for the label-free self-reward."""
     weight_key = keys.weight_key(gen_key, cfg.weighting.model_dump(), cfg.train.loss, cfg.balance.target_correct)
 
+    sql = in_store(cfg)
+
+    def prepare(store: Store) -> tuple:
+        if sql:  # the distinct answers and gold answers, to normalise in Python
+            return store.distinct_answers(gen_key), store.distinct_gold(dataset_key, POOL)
+        return store.generation_rows(gen_key, text="hash"), store.problems(dataset_key, POOL)
+
     def compute(ctx: StepContext) -> Output:
         unchecked = unchecked_answers()
-        select = _in_store if in_store(cfg) else _in_frames
-        write = select(ctx, cfg, gen_key, dataset_key, weight_key, parent)
+        write = (_in_store if sql else _in_frames)(ctx, cfg, gen_key, dataset_key, weight_key, parent)
         return Output(write, unchecked())
 
-    return run_step(cfg, Step("select+weight", weight_key, compute))
+    return run_step(cfg, Step("select+weight", weight_key, compute, prepare=prepare))
 
 
 def in_store(cfg: ExperimentConfig) -> bool:
@@ -61,8 +67,7 @@ def _in_store(ctx: StepContext, cfg: ExperimentConfig, gen_key: str, dataset_key
               parent: ModelRef):
     w = cfg.weighting
     drops = (w.drop_all_correct, w.require_wellformed_incorrect)
-    with ctx.store() as store:
-        distinct, golds = store.distinct_answers(gen_key), store.distinct_gold(dataset_key, POOL)
+    distinct, golds = ctx.prepared
     # Each distinct answer normalised once; a cluster's answer is graded as `answers_match` grades (normalised
     # again), so an answer whose normalisation changes twice is graded alike on both paths.
     canon = canonical_answers(distinct, "gsm8k")
@@ -123,7 +128,7 @@ def _weighted(cfg: ExperimentConfig, examples: pd.DataFrame, stats: pd.DataFrame
 
 def _in_frames(ctx: StepContext, cfg: ExperimentConfig, gen_key: str, dataset_key: str, weight_key: str,
                parent: ModelRef):
-    labelled, problems = labelled_pool(ctx, cfg, gen_key, dataset_key)
+    labelled, problems = label_pool(cfg, *ctx.prepared)
     monitor = monitor_selection(labelled, problems, cfg.balance.target_correct)
     preference = None
     if cfg.weighting.labels == "majority" and cfg.weighting.self_reward == "logprob":
@@ -147,13 +152,9 @@ def _in_frames(ctx: StepContext, cfg: ExperimentConfig, gen_key: str, dataset_ke
     return write
 
 
-def labelled_pool(ctx: StepContext, cfg: ExperimentConfig, gen_key: str,
-                  dataset_key: str) -> tuple[Labelled, pd.DataFrame]:
+def label_pool(cfg: ExperimentConfig, gens: pd.DataFrame, problems: pd.DataFrame) -> tuple[Labelled, pd.DataFrame]:
     """A pool generation's samples labelled for selection (gold or majority), drops marked, and the pool problems.
-    The samples' text is read as a hash: the monitor only counts distinct responses."""
-    with ctx.store() as store:
-        gens = store.generation_rows(gen_key, text="hash")
-        problems = store.problems(dataset_key, POOL)
+    The samples' text is read as a hash (`generation_rows(text="hash")`): the monitor only counts distinct ones."""
     labelled = label_and_score(gens, problems, cfg.weighting, cfg.data.answer_style)
     mark_drops(labelled.stats, cfg.weighting)
     return labelled, problems

@@ -40,9 +40,9 @@ def earlier_weight_keys(cfg: ExperimentConfig, round_: int) -> list[str]:
     return [key for _, key in rows]
 
 
-def _score_references(cfg: ExperimentConfig, parent: ModelRef, store_rows: dict[str, pd.DataFrame]) -> None:
+def _score_references(cfg: ExperimentConfig, parent: ModelRef, rows_by_gen: dict[str, pd.DataFrame]) -> None:
     """DPO / KTO: the parent's (the reference model's) log-prob of every response the rows train on or reject."""
-    for gen_key, rows in store_rows.items():
+    for gen_key, rows in rows_by_gen.items():
         samples = pd.concat([rows[["problem_id", "sample_idx"]],
                              rows.dropna(subset=["rejected_idx"])[["problem_id", "rejected_idx"]]
                              .rename(columns={"rejected_idx": "sample_idx"})], ignore_index=True)
@@ -69,17 +69,20 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys
         row = store.checkpoint(ckpt_key)
         return ModelRef(path=str(out_dir), hash=row["model_hash"]), {"train_loss": round(float(row["train_loss"]), 4)}
 
+    def prepare(store: Store) -> tuple[str | None, pd.DataFrame | None]:
+        """Why there is nothing to train on (or None), and the samples DPO / KTO need reference log-probs of."""
+        if not store.count("training_examples", "weight_key", weight_key):
+            return nothing_to_train_on(cfg, store.drop_reasons(weight_key)), None
+        return None, store.example_samples(weight_keys) if cfg.train.loss != "sft" else None
+
     def compute(ctx: StepContext) -> Output[ModelRef]:
+        nothing, samples = ctx.prepared
+        if nothing:
+            raise UserError(nothing)
         for partial in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a run killed while saving
             shutil.rmtree(partial, ignore_errors=True)
-        with ctx.store() as store:
-            if not store.count("training_examples", "weight_key", weight_key):
-                raise UserError(nothing_to_train_on(cfg, store.drop_reasons(weight_key)))
-            rows = {k: store.query("SELECT problem_id, sample_idx, rejected_idx, gen_key FROM training_examples "
-                                   "WHERE weight_key = ?", [k]) for k in weight_keys} if cfg.train.loss != "sft" else {}
-        if rows:  # the reference log-probs DPO / KTO need are part of what the step costs
-            by_gen = pd.concat(rows.values(), ignore_index=True)
-            _score_references(cfg, parent, {g: r for g, r in by_gen.groupby("gen_key")})
+        if samples is not None:  # the reference log-probs DPO / KTO need are part of what the step costs
+            _score_references(cfg, parent, dict(tuple(samples.groupby("gen_key"))))
         park_generator()  # free what training needs (an accelerator engine's memory)
         with tempfile.TemporaryDirectory(prefix="east-examples-") as scratch:
             examples = Path(scratch) / "examples.arrow"
@@ -97,4 +100,4 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys
         return Output(lambda store: store.upsert("checkpoints", checkpoint), info,
                       ModelRef(path=str(out_dir), hash=summary["model_hash"]), tokens_trained=summary["tokens_trained"])
 
-    return run_step(cfg, Step("train", ckpt_key, compute, load=load, invalid=invalid))
+    return run_step(cfg, Step("train", ckpt_key, compute, load=load, invalid=invalid, prepare=prepare))

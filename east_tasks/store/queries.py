@@ -149,6 +149,11 @@ class Queries:
         """A selection's training rows with their text, in example order (the rows refer to their generations)."""
         return self.query(_TRAINING_ROWS + " ORDER BY t.example_idx", [None, None, [weight_key]])
 
+    def example_samples(self, weight_keys: list[str]) -> pd.DataFrame:
+        """The samples training rows name: problem_id, sample_idx, rejected_idx and their generation."""
+        return self.query("SELECT gen_key, problem_id, sample_idx, rejected_idx FROM training_examples "
+                          "WHERE list_contains(?, weight_key) ORDER BY weight_key, example_idx", [weight_keys])
+
     def write_training_rows(self, weight_keys: list[str], reference_hash: str | None, path: Path) -> int:
         """The training rows of `weight_keys` (in that order, each in example order) with their text and, given a
         reference model, its log-probs of each response, into an Arrow IPC file at `path`, batch by batch (a

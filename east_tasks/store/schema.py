@@ -134,7 +134,8 @@ def _columns(execute, table: str) -> set[str]:
 
 
 # v0 (every store before the version was recorded): a prompt per sample in `generations`, prompt and response text
-# copied into `training_examples`, and data, evaluation and record steps done by their rows, not `step_status`.
+# copied into `training_examples`, and data and record steps (and, in the oldest stores, evaluations) done by their
+# rows, not `step_status`.
 # The two tables are renamed aside and rebuilt by SCHEMA: DuckDB cannot drop a column of a table with a key.
 _V0_ASIDE = """
 ALTER TABLE experiment_rounds ADD COLUMN IF NOT EXISTS val_eval_key VARCHAR;

@@ -1,0 +1,42 @@
+"""A store as the version before schema versions wrote it (v0): the same rows in that version's tables, so a test
+can prove that such a store is migrated on open and found complete. v0 kept a prompt per sample in `generations`,
+copied prompt and response text into `training_examples`, and marked data and records done by their rows alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+V0_SCHEMA = (Path(__file__).parent / "fixtures" / "store_schema_v0.sql").read_text()
+_CONVERTED = {
+    "generations": "SELECT g.gen_key, g.problem_id, g.sample_idx, p.prompt, g.text, g.pred_answer, g.correct, "
+                   "g.num_tokens FROM new.generations g JOIN new.prompts p USING (prompt_key)",
+    "training_examples": "SELECT t.weight_key, t.example_idx, t.problem_id, t.sample_idx, p.prompt, g.text, t.label, "
+                         "t.rejected_idx, r.text, t.uncertainty, t.weight FROM new.training_examples t "
+                         "JOIN new.generations g USING (gen_key, problem_id, sample_idx) "
+                         "JOIN new.prompts p ON p.prompt_key = g.prompt_key "
+                         "LEFT JOIN new.generations r ON r.gen_key = t.gen_key AND r.problem_id = t.problem_id "
+                         "AND r.sample_idx = t.rejected_idx",
+    # v0 had no status row for these steps: their rows were what said "done"
+    "step_status": "SELECT * FROM new.step_status WHERE step != 'data' AND step NOT LIKE 'record%'",
+}
+
+
+def downgrade_to_v0(path: Path) -> None:
+    """Rewrites the store at `path` (schema v1) as v0 would have written the same results."""
+    old = path.with_name(path.name + ".v1")
+    path.rename(old)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(V0_SCHEMA)
+        con.execute(f"ATTACH '{old}' AS new (READ_ONLY)")
+        tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE "
+                                            "table_catalog = current_database() AND table_schema = 'main'").fetchall()]
+        for table in tables:
+            select = _CONVERTED.get(table, f"SELECT * FROM new.{table}")
+            by_name = "" if table in ("generations", "training_examples") else "BY NAME "
+            con.execute(f"INSERT INTO {table} {by_name}{select}")
+    finally:
+        con.close()
+    old.unlink()
