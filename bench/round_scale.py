@@ -91,6 +91,7 @@ def run_size(work_root: Path, questions: int, n: int) -> dict:
     built = None
     if not store.exists():
         work.mkdir(parents=True, exist_ok=True)
+        store.with_suffix(".building").unlink(missing_ok=True)  # a build that was stopped
         built = build(store.with_suffix(".building"), questions, n)
         store.with_suffix(".building").rename(store)
     out = subprocess.run([sys.executable, __file__, "--child", str(work)], capture_output=True, text=True)
@@ -109,6 +110,7 @@ def store_sizes(work_root: Path, questions: int, n: int) -> tuple[float, float]:
     now = work_root / f"q{questions}-n{n}" / "east.duckdb"
     before = work_root / f"q{questions}-n{n}-v0-layout.duckdb"
     if not before.exists():
+        before.with_suffix(".building").unlink(missing_ok=True)
         build(before.with_suffix(".building"), questions, n, v0_layout=True)
         before.with_suffix(".building").rename(before)
     per_m = 1e6 / (questions * n) / 2**30

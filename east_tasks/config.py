@@ -273,7 +273,7 @@ class StoreConfig(_Strict):
     lock_timeout_s: float = Field(600.0, ge=0, description="how long a step waits for another "
                                   "process's write lock on the DuckDB file (with backoff, logging the holder), or "
                                   "retries a write that conflicted with another worker's on a lake")
-    memory_limit: str | None = Field("1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB's memory "
+    memory_limit: str | None = Field("512MB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB's memory "
                                      "limit for the file store: beyond it a query (a round's selection) spills to "
                                      "disk instead of growing; None: DuckDB's default, 80% of the RAM")
     lease_s: float = Field(60.0, gt=0, description="lake only: a worker computing a step renews its claim every "

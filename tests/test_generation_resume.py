@@ -43,7 +43,7 @@ def test_crash_mid_generation_resumes_from_the_last_committed_chunk(tmp_path, mo
     release_generator()
     with Store(crashed.store_path) as s:
         assert s.query("SELECT count(*) AS n FROM generations").n[0] == 8  # the first chunk was committed
-        assert s.query("SELECT status FROM step_status").status.tolist() == ["running"]
+        assert s.query("SELECT status FROM step_status WHERE step = 'gen'").status.tolist() == ["running"]
 
     resumed = steps.generate(crashed, model, key, "pool", SPEC, seed=0, step="gen")
     assert not resumed.cached

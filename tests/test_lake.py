@@ -144,9 +144,11 @@ def test_three_workers_share_one_generation_and_equal_a_single_worker_run(lake_u
     outputs = [w.communicate(timeout=300) for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], "\n".join(err[-3000:] for _, err in outputs)
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    assert {r["key"] for r in results} == {gen_key}
+    # each shard is a step of its own key: the two shard-1 workers share one
+    assert [r["key"] for r in results] == [f"{gen_key}/shard-0-of-2", *[f"{gen_key}/shard-1-of-2"] * 2]
     assert results[0]["new_questions"] == 8  # chunks 1 and 3 of 3 (4 questions each)
-    assert sorted(r["new_questions"] for r in results[1:]) == [0, 4]  # one drew chunk 2, the other found it done
+    # one drew chunk 2, the other waited for its claim and found the shard done
+    assert sorted((r["cached"], r["new_questions"] or 0) for r in results[1:]) == [(False, 4), (True, 0)]
     cfg = worker_config(str(tmp_path), lake_url)
     merged = sample(cfg)  # the merge: every question is there, the step is marked done
     assert merged.info["new_questions"] == 0 and merged.info["rows"] == 24

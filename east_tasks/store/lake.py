@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import duckdb
 import pandas as pd
 
+from east_tasks.config import StoreConfig
 from east_tasks.errors import UserError
 from east_tasks.io import mask_url
 from east_tasks.store.file import Store
@@ -118,7 +119,10 @@ class LakeStore(Store):
 
     backend = "ducklake"
 
-    def __init__(self, url: str, data_path: str, retry_s: float):
+    def __init__(self, url: str, data_path: str, retry_s: float | None = None):
+        """`retry_s` None: StoreConfig's `lock_timeout_s` default."""
+        if retry_s is None:
+            retry_s = StoreConfig.model_fields["lock_timeout_s"].default
         self.url, self.data_path, self.retry_s = url, data_path, retry_s
         self.path = Path(data_path)
         if "://" not in data_path:  # a local or shared directory (object storage needs none)

@@ -6,7 +6,8 @@ and the kept questions' (sample, correct) pairs streamed in order to draw the ro
 The rules are those of `east_tasks.core.selection` and `east_tasks.core.weighting`, written again in SQL;
 `tests/test_selection_sql.py` holds both to the same rows and floats. The entropy sums its terms in the order
 `cluster_answers` sorts clusters (largest first, then by answer) with log2 as ln(x) / ln(2), as Python's
-math.log(x, 2) does. A response's text counts as distinct after trimming ASCII whitespace.
+math.log(x, 2) does. Responses are told apart by a 64-bit hash of their text after trimming ASCII whitespace (a
+question's n samples never collide in practice), so the distinct count holds no text in memory.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ _KEPT = f"WITH k AS (SELECT * FROM ({_QUESTION_STATS}) WHERE drop_reason IS NULL
 _MONITOR = f"""
 WITH q AS (
   SELECT g.problem_id, count(*) FILTER (g.correct) AS n_correct,
-         count(DISTINCT {TRIMMED_TEXT}) FILTER (g.correct) AS distinct_correct,
+         count(DISTINCT hash({TRIMMED_TEXT})) FILTER (g.correct) AS distinct_correct,
          count(*) FILTER (g.correct AND s.drop_reason IS NULL) AS n_accepted,
-         count(DISTINCT {TRIMMED_TEXT}) FILTER (g.correct AND s.drop_reason IS NULL) AS distinct_hits
+         count(DISTINCT hash({TRIMMED_TEXT})) FILTER (g.correct AND s.drop_reason IS NULL) AS distinct_hits
   FROM generations g JOIN question_stats s ON s.weight_key = ? AND s.problem_id = g.problem_id
   WHERE g.gen_key = ? GROUP BY g.problem_id),
 m AS (
