@@ -60,20 +60,29 @@ FROM s
 _KEPT = f"WITH k AS (SELECT * FROM ({_QUESTION_STATS}) WHERE drop_reason IS NULL) "
 
 # Per question: gold-correct samples, distinct correct texts, accepted samples (correct, of a kept question) and
-# distinct ones among them, B-STaR's balance; then overall ('all') and by tier, over the questions with gold.
+# distinct ones among them, B-STaR's balance; then overall ('all') and by tier, over the questions with gold. A kept
+# question accepts all its correct samples, so its accepted counts are its correct ones; the distinct texts are
+# counted from (question, text hash) pairs made distinct first (DuckDB spills those; a DISTINCT aggregate per group
+# would hold them all).
 _MONITOR = f"""
 WITH q AS (
-  SELECT g.problem_id, count(*) FILTER (g.correct) AS n_correct,
-         count(DISTINCT hash({TRIMMED_TEXT})) FILTER (g.correct) AS distinct_correct,
-         count(*) FILTER (g.correct AND s.drop_reason IS NULL) AS n_accepted,
-         count(DISTINCT hash({TRIMMED_TEXT})) FILTER (g.correct AND s.drop_reason IS NULL) AS distinct_hits
+  SELECT g.problem_id, count(*) FILTER (g.correct) AS n_correct, any_value(s.drop_reason IS NULL) AS kept
   FROM generations g JOIN question_stats s ON s.weight_key = ? AND s.problem_id = g.problem_id
   WHERE g.gen_key = ? GROUP BY g.problem_id),
+d AS (
+  SELECT problem_id, count(*) AS distinct_correct
+  FROM (SELECT DISTINCT g.problem_id, hash({TRIMMED_TEXT}) FROM generations g WHERE g.gen_key = ? AND g.correct)
+  GROUP BY problem_id),
+c AS (
+  SELECT q.problem_id, n_correct, coalesce(d.distinct_correct, 0) AS distinct_correct,
+         CASE WHEN kept THEN n_correct ELSE 0 END AS n_accepted,
+         CASE WHEN kept THEN coalesce(d.distinct_correct, 0) ELSE 0 END AS distinct_hits
+  FROM q LEFT JOIN d USING (problem_id)),
 m AS (
-  SELECT q.*, p.tier, coalesce(trim(p.answer), '') != '' AS has_gold,
+  SELECT c.*, p.tier, coalesce(trim(p.answer), '') != '' AS has_gold,
          least(distinct_hits / ?, 1.0) * CASE WHEN n_accepted > 0 THEN distinct_hits / n_accepted ELSE 0.0 END
              AS balance
-  FROM q JOIN problems p ON p.dataset_key = ? AND p.split = ? AND p.problem_id = q.problem_id),
+  FROM c JOIN problems p ON p.dataset_key = ? AND p.split = ? AND p.problem_id = c.problem_id),
 t AS (SELECT 'all' AS tier, * EXCLUDE (tier) FROM m
       UNION ALL SELECT tier::VARCHAR AS tier, * EXCLUDE (tier) FROM m WHERE tier IS NOT NULL)
 SELECT ? AS weight_key, tier, count(*)::INTEGER AS questions,
@@ -130,7 +139,7 @@ class SelectionQueries:
     def monitor_in_sql(self, weight_key: str, gen_key: str, dataset_key: str, split: str, target_correct: int) -> None:
         self.execute("DELETE FROM round_monitor WHERE weight_key = ?", [weight_key])
         self.insert_select("round_monitor", _MONITOR_COLUMNS, _MONITOR,
-                           [weight_key, gen_key, target_correct, dataset_key, split, weight_key])
+                           [weight_key, gen_key, gen_key, target_correct, dataset_key, split, weight_key])
 
     def kept_samples(self, gen_key: str, drop_all_correct: bool, require_wellformed_incorrect: bool,
                      rows: int = 100_000) -> Iterator[pa.RecordBatch]:
