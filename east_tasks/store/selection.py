@@ -4,20 +4,22 @@ DuckDB (which spills past `store.memory_limit`). What needs Python is small: eac
 and the kept questions' (sample, correct) pairs streamed in order to draw the rows with the weighting seed.
 
 The rules are those of `east_tasks.core.selection` and `east_tasks.core.weighting`, written again in SQL;
-`tests/test_selection_sql.py` holds both to the same rows and floats. The entropy sums its terms in the order
-`cluster_answers` sorts clusters (largest first, then by answer) with log2 as ln(x) / ln(2), as Python's
-math.log(x, 2) does. Responses are told apart by a 64-bit hash of their text after trimming ASCII whitespace (a
-question's n samples never collide in practice), so the distinct count holds no text in memory.
+`tests/test_selection_sql.py` holds both to the same rows and floats (the entropy is the core's own
+`cluster_entropy` of each distinct histogram of cluster sizes). Responses are told apart by a 64-bit hash of their
+text after trimming ASCII whitespace (a question's n samples never collide in practice), so the distinct count holds
+no text in memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from east_tasks.core.answers import NO_ANSWER
+from east_tasks.core.weighting import cluster_entropy
 from east_tasks.store.schema import TRIMMED_TEXT
 
 if TYPE_CHECKING:
@@ -35,29 +37,30 @@ WHERE g.gen_key = ?
 GROUP BY g.problem_id, coalesce(c.canon, '{NO_ANSWER}')
 """
 
-_QUESTION_STATS = f"""
-WITH c AS (SELECT * FROM clusters WHERE gen_key = ?),
-q AS (SELECT problem_id, sum(size)::BIGINT AS n FROM c GROUP BY ALL),
-s AS (
-  SELECT problem_id,
-         -sum((size / n) * (ln(size / n) / ln(2)) ORDER BY size DESC, answer) AS entropy,
-         coalesce(sum(size) FILTER (correct), 0) / any_value(n) AS frac_correct,
-         coalesce(max(size) FILTER (NOT correct), 0) / any_value(n) AS rejected_share,
-         count(*)::INTEGER AS n_clusters,
-         coalesce(sum(size) FILTER (correct), 0)::INTEGER AS n_correct,
-         (any_value(n) - coalesce(sum(size) FILTER (correct), 0))::INTEGER AS n_incorrect,
-         coalesce(sum(size) FILTER (NOT correct AND answer != '{NO_ANSWER}'), 0)::INTEGER AS n_wellformed_incorrect
-  FROM c JOIN q USING (problem_id) GROUP BY problem_id)
-SELECT ? AS weight_key, ? AS gen_key, s.*,
-       CASE WHEN n_correct = 0 THEN 'no_correct'
-            WHEN ? AND frac_correct = 1.0 THEN 'all_correct'
-            WHEN ? AND frac_correct < 1.0 AND n_wellformed_incorrect = 0 THEN 'no_wellformed_incorrect'
-       END AS drop_reason
-FROM s
+# A question's cluster sizes as a histogram ('{1=2, 3=1}': two clusters of 1, one of 3): its entropy depends on
+# nothing else, so each distinct histogram's entropy is computed once, in Python, by the pure core's own
+# `cluster_entropy` (a few hundred histograms among millions of questions), and joined back (`_entropies`). Plain
+# hash aggregates, no per-group ordered state: DuckDB spills them past the memory limit.
+_HISTOGRAMS = "SELECT DISTINCT histogram(size)::VARCHAR AS sizes FROM clusters WHERE gen_key = ? GROUP BY problem_id"
+_COUNTS = f"""
+SELECT problem_id, histogram(size)::VARCHAR AS sizes, sum(size)::BIGINT AS n,
+       coalesce(sum(size) FILTER (correct), 0)::BIGINT AS n_correct,
+       coalesce(max(size) FILTER (NOT correct), 0)::BIGINT AS max_wrong, count(*)::INTEGER AS n_clusters,
+       coalesce(sum(size) FILTER (NOT correct AND answer != '{NO_ANSWER}'), 0)::INTEGER AS n_wellformed_incorrect
+FROM clusters WHERE gen_key = ? GROUP BY problem_id
 """
-# The kept questions (their stats computed again from the clusters: the step's own rows are written last, with its
-# done mark), and their samples in order.
-_KEPT = f"WITH k AS (SELECT * FROM ({_QUESTION_STATS}) WHERE drop_reason IS NULL) "
+_DROP_REASON = """CASE WHEN n_correct = 0 THEN 'no_correct'
+                       WHEN ? AND n_correct = n THEN 'all_correct'
+                       WHEN ? AND n_correct < n AND n_wellformed_incorrect = 0 THEN 'no_wellformed_incorrect' END"""
+# Parameters: gen_key, drop_all_correct, require_wellformed_incorrect.
+_KEPT = f"WITH k AS (SELECT problem_id FROM ({_COUNTS}) WHERE ({_DROP_REASON}) IS NULL) "
+# Parameters: weight_key, gen_key, drop_all_correct, require_wellformed_incorrect, gen_key.
+_QUESTION_STATS = f"""
+SELECT ? AS weight_key, ? AS gen_key, problem_id, e.entropy, n_correct / n AS frac_correct,
+       max_wrong / n AS rejected_share, n_clusters, n_correct::INTEGER AS n_correct,
+       (n - n_correct)::INTEGER AS n_incorrect, n_wellformed_incorrect, {_DROP_REASON} AS drop_reason
+FROM ({_COUNTS}) JOIN _entropies e USING (sizes)
+"""
 
 # Per question: gold-correct samples, distinct correct texts, accepted samples (correct, of a kept question) and
 # distinct ones among them, B-STaR's balance; then overall ('all') and by tier, over the questions with gold. A kept
@@ -130,11 +133,23 @@ class SelectionQueries:
             self.unregister("_canon")
             self.unregister("_gold")
 
+    @contextmanager
+    def _entropies(self, gen_key: str) -> Iterator[None]:
+        """`_entropies(sizes, entropy)` for every cluster-size histogram of the generation, while in the block."""
+        histograms = [h for (h,) in self.execute(_HISTOGRAMS, [gen_key])]
+        self.register("_entropies", pd.DataFrame({"sizes": histograms,
+                                                  "entropy": [cluster_entropy(_sizes(h)) for h in histograms]}))
+        try:
+            yield
+        finally:
+            self.unregister("_entropies")
+
     def stats_in_sql(self, weight_key: str, gen_key: str, drop_all_correct: bool,
                      require_wellformed_incorrect: bool) -> None:
         self.execute("DELETE FROM question_stats WHERE weight_key = ?", [weight_key])
-        self.insert_select("question_stats", _STATS_COLUMNS, _QUESTION_STATS,
-                           [gen_key, weight_key, gen_key, drop_all_correct, require_wellformed_incorrect])
+        with self._entropies(gen_key):
+            self.insert_select("question_stats", _STATS_COLUMNS, _QUESTION_STATS,
+                               [weight_key, gen_key, drop_all_correct, require_wellformed_incorrect, gen_key])
 
     def monitor_in_sql(self, weight_key: str, gen_key: str, dataset_key: str, split: str, target_correct: int) -> None:
         self.execute("DELETE FROM round_monitor WHERE weight_key = ?", [weight_key])
@@ -147,8 +162,17 @@ class SelectionQueries:
         return self.batches(_KEPT + "SELECT g.problem_id, g.sample_idx, g.correct, g.pred_answer IS NOT NULL AS "
                             "wellformed FROM generations g JOIN k USING (problem_id) WHERE g.gen_key = ? "
                             "ORDER BY g.problem_id, g.sample_idx",
-                            [gen_key, "", gen_key, drop_all_correct, require_wellformed_incorrect, gen_key], rows)
+                            [gen_key, drop_all_correct, require_wellformed_incorrect, gen_key], rows)
 
     def kept_stats(self, gen_key: str, drop_all_correct: bool, require_wellformed_incorrect: bool) -> pd.DataFrame:
-        return self.query(_KEPT + "SELECT problem_id, entropy, frac_correct, n_incorrect FROM k ORDER BY problem_id",
-                          [gen_key, "", gen_key, drop_all_correct, require_wellformed_incorrect])
+        """The kept questions' entropy and the baselines' measures, by question."""
+        with self._entropies(gen_key):
+            return self.query("SELECT problem_id, entropy, frac_correct, n_incorrect FROM (" + _QUESTION_STATS + ") "
+                              "WHERE drop_reason IS NULL ORDER BY problem_id",
+                              ["", gen_key, drop_all_correct, require_wellformed_incorrect, gen_key])
+
+
+def _sizes(histogram: str) -> list[int]:
+    """'{1=2, 3=1}' -> [3, 1, 1]: the cluster sizes, largest first (the order `cluster_answers` sorts them in)."""
+    counts = [tuple(map(int, item.split("="))) for item in histogram.strip("{}").split(", ")]
+    return sorted((size for size, count in counts for _ in range(count)), reverse=True)
