@@ -25,7 +25,8 @@ RESULT_TABLES = {  # every stored result, in a canonical order (keys are content
     "evaluations": "SELECT eval_key, greedy_acc, maj_acc, pass_acc FROM evaluations ORDER BY ALL",
     "rounds": "SELECT round, model_hash, eval_key, val_eval_key, gen_key, weight_key, n_kept FROM experiment_rounds "
               "ORDER BY ALL",
-    "steps": "SELECT step_key, step, status FROM step_status ORDER BY ALL",  # not who computed it
+    # not who computed it; a round's record is its experiment's own ("rounds" compares it)
+    "steps": "SELECT step_key, step, status FROM step_status WHERE step NOT LIKE 'record round %' ORDER BY ALL",
 }
 
 
