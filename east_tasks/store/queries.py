@@ -141,14 +141,6 @@ class Queries:
         return self.query("SELECT weight FROM training_examples WHERE weight_key = ? ORDER BY example_idx",
                           [weight_key])
 
-    def selection_gen_key(self, weight_key: str) -> str | None:
-        rows = self.execute("SELECT any_value(gen_key) FROM question_stats WHERE weight_key = ?", [weight_key])
-        return rows[0][0] if rows else None
-
-    def training_rows(self, weight_key: str) -> pd.DataFrame:
-        """A selection's training rows with their text, in example order (the rows refer to their generations)."""
-        return self.query(_TRAINING_ROWS + " ORDER BY t.example_idx", [None, None, [weight_key]])
-
     def example_samples(self, weight_keys: list[str]) -> pd.DataFrame:
         """The samples training rows name: problem_id, sample_idx, rejected_idx and their generation."""
         return self.query("SELECT gen_key, problem_id, sample_idx, rejected_idx FROM training_examples "
@@ -200,11 +192,6 @@ class Queries:
     def checkpoint(self, ckpt_key: str) -> dict | None:
         rows = self.query("SELECT * FROM checkpoints WHERE ckpt_key = ?", [ckpt_key])
         return rows.iloc[0].to_dict() if len(rows) else None
-
-    def round_checkpoint_key(self, model_hash: str, weight_key: str) -> str | None:
-        rows = self.execute("SELECT ckpt_key FROM checkpoints WHERE model_hash = ? AND weight_key = ? LIMIT 1",
-                            [model_hash, weight_key])
-        return rows[0][0] if rows else None
 
     def evaluation(self, eval_key: str) -> dict | None:
         rows = self.query("SELECT n_questions, k, greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?",
