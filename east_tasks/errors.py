@@ -1,9 +1,39 @@
-"""The one exception type for problems the user must fix: bad data, a config a run cannot use, a missing model,
-filters that leave nothing to train on. Retrying cannot help, so the flows do not retry it and the CLI prints
-it as one line and exits 2; anything else is a crash worth a retry and a traceback."""
+"""The failures a user causes or meets, each with its exit code, so that a script (or a scheduler) can tell them
+apart and the CLI prints them as one line (`--debug` or EAST_DEBUG=1 shows the traceback):
+
+- `UserError` (exit 2): something the user must fix: bad data, a config a run cannot use, a missing or unloadable
+  model, filters that leave nothing to train on, a name or path that cannot work.
+- `EnvironmentFault` (exit 3): the machine, not the input: the disk is full, the store is corrupt or truncated.
+- Interrupted (exit 130, as shells report SIGINT): the run stopped on Ctrl-C; rerunning resumes it.
+
+Retrying helps neither of the first two, so the flows do not retry them; anything else is a crash worth a retry
+and a traceback.
+"""
 
 from __future__ import annotations
 
+import errno
+
+USER_ERROR_EXIT = 2
+ENVIRONMENT_EXIT = 3
+INTERRUPTED_EXIT = 130
+
 
 class UserError(ValueError):
-    pass
+    exit_code = USER_ERROR_EXIT
+
+
+class EnvironmentFault(RuntimeError):
+    exit_code = ENVIRONMENT_EXIT
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """`OSError: [Errno 28]`, or a library's message carrying it (safetensors: `... os error 28`), anywhere in the
+    exception's chain."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        if "no space left on device" in str(err).lower() or "os error 28" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
