@@ -66,9 +66,10 @@ class DataConfig(_Strict):
                                  "on; greedy only. Real data: taken from the pool split, after the pool")
     test_size: int = Field(600, ge=1)
     seed: int = 0
-    on_invalid: Literal["error", "skip"] = Field("error", description="real data with malformed lines, empty "
-                                                 "questions or answers, conflicting duplicates or test questions "
-                                                 "in the pool: refuse it (listing them), or drop those rows")
+    on_invalid: Literal["error", "skip"] = Field("error", description="data with malformed lines, empty "
+                                                 "questions or answers, conflicting duplicates, test questions "
+                                                 "in the pool or prompts too long for backend.max_model_len: "
+                                                 "refuse it (listing them), or drop those rows")
 
     @model_validator(mode="before")
     @classmethod
@@ -220,7 +221,9 @@ class BackendConfig(_Strict):
                                     "needs a DuckLake store")
     enforce_eager: bool | None = Field(None, description="skip vLLM's graph capture / compilation; default: "
                                        "on for the CPU build, off on GPUs")
-    max_model_len: int = Field(256, ge=16)
+    max_model_len: int = Field(256, ge=16, description="at most the model's context; every prompt plus its "
+                               "max_tokens (sampling's for the pool, eval's for validation and test) must fit, "
+                               "checked before any engine starts")
     max_num_seqs: int | None = Field(None, ge=1, description="sequences per engine step; default: 1,024 on the CPU "
                                      "build (vLLM's 256 there: 1.23x fewer samples/s in "
                                      "bench/generation_throughput.py, identical output), vLLM's own on GPUs")

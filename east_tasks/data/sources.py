@@ -17,7 +17,7 @@ import pandas as pd
 from east_tasks.config import ColumnMap, DataConfig
 from east_tasks.core.answers import extract_answer, normalize_answer
 from east_tasks.data.arith import arith_splits
-from east_tasks.data.validation import DataProblems, Finding, contamination, read_jsonl
+from east_tasks.data.validation import DataProblems, Finding, LengthLimits, contamination, read_jsonl, too_long
 from east_tasks.errors import UserError
 from east_tasks.io import fingerprint
 
@@ -33,7 +33,8 @@ GOLD_FORMS = {"gsm8k": "'#### N'", "math": "\\boxed{}"}
 
 def _arith(cfg: DataConfig) -> dict[str, pd.DataFrame]:
     splits = arith_splits(cfg.pool_size, cfg.validation_size, cfg.test_size, seed=cfg.seed)
-    return {name: pd.DataFrame([{c: getattr(p, c) for c in COLUMNS} for p in rows], columns=COLUMNS)
+    return {name: pd.DataFrame([{**{c: getattr(p, c) for c in COLUMNS}, "location": f"arith {name} question {i}"}
+                                for i, p in enumerate(rows, 1)], columns=[*COLUMNS, "location"])
             for name, rows in (("pool", splits.pool), ("validation", splits.validation), ("test", splits.test))}
 
 
@@ -140,10 +141,11 @@ class LoadedSplits(NamedTuple):
     dropped: list[Finding]  # rows left out under data.on_invalid = "skip"
 
 
-def load_splits(cfg: DataConfig, pool_gold_required: bool = True) -> LoadedSplits:
+def load_splits(cfg: DataConfig, pool_gold_required: bool = True, lengths: LengthLimits | None = None,
+                ) -> LoadedSplits:
     """The splits, checked: with data.on_invalid = "error" (the default) any finding raises `DataProblems`.
     Without `pool_gold_required` (label-free rounds), pool questions may lack a gold answer (answer ""); the
-    validation and test questions never may."""
+    validation and test questions never may. With `lengths`, every prompt must fit them too (`too_long`)."""
     findings: list[Finding] = []
     if cfg.source == "arith":
         splits = _arith(cfg)
@@ -159,10 +161,21 @@ def load_splits(cfg: DataConfig, pool_gold_required: bool = True) -> LoadedSplit
         findings = pool_findings + findings + leaked + unlabelled
         pool = pool[~pool["location"].isin({f.where for f in leaked + unlabelled})]
         splits = {"pool": pool.iloc[:cfg.pool_size], "validation": pool.iloc[cfg.pool_size:], "test": test}
-        splits = {name: df[COLUMNS].reset_index(drop=True) for name, df in splits.items()}
+    cut: dict[str, list[list[str]]] = {}  # split -> [problem_id, why] of each row too long for `lengths`
+    if lengths is not None:
+        for name, df in list(splits.items()):
+            long = {f.where: f for f in too_long(df, name, lengths)}
+            gone = df["location"].isin(long)
+            findings += long.values()
+            cut[name] = [[pid, long[where].detail]
+                         for pid, where in zip(df.problem_id[gone], df.location[gone], strict=True)]
+            splits[name] = df[~gone]
+    splits = {name: df[COLUMNS].reset_index(drop=True) for name, df in splits.items()}
     if findings and cfg.on_invalid == "error":
         raise DataProblems(findings)
-    # Empty splits stay out of the key, so data without a validation split keeps the key it had before.
-    key = fingerprint({s: df[["problem_id", "question", "answer"]].values.tolist() for s, df in splits.items()
-                       if len(df)})
+    # Empty splits stay out of the key, so data without a validation split keeps the key it had before. Rows cut
+    # for length depend on the tokenizer and the limits: which were cut, with their counts, join the key then.
+    payload = {s: df[["problem_id", "question", "answer"]].values.tolist() for s, df in splits.items() if len(df)}
+    too_long_rows = {s: rows for s, rows in cut.items() if rows}
+    key = fingerprint({**payload, **({"too_long": too_long_rows} if too_long_rows else {})})
     return LoadedSplits(key, splits, findings)

@@ -13,11 +13,14 @@ from pydantic import ValidationError
 
 from east_tasks.config import ExperimentConfig
 from east_tasks.data.sources import load_splits
+from east_tasks.data.validation import LengthLimits
 from east_tasks.errors import UserError
 from east_tasks.io import flatten
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
+from east_tasks.models.checks import check_max_model_len, check_model_dir, context_length, read_config
 from east_tasks.paths import BACKBONE_DIR
 from east_tasks.report import tracking
+from east_tasks.steps.generation import prompter_for
 from east_tasks.steps.runner import Output, Step, StepResult, run_step
 from east_tasks.store import Store, open_store
 
@@ -27,9 +30,9 @@ def preflight(cfg: ExperimentConfig) -> None:
     be, the trackers asked for are installed, and an experiment name means one configuration (only `rounds`
     may grow), so results never mix."""
     tracking.check_trackers(cfg)
-    base = cfg.base_model
-    if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().is_dir():
-        raise UserError(f"base_model {base!r}: no such directory (give a local model dir or a hub name)")
+    if (local := local_model_dir(cfg.base_model)) is not None:  # a hub name cannot be checked offline
+        embedded = local.resolve() == BACKBONE_DIR.resolve()  # its weights are rebuilt when missing (ensure_backbone)
+        check_model_dir(local, weights=not embedded or (local / "model.safetensors").exists())
     with open_store(cfg) as store:
         config = store.recorded_config(cfg.experiment)
     if config is None:
@@ -48,6 +51,40 @@ def preflight(cfg: ExperimentConfig) -> None:
                         f"configuration ({diffs}); choose a new experiment name")
 
 
+def local_model_dir(model: str) -> Path | None:
+    """The model's directory, or None for a hub name."""
+    path = Path(model).expanduser()
+    return path if model.startswith(("/", "./", "../", "~")) or path.is_dir() else None
+
+
+def length_limits(cfg: ExperimentConfig) -> LengthLimits:
+    """What every prompt must fit, read from the base model: its prompts as generation builds them, counted with its
+    tokenizer as the engine counts them, within backend.max_model_len, which may not exceed the model's context."""
+    from transformers import AutoTokenizer, PreTrainedConfig
+
+    base, local = cfg.base_model, local_model_dir(cfg.base_model)
+    config = read_config(local) if local is not None else PreTrainedConfig.get_config_dict(base)[0]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=cfg.backend.trust_remote_code)
+    except Exception as err:  # a local tokenizer that fails to load is the user's to fix (a hub's may be the network)
+        if local is None:
+            raise
+        why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+        raise UserError(f"base_model {base!r}: its tokenizer does not load ({why})") from err
+    check_max_model_len(base, cfg.backend.max_model_len, context_length(config, tokenizer.model_max_length))
+    try:
+        prompter = prompter_for(cfg, base)
+    except ValueError as err:  # data.prompt = chat for a tokenizer without a chat template
+        raise UserError(str(err)) from err
+
+    def count(prompts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(prompts)["input_ids"]]  # with special tokens, as vLLM's renderer
+
+    evaluated = (cfg.eval.max_tokens, "eval.max_tokens")
+    return LengthLimits(prompter, count, cfg.backend.max_model_len, {
+        "pool": (cfg.sampling.max_tokens, "sampling.max_tokens"), "validation": evaluated, "test": evaluated})
+
+
 def ensure_backbone(cfg: ExperimentConfig) -> StepResult:
     """Rebuilds the embedded backbone if the experiment starts from it and it is missing (~10 min). Its files are
     the result (`hash_dir` keys everything downstream), so it is not a store step."""
@@ -61,9 +98,11 @@ def ensure_backbone(cfg: ExperimentConfig) -> StepResult:
 
 
 def prepare_data(cfg: ExperimentConfig) -> StepResult:
-    """The splits into the store; real data is checked first (`east_tasks.data.validation`), and rows dropped
-    under data.on_invalid = "skip" are recorded in `data_findings` with where they were and why."""
-    key, splits, dropped = load_splits(cfg.data, pool_gold_required=cfg.weighting.labels == "gold")
+    """The splits into the store; the data is checked first (`east_tasks.data.validation`; the prompts' lengths
+    against the base model's, `length_limits`), and rows dropped under data.on_invalid = "skip" are recorded in
+    `data_findings` with where they were and why."""
+    key, splits, dropped = load_splits(cfg.data, pool_gold_required=cfg.weighting.labels == "gold",
+                                       lengths=length_limits(cfg))
     info = {**{s: len(df) for s, df in splits.items()},
             **({"dropped": dict(Counter(f.kind for f in dropped))} if dropped else {})}
 
