@@ -102,7 +102,8 @@ def collapsed(mean_entropy: float, label_accuracy: float | None, previous_accura
               threshold: float) -> bool:
     """Label-free collapse (EMPO, arXiv 2504.05812; arXiv 2505.21444): the samples agree on nearly everything
     (mean answer entropy at most `threshold` bits) while the pseudo-labels get worse than the round before; where
-    there is no gold, or no round before, agreement alone."""
+    there is no gold, or no round before, agreement alone. A pool without a single answer has entropy 0 (one
+    no-answer cluster) but has not collapsed: its caller tells it apart first (steps.selection.check_collapse)."""
     if mean_entropy > threshold:
         return False
     return label_accuracy is None or previous_accuracy is None or label_accuracy < previous_accuracy

@@ -160,12 +160,25 @@ def label_pool(cfg: ExperimentConfig, gens: pd.DataFrame, problems: pd.DataFrame
     return labelled, problems
 
 
+_ANSWER_FORMAT = {"gsm8k": "a final '#### N' line", "math": "the final answer in \\boxed{}"}
+
+
 def check_collapse(cfg: ExperimentConfig, round_: int, weight_key: str) -> None:
-    """Label-free rounds: refuse to train on a collapsed pool (`east_tasks.core.monitor.collapsed`)."""
+    """Label-free rounds: refuse to train on a pool without a single answer, or on a collapsed one
+    (`east_tasks.core.monitor.collapsed`). Without answers every response falls in the one no-answer cluster, so
+    the entropy is 0 and the pool would read as collapsed: the prompt or the token budget is what failed."""
     if cfg.weighting.labels != "majority":
         return
     with open_store(cfg) as store:
+        responses, answered = store.pool_answers(weight_key)
         entropy, now, prev = store.label_free_state(weight_key, cfg.experiment, round_)
+    if responses and not answered:
+        style = str(cfg.data.answer_style)  # always set once the config is validated
+        raise UserError(f"{cfg.experiment} round {round_}: no response had an extractable answer (answer style "
+                        f"{style!r}): 0 of the pool's {responses} responses. The style extracts "
+                        f"{_ANSWER_FORMAT[style]}: check that the prompt asks for that format (data.prompt), and "
+                        f"raise sampling.max_tokens (now {cfg.sampling.max_tokens}) if responses are cut off "
+                        "before it. Not training on this pool")
     if collapsed(entropy, now, prev, cfg.weighting.collapse_entropy):
         labels = "" if now is None else (f"; the pseudo-labels match gold on {now:.1%} of the labelled questions"
                                          + ("" if prev is None else f", against {prev:.1%} the round before"))

@@ -172,6 +172,13 @@ class Queries:
                               [experiment, round_ - 1])
         return entropy, now[0][0] if now else None, before[0][0] if before else None
 
+    def pool_answers(self, weight_key: str) -> tuple[int, int]:
+        """Responses of the pool generation a selection read, and how many of them had an extractable answer."""
+        (n, answered), = self.execute(
+            "SELECT count(*), count(nullif(trim(pred_answer), '')) FROM generations WHERE gen_key IN "
+            "(SELECT gen_key FROM question_stats WHERE weight_key = ?)", [weight_key])
+        return int(n), int(answered)
+
     def balance_probes(self, experiment: str, round_: int) -> pd.DataFrame:
         return self.query("SELECT * FROM balance_probes WHERE experiment = ? AND round = ? ORDER BY n, temperature",
                           [experiment, round_])
