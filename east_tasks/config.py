@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from east_tasks.io import mask_url
-from east_tasks.paths import BACKBONE_DIR, DEFAULT_DATA_DIR, STORE_FILE
+from east_tasks.paths import BACKBONE_DIR, CHECKPOINTS, DEFAULT_DATA_DIR, STORE_FILE
 
 Loss = Literal["sft", "dpo", "kto"]
 Strategy = Literal["entropy", "local", "accuracy", "rejected"]
@@ -305,11 +305,13 @@ class ExperimentConfig(_Strict):
     # The outermost model's setting rules a validation error's text: a store URL with a password is never echoed.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    experiment: str = Field("tiny", pattern=r"^[A-Za-z0-9_.-]+$")
+    # it names files (plots, checkpoints' run names): a letter or digit first, and short enough for any file system
+    experiment: str = Field("tiny", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128,
+                            description="the experiment's name: one configuration per name in a store")
     preset: str = Field("tiny", description="the preset these values came from (recorded; `load_config` applies it)")
     rounds: int = Field(2, ge=0, le=100)
     base_model: str = Field(str(BACKBONE_DIR), description="local dir or hub name of an HF causal LM")
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="the store, checkpoints and plots (a directory of its own)")
     data: DataConfig = DataConfig()
     sampling: SamplingConfig = SamplingConfig()
     weighting: WeightingConfig = WeightingConfig()
@@ -319,6 +321,15 @@ class ExperimentConfig(_Strict):
     balance: BalanceConfig = BalanceConfig()
     store: StoreConfig = Field(default_factory=StoreConfig)  # built per config: $EAST_STORE_URL is read then
     tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _own_directory(cls, path: Path) -> Path:
+        # `east gc` removes what it does not know under <data_dir>/checkpoints: never a system directory's
+        if path.expanduser().resolve() in (Path(path.expanduser().resolve().anchor), Path.home().resolve()):
+            raise ValueError(f"data_dir {str(path)!r} is a file system root or the home directory; give the run a "
+                             "directory of its own, e.g. ./data")
+        return path
 
     @property
     def store_path(self) -> Path:
@@ -331,7 +342,7 @@ class ExperimentConfig(_Strict):
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.data_dir / "checkpoints"
+        return self.data_dir / CHECKPOINTS
 
 
 class SweepGrid(_Strict):

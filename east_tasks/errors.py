@@ -13,6 +13,8 @@ and a traceback.
 from __future__ import annotations
 
 import errno
+import shutil
+from pathlib import Path
 
 USER_ERROR_EXIT = 2
 ENVIRONMENT_EXIT = 3
@@ -37,3 +39,15 @@ def is_disk_full(err: BaseException) -> bool:
             return True
         err = err.__cause__ or err.__context__
     return False
+
+
+def disk_full(err: BaseException, data_dir: Path) -> EnvironmentFault:
+    """The one line for a full disk: where it was writing and how much is free there."""
+    while err is not None and not (isinstance(err, OSError) and err.filename):
+        err = err.__cause__ or err.__context__
+    where = Path(err.filename) if err is not None else Path(data_dir)
+    probe = next((p for p in (where, *where.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(probe).free
+    return EnvironmentFault(f"disk full: no space left on the file system of {where} ({free / 1e6:.0f} MB free); "
+                            "free some (`east gc --delete` removes checkpoints nothing uses) and rerun: it resumes "
+                            "from what the store has")

@@ -7,7 +7,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +50,39 @@ def hash_dir(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def temp_prefix(name: str) -> str:
+    """A temp file's or dir's name beside `name`: hidden, and naming its writer (host and pid), so housekeeping
+    can tell a live writer's from one a killed run left (`writer_may_be_alive`)."""
+    return f".{name}.tmp-{socket.gethostname()}-{os.getpid()}-"
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<host>.+)-(?P<pid>\d+)-)?[^-]+$")
+
+
+def temp_target(path: Path) -> str | None:
+    """The name a temp file or dir of `temp_prefix` stands in for; None if `path` is not one."""
+    m = _TEMP.match(Path(path).name)
+    return m.group("name") if m else None
+
+
+def writer_may_be_alive(path: Path, recent_s: float = 3600) -> bool:
+    """Whether the temp file or dir `path` may still be being written: its writer is a live process of this host,
+    or (another host's writer, or a name from before writers were named) something in it changed within
+    `recent_s`. A dead local writer's is stale at once."""
+    m = _TEMP.match(Path(path).name)
+    if m and m.group("pid") and m.group("host") == socket.gethostname():
+        try:
+            os.kill(int(m.group("pid")), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's live process
+            return True
+        return True
+    files = [path, *Path(path).rglob("*")] if Path(path).is_dir() else [path]
+    newest = max((f.lstat().st_mtime for f in files if f.exists()), default=0.0)
+    return time.time() - newest < recent_s
+
+
 @contextmanager
 def atomic_dir(final: Path, keep_equal: bool = False) -> Iterator[Path]:
     """Yields a temp dir beside `final`; renames it into place only if the block succeeds. With `keep_equal`,
@@ -55,7 +90,7 @@ def atomic_dir(final: Path, keep_equal: bool = False) -> Iterator[Path]:
     model while this one computed it, and may be reading it."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), dir=final.parent))
     try:
         yield tmp
         if keep_equal and final.is_dir() and hash_dir(final) == hash_dir(tmp):
@@ -72,7 +107,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Calls write(tmp_path) then renames tmp onto `path`, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))

@@ -6,3 +6,16 @@ from pathlib import Path
 BACKBONE_DIR = Path(__file__).parent / "models" / "backbone"
 DEFAULT_DATA_DIR = Path("data")
 STORE_FILE = "east.duckdb"  # the DuckDB store's name inside a data directory
+CHECKPOINTS = "checkpoints"  # the data directory's checkpoint directory
+
+
+def stored_checkpoint_path(ckpt_key: str) -> str:
+    """How the store records a checkpoint's place: relative to the data directory, so the data directory can be
+    moved, copied or mounted elsewhere and still find its checkpoints."""
+    return f"{CHECKPOINTS}/{ckpt_key}"
+
+
+def resolve_stored_path(data_dir: Path, stored: str) -> Path:
+    """A path the store recorded, on this machine: relative ones are the data directory's."""
+    path = Path(stored)
+    return path if path.is_absolute() else Path(data_dir) / path

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from east_tasks.config import PRESETS, ExperimentConfig, load_config
 from east_tasks.engines.reaper import ensure_reaper
-from east_tasks.errors import UserError
+from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT
 from east_tasks.paths import DEFAULT_DATA_DIR
 from flows.operate import PROCESS_POOL
 
@@ -60,22 +60,51 @@ def _data_dir(option: Path | None, overrides: dict) -> Path:
     return option or Path(given or DEFAULT_DATA_DIR)
 
 
+_debug = os.environ.get("EAST_DEBUG", "") not in ("", "0")
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="show the traceback of a failure too (or set "
+                                                 "EAST_DEBUG=1)")] = False) -> None:
+    global _debug
+    _debug = _debug or debug
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One red line (not reflowed, brackets not read as markup), then the exit code."""
+    console.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
 @contextmanager
-def _user_errors_exit_2() -> Iterator[None]:
-    """Bad input (data, model path, filters that drop everything) is one red line and exit code 2."""
+def _failures_in_one_line(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[None]:
+    """What a user causes or meets (bad input: exit 2; a full disk or a damaged store: exit 3) is one line saying
+    what to do (east_tasks/errors.py); a crash keeps its traceback. --debug shows the traceback of both."""
     try:
         yield
-    except UserError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from err
+    except Exception as err:
+        from east_tasks.steps import known_failure
+
+        known = known_failure(err, data_dir)
+        if known is None:
+            raise
+        if _debug:
+            console.print_exception()
+        _fail(str(known), known.exit_code)
+
+
+def _one_line(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in err.errors())
 
 
 def _config_or_exit(preset: str, **overrides) -> ExperimentConfig:
     try:
         return load_config(preset, **overrides)
-    except (ValidationError, ValueError) as err:
-        console.print(f"[red]invalid configuration:[/red] {err}")
-        raise typer.Exit(2) from err
+    except ValidationError as err:
+        _fail(f"invalid configuration: {_one_line(err)}", USER_ERROR_EXIT)
+    except ValueError as err:
+        _fail(f"invalid configuration: {err}", USER_ERROR_EXIT)
 
 
 @app.command()
@@ -105,7 +134,7 @@ def run(
 
     t0 = time.time()
     ensure_reaper()  # a killed run leaves no engine or Prefect server behind
-    with _user_errors_exit_2():
+    with _failures_in_one_line(cfg.data_dir):
         preflight(cfg)
         records = self_train(cfg)
     _print_table(cfg.experiment, records)
@@ -148,12 +177,11 @@ def sweep(
         grid = SweepGrid(**{k: v for k, v in given.items() if v is not None})
         points = sweep_configs(name, grid, preset, rounds, data_dir, overrides)
     except (ValidationError, ValueError) as err:
-        console.print(f"[red]invalid sweep:[/red] {err}")
-        raise typer.Exit(2) from err
+        _fail(f"invalid sweep: {_one_line(err) if isinstance(err, ValidationError) else err}", USER_ERROR_EXIT)
     console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
     t0 = time.time()
     ensure_reaper()
-    with _user_errors_exit_2():
+    with _failures_in_one_line(data_dir):
         console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides, concurrent))
     console.print(f"done in {time.time() - t0:.1f}s; plots in {data_dir / 'plots'}")
 
@@ -167,7 +195,7 @@ def _open_store(data_dir: Path):
     if where.url is None and not (data_dir / "east.duckdb").exists():
         console.print(f"[red]no store at {data_dir / 'east.duckdb'}[/red]; run `east run` first")
         raise typer.Exit(1)
-    with _user_errors_exit_2():
+    with _failures_in_one_line(data_dir):
         return connect(where, data_dir)
 
 
@@ -304,7 +332,7 @@ def deploy(
         console.print(f"[red]EAST_STORE_URL: {err.errors()[0]['msg']}[/red]")
         raise typer.Exit(2) from None
     if concurrency > 1:
-        with _user_errors_exit_2():
+        with _failures_in_one_line():
             require_shared_store(store_url, f"--concurrency {concurrency}")
     _require_api_url()
     raise typer.Exit(register(pool, pool_type, image, concurrency, store_url).returncode)
@@ -353,17 +381,51 @@ def gc(
                                                   "each experiment's last K (default: keep every round's)")] = None,
     delete: Annotated[bool, typer.Option("--delete", help="remove them (default: only list them)")] = False,
 ) -> None:
-    """Checkpoints the store does not reference and temp dirs killed runs left; a dry run unless --delete."""
-    from east_tasks.store.housekeeping import remove, unreferenced
+    """Checkpoints the store does not reference and temp dirs killed runs left; a dry run unless --delete.
+
+    Never what a run may use: a live writer's temp dir (another machine's: one active in the last hour), or a
+    checkpoint a round, a trained step, a started training step or a held claim refers to."""
+    from east_tasks.store.housekeeping import removable, remove
 
     with _open_store(data_dir) as store:
-        paths = unreferenced(store, data_dir / "checkpoints", keep_last)
+        paths = removable(store, data_dir / "checkpoints", keep_last)
     for path in paths:
         typer.echo(f"{'removing' if delete else 'would remove'} {path}")
     if delete:
         console.print(f"removed {len(paths)} directories, {remove(paths) / 1e6:.1f} MB")
     else:
         console.print(f"{len(paths)} directories; run with --delete to remove them")
+
+
+store_app = typer.Typer(no_args_is_help=True, help="Check the store, or copy it consistently.")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("check")
+def store_check(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Opens the store (schema version and columns), reads back every table (DuckDB verifies each block's
+    checksum) and looks for the checkpoints it records; exit 3 if something cannot be read."""
+    from east_tasks.store.housekeeping import check
+
+    with _failures_in_one_line(data_dir), _open_store(data_dir) as store:
+        results = check(store, data_dir)
+    for ok, what in results:
+        typer.echo(f"{'ok     ' if ok else 'FAILED '} {what}")
+    if not all(ok for ok, what in results[:-1]):  # missing checkpoints are recomputed by a rerun: a warning
+        _fail("the store cannot be read whole: restore it from a backup (`east store backup`), or move it aside "
+              "and rerun", ENVIRONMENT_EXIT)
+
+
+@store_app.command("backup")
+def store_backup(dest: Annotated[Path, typer.Argument(help="directory for the copy (DEST/east.duckdb)")],
+                 data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """A consistent copy of the store (the file, or a lake copied into a file) while runs may be writing to it.
+    Copy data_dir/checkpoints beside it to make DEST a data dir of its own (checkpoint paths are relative)."""
+    from east_tasks.store.housekeeping import backup
+
+    with _failures_in_one_line(data_dir), _open_store(data_dir) as store:
+        final = backup(store, dest)
+    console.print(f"backed up {store.location} to {final} ({final.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command()

@@ -19,7 +19,7 @@ from prefect.states import State
 from east_tasks import steps
 from east_tasks.config import ExperimentConfig
 from east_tasks.engines.generation import SampleSpec, release_generator
-from east_tasks.errors import UserError
+from east_tasks.paths import DEFAULT_DATA_DIR
 from east_tasks.report.results import (
     embedded_plots,
     plot_entropy_histogram,
@@ -46,19 +46,20 @@ def _retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> boo
 RETRY = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _retry_unless_user_error}
 
 
-class _UserErrorsInOneLine(logging.Filter):
-    """Prefect logs a failed task or flow run with its traceback; a UserError is bad input, not a crash, so the
-    run's logs in the UI show the one line the CLI prints instead."""
+class _KnownFailuresInOneLine(logging.Filter):
+    """Prefect logs a failed task or flow run with its traceback; bad input, a full disk or a damaged store is not a
+    crash (`steps.known_failure`), so the run's logs in the UI show the one line the CLI prints instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         err = record.exc_info[1] if record.exc_info else None
-        if isinstance(err, UserError):
-            record.msg, record.args, record.exc_info, record.exc_text = str(err), (), None, None
+        known = steps.known_failure(err, DEFAULT_DATA_DIR) if isinstance(err, Exception) else None
+        if known is not None:
+            record.msg, record.args, record.exc_info, record.exc_text = str(known), (), None, None
         return True
 
 
 for _name in ("prefect.flow_runs", "prefect.task_runs"):  # where Prefect's engines log run failures
-    logging.getLogger(_name).addFilter(_UserErrorsInOneLine())
+    logging.getLogger(_name).addFilter(_KnownFailuresInOneLine())
 
 
 def _log(results: StepResult | list[StepResult]) -> None:
@@ -205,6 +206,7 @@ def self_train(cfg: ExperimentConfig, keep_engine: bool = False) -> list[dict]:
     steps.preflight(cfg)  # before anything is loaded or written
     try:
         dataset_key = prepare_data(cfg)  # bad data is refused before any model is built or loaded
+        steps.claim_experiment(cfg)  # the name is this configuration's now, also against runs started with it
         ensure_backbone(cfg)
         model = resolve_model(cfg.base_model)
         evals = evaluate(cfg, model, dataset_key)

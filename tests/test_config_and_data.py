@@ -139,7 +139,7 @@ def test_experiments_recorded_before_new_config_fields_continue(tmp_path) -> Non
         del recorded["data"][field]
     del recorded["train"]["lora"]
     with Store(cfg.store_path) as store:
-        store.record_round("old", 0, model_hash="h", model_path="m", eval_key="e", config=json.dumps(recorded))
+        store.claim_experiment("old", json.dumps(recorded))
     steps.preflight(cfg)
     with pytest.raises(ValueError, match=r"data.prompt: 'zeroshot' -> 'fewshot'"):
         steps.preflight(load_config("tiny-test", experiment="old", data_dir=tmp_path, data={"prompt": "fewshot"}))

@@ -185,8 +185,9 @@ def test_skipped_rows_are_recorded_in_the_store(tmp_path) -> None:
     from east_tasks.store import Store
 
     path = _gsm8k_dir(tmp_path / "d", [_row("What is 1 + 2?", "3"), "not json", _row("What is 2 + 2?", "4")])
-    cfg = load_config("tiny-test", data_dir=tmp_path, data={"source": "gsm8k", "path": str(path),
-                                                             "on_invalid": "skip", "pool_size": 5})
+    cfg = load_config("tiny-test", data_dir=tmp_path, eval={"max_tokens": 32},  # the tiny model's 256 tokens
+                      data={"source": "gsm8k", "path": str(path), "on_invalid": "skip", "pool_size": 5,
+                            "prompt": "zeroshot"})
     result = steps.prepare_data(cfg)
     assert result.info["dropped"] == {"malformed": 1} and result.info["pool"] == 2
     with Store(cfg.store_path) as store:

@@ -1,6 +1,7 @@
 """Prompt modes: the embedded task's exact zero-shot prompt, few-shot for base models, the chat template for
 instruct models (pinned date, no doubled BOS), stop strings, and the prompt stored with each generation."""
 
+import json
 import shutil
 
 import pytest
@@ -62,10 +63,17 @@ def test_generation_stores_the_chat_prompt_and_keys_on_it(tmp_path, chat_tokeniz
     model_dir = tmp_path / "chat-model"
     shutil.copytree(BACKBONE_DIR, model_dir)
     chat_tokenizer.save_pretrained(model_dir)
+    # the few-shot prompt is ~660 tokens: the plain copy's context is raised so that it fits (RoPE runs past 256)
+    plain_dir = tmp_path / "plain-model"
+    shutil.copytree(BACKBONE_DIR, plain_dir)
+    config = json.loads((plain_dir / "config.json").read_text())
+    (plain_dir / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 1024}))
     spec = SampleSpec(n=1, temperature=0.0, top_p=1.0, max_tokens=8)
     keys = {}
-    for name, model in (("chat", steps.model_ref(model_dir)), ("plain", steps.model_ref(BACKBONE_DIR))):
-        cfg = load_config("tiny-test", data_dir=tmp_path / name, backend={"backend": "hf"},
+    for name, model in (("chat", steps.model_ref(model_dir)), ("plain", steps.model_ref(plain_dir))):
+        cfg = load_config("tiny-test", data_dir=tmp_path / name, base_model=model.path,
+                          backend={"backend": "hf", "max_model_len": 1024 if name == "plain" else 256},
+                          sampling={"max_tokens": spec.max_tokens}, eval={"max_tokens": spec.max_tokens},
                           data={"pool_size": 3, "test_size": 2, "prompt": "auto"})
         dataset_key = steps.prepare_data(cfg).key
         keys[name] = steps.generate(cfg, model, dataset_key, "test", spec, seed=0, step="gen").key

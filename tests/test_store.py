@@ -1,12 +1,17 @@
 """The single-file store under concurrent processes: a locked file is waited for, with a bound."""
 
+import os
+import random
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from east_tasks.errors import UserError
+from east_tasks.io import temp_prefix
 from east_tasks.store import Store
 
 HOLD = """
@@ -49,32 +54,47 @@ def test_a_store_locked_too_long_is_a_clear_error_naming_the_holder(tmp_path) ->
 
 
 def _store_with_rounds(tmp_path):
+    """Rounds 1-3 recorded (relative paths, as the store records them); a stray checkpoint; temp dirs of a killed
+    local writer, of one from before writers were named (idle for two hours), of this live process and of a
+    recently active writer on another host; a started training step's checkpoint."""
     data = tmp_path / "data"
     ckpts = data / "checkpoints"
-    for name in ("r1", "r2", "r3", "stray", ".r4.tmp-abc"):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    names = ("r1", "r2", "r3", "stray", "training", ".r4.tmp-abc", f".r5.{temp_prefix('r5')[4:]}live",
+             f".r6.tmp-{socket.gethostname()}-{dead.stdout.strip()}-dead", ".r7.tmp-elsewhere-12-busy")
+    for name in names:
         (ckpts / name).mkdir(parents=True)
         (ckpts / name / "model.safetensors").write_bytes(b"x" * 1000)
+    two_hours_ago = time.time() - 7200
+    for f in (ckpts / ".r4.tmp-abc", ckpts / ".r4.tmp-abc" / "model.safetensors"):
+        os.utime(f, (two_hours_ago, two_hours_ago))
     with Store(data / "east.duckdb") as store:
         for r, name in ((0, None), (1, "r1"), (2, "r2"), (3, "r3")):
-            store.record_round("exp", r, model_path=None if name is None else str(ckpts / name), n_kept=r)
+            store.record_round("exp", r, model_path=None if name is None else f"checkpoints/{name}", n_kept=r)
+        store.mark_step("training", "train", "exp", "running")
     return data, ckpts
 
 
-def test_gc_lists_then_removes_what_the_store_does_not_reference(tmp_path) -> None:
+def test_gc_lists_then_removes_only_what_no_run_may_use(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from flows.cli import app
 
     data, ckpts = _store_with_rounds(tmp_path)
     dry = CliRunner().invoke(app, ["gc", "--data-dir", str(data)])
-    assert dry.exit_code == 0 and "2 directories; run with --delete" in dry.output
-    assert "would remove" in dry.output and "stray" in dry.output and ".r4.tmp-abc" in dry.output
-    assert len(list(ckpts.iterdir())) == 5  # a dry run removes nothing
+    listed = sorted(Path(line.split()[-1]).name for line in dry.output.splitlines() if "would remove" in line)
+    assert dry.exit_code == 0 and "3 directories; run with --delete" in dry.output
+    assert listed == sorted([".r4.tmp-abc", next(p.name for p in ckpts.iterdir() if p.name.endswith("-dead")),
+                             "stray"])
+    assert len(list(ckpts.iterdir())) == 9  # a dry run removes nothing
     older = CliRunner().invoke(app, ["gc", "--data-dir", str(data), "--keep-last", "1"])
-    assert "4 directories" in older.output and "r1" in older.output and "r2" in older.output
+    assert "5 directories" in older.output and "r1" in older.output and "r2" in older.output
     done = CliRunner().invoke(app, ["gc", "--data-dir", str(data), "--delete"])
-    assert done.exit_code == 0 and "removed 2 directories, 0.0 MB" in done.output
-    assert sorted(p.name for p in ckpts.iterdir()) == ["r1", "r2", "r3"]
+    assert done.exit_code == 0 and "removed 3 directories, 0.0 MB" in done.output
+    removed = [Path(line.split()[-1]).name for line in done.output.splitlines() if line.startswith("removing")]
+    assert sorted(removed) == listed  # exactly what the dry run listed
+    assert sorted(p.name for p in ckpts.iterdir() if not p.name.startswith(".")) == ["r1", "r2", "r3", "training"]
+    assert {p.name[:4] for p in ckpts.iterdir() if p.name.startswith(".")} == {".r5.", ".r7."}
 
 
 def _records(df) -> list[dict]:
@@ -99,3 +119,77 @@ def test_export_writes_every_table_to_parquet_equal_to_the_store(tmp_path) -> No
             stored = store.query(f"SELECT * FROM {table}")
             assert _records(pd.read_parquet(tmp_path / "pq" / f"{table}.parquet")) == _records(stored)
     assert len(pd.read_parquet(tmp_path / "pq" / "experiment_rounds.parquet")) == 4
+
+
+def _east(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "east"), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def _a_store(data: Path) -> Path:
+    with Store(data / "east.duckdb") as store:
+        store.execute("INSERT INTO problems SELECT 'k', 'test', i, 'p' || i, repeat('question ', 200), 'a', 1 "
+                      "FROM range(3000) t(i)")
+        store.claim_experiment("exp", "{}")
+    return data / "east.duckdb"
+
+
+def _one_red_line(out: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt block", "missing column", "newer schema"])
+def test_a_damaged_store_is_one_line_with_its_own_exit_code(tmp_path, damage) -> None:
+    import duckdb
+
+    path = _a_store(tmp_path)
+    if damage == "truncated":
+        os.truncate(path, path.stat().st_size // 2)
+    elif damage == "corrupt block":
+        blob, noise = bytearray(path.read_bytes()), random.Random(0)
+        for at in range(20_000, len(blob), 4096):  # inside blocks, whose checksums DuckDB then finds wrong
+            blob[at:at + 16] = noise.randbytes(16)
+        path.write_bytes(bytes(blob))
+    else:
+        con = duckdb.connect(str(path))
+        con.execute("ALTER TABLE checkpoints DROP COLUMN train_loss" if damage == "missing column" else
+                    "UPDATE store_info SET value = '99' WHERE name = 'schema_version'")
+        con.close()
+    for command in (["run", "--preset", "tiny-test"], *([["store", "check"]] if damage == "truncated" else [])):
+        out = _east(*command, "--data-dir", str(tmp_path))
+        line = _one_red_line(out)
+        if damage == "newer schema":  # east is too old for it: the user upgrades east
+            assert out.returncode == 2 and "schema version 99, written by a newer east" in line
+        else:
+            assert out.returncode == 3, out.stdout + out.stderr
+            expected = "lacks checkpoints.train_loss" if damage == "missing column" else "corrupt or truncated"
+            assert f"store {path}" in line and expected in line and "restore it from a backup" in line
+    debug = _east("--debug", "report", "--data-dir", str(tmp_path))
+    assert "Traceback" in debug.stdout + debug.stderr and debug.returncode in (2, 3)
+
+
+def test_store_check_reads_every_table_and_backup_is_an_equal_store(tmp_path) -> None:
+    path = _a_store(tmp_path / "data")
+    checked = _east("store", "check", "--data-dir", str(tmp_path / "data"))
+    assert checked.returncode == 0 and "table problems: 3000 rows read" in checked.stdout
+    backed = _east("store", "backup", str(tmp_path / "copy"), "--data-dir", str(tmp_path / "data"))
+    assert backed.returncode == 0, backed.stdout + backed.stderr
+    with Store(path) as original, Store(tmp_path / "copy" / "east.duckdb") as copy:
+        for table in ("problems", "experiments", "store_info"):
+            assert _records(copy.query(f"SELECT * FROM {table} ORDER BY ALL")) == \
+                   _records(original.query(f"SELECT * FROM {table} ORDER BY ALL"))
+        copy.insert_df("problems", original.query("SELECT * FROM problems LIMIT 5"))  # keys hold in the copy
+        assert copy.execute("SELECT count(*) FROM problems")[0][0] == 3000
+    assert not [p for p in (tmp_path / "copy").iterdir() if p.name != "east.duckdb"]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("experiment=" + "x" * 200, "experiment: String should have at most 128 characters"),
+    ("experiment=../up", "experiment: String should match pattern"),
+    ("data_dir=/", "data_dir: data_dir '/' is a file system root or the home directory"),
+])
+def test_names_and_paths_that_cannot_work_are_refused_in_one_line(tmp_path, setting, expected) -> None:
+    out = _east("run", "--preset", "tiny-test", "--set", setting)
+    assert out.returncode == 2 and expected in _one_red_line(out)

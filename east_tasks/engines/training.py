@@ -32,7 +32,7 @@ from east_tasks.core.losses import (
     weighted_sft_loss,
 )
 from east_tasks.engines.lora import add_lora, merge_lora
-from east_tasks.faults import pause_if_asked
+from east_tasks.faults import disk_full_if_asked, pause_if_asked
 from east_tasks.io import atomic_dir, hash_dir
 
 
@@ -222,5 +222,6 @@ def train_weighted(base_model: str, examples: Examples, cfg: TrainConfig, out_di
     with atomic_dir(out_dir, keep_equal=True) as tmp:
         merge_lora(model).save_pretrained(tmp, safe_serialization=True)
         pause_if_asked("checkpoint-write")  # weights written, tokenizer not yet, nothing renamed into place
+        disk_full_if_asked("checkpoint-write", tmp / "tokenizer.json")
         tokenizer.save_pretrained(tmp)
         return {**summary, "model_hash": hash_dir(tmp)}

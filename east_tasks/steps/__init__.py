@@ -7,15 +7,16 @@ selection (+ weighting) → scoring (reference log-probs) → training → evalu
 from east_tasks.steps.balance import choose_sampling, pool_spec
 from east_tasks.steps.data import ensure_backbone, preflight, prepare_data
 from east_tasks.steps.evaluation import EvalKeys, evaluate_model, evaluate_split
+from east_tasks.steps.experiments import claim_experiment
 from east_tasks.steps.generation import generate, prompter_for, run_shard
 from east_tasks.steps.model import ModelRef, model_ref
 from east_tasks.steps.record import record_round
-from east_tasks.steps.runner import StepResult, retryable, run_step
+from east_tasks.steps.runner import StepResult, known_failure, retryable, run_step
 from east_tasks.steps.scoring import response_logprobs
 from east_tasks.steps.selection import check_collapse, nothing_to_train_on, select_and_weight
 from east_tasks.steps.training import earlier_weight_keys, train
 
-__all__ = ["EvalKeys", "ModelRef", "StepResult", "check_collapse", "choose_sampling", "earlier_weight_keys",
-           "ensure_backbone", "evaluate_model", "evaluate_split", "generate", "model_ref", "nothing_to_train_on",
-           "pool_spec", "preflight", "prepare_data", "prompter_for", "record_round", "response_logprobs", "retryable",
-           "run_shard", "run_step", "select_and_weight", "train"]
+__all__ = ["EvalKeys", "ModelRef", "StepResult", "check_collapse", "choose_sampling", "claim_experiment",
+           "earlier_weight_keys", "ensure_backbone", "evaluate_model", "evaluate_split", "generate", "known_failure",
+           "model_ref", "nothing_to_train_on", "pool_spec", "preflight", "prepare_data", "prompter_for",
+           "record_round", "response_logprobs", "retryable", "run_shard", "run_step", "select_and_weight", "train"]

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from contextlib import suppress
 from pathlib import Path
 
 import pandas as pd
-from pydantic import ValidationError
 
 from east_tasks.config import ExperimentConfig
 from east_tasks.data.sources import load_splits
 from east_tasks.data.validation import LengthLimits
 from east_tasks.errors import UserError
-from east_tasks.io import flatten
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
 from east_tasks.models.checks import check_max_model_len, check_model_dir, context_length, read_config
 from east_tasks.paths import BACKBONE_DIR
 from east_tasks.report import tracking
+from east_tasks.steps.experiments import check_experiment
 from east_tasks.steps.generation import prompter_for
 from east_tasks.steps.runner import Output, Step, StepResult, run_step
-from east_tasks.store import Store, open_store
+from east_tasks.store import Store
 
 
 def preflight(cfg: ExperimentConfig) -> None:
@@ -33,22 +30,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     if (local := local_model_dir(cfg.base_model)) is not None:  # a hub name cannot be checked offline
         embedded = local.resolve() == BACKBONE_DIR.resolve()  # its weights are rebuilt when missing (ensure_backbone)
         check_model_dir(local, weights=not embedded or (local / "model.safetensors").exists())
-    with open_store(cfg) as store:
-        config = store.recorded_config(cfg.experiment)
-    if config is None:
-        return
-    # more rounds continue an experiment; how the store is reached and where metrics are reported are moot
-    ignored = {"rounds", "data_dir", "store", "tracking"}
-    recorded = json.loads(config)
-    with suppress(ValidationError):  # read through today's model: fields added since compare as their defaults
-        recorded = json.loads(ExperimentConfig.model_validate(recorded).model_dump_json())
-    old = flatten({k: v for k, v in recorded.items() if k not in ignored})
-    new = flatten(json.loads(cfg.model_dump_json(exclude=ignored)))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    if changed:
-        diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise UserError(f"experiment {cfg.experiment!r} already exists in {cfg.store_location} with another "
-                        f"configuration ({diffs}); choose a new experiment name")
+    check_experiment(cfg)  # claimed (atomically) once the data is in: flows/self_train.py
 
 
 def local_model_dir(model: str) -> Path | None:

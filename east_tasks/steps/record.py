@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from east_tasks.config import ExperimentConfig
+from east_tasks.paths import stored_checkpoint_path
 from east_tasks.report import tracking
 from east_tasks.steps import keys
 from east_tasks.steps.evaluation import EvalKeys
@@ -26,7 +28,9 @@ def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: Eva
     def compute(ctx: StepContext) -> Output:
         def write(store: Store) -> dict:
             n_kept = store.count("training_examples", "weight_key", weight_key) if weight_key else None
-            store.record_round(cfg.experiment, round_, model_hash=model.hash, model_path=model.path,
+            # a trained round's checkpoint relative to the data dir (relocatable); round 0's base model as given
+            path = stored_checkpoint_path(Path(model.path).name) if round_ > 0 else model.path
+            store.record_round(cfg.experiment, round_, model_hash=model.hash, model_path=path,
                                eval_key=evals.test, val_eval_key=evals.validation, gen_key=gen_key,
                                weight_key=weight_key, n_kept=n_kept, config=cfg.model_dump_json(),
                                step_keys=json.dumps(steps))

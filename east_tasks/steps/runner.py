@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from east_tasks.config import ExperimentConfig
 from east_tasks.cost import Meter
-from east_tasks.errors import UserError
-from east_tasks.store import Store, claim_step, open_store
+from east_tasks.errors import EnvironmentFault, UserError, disk_full, is_disk_full
+from east_tasks.store import Store, as_store_fault, claim_step, open_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,6 +116,16 @@ def run_step(cfg: ExperimentConfig, step: Step[T]) -> StepResult[T]:
     return StepResult(step.name, step.key, False, time.time() - t0, info, out.value)
 
 
+def known_failure(err: BaseException, data_dir: Path) -> UserError | EnvironmentFault | None:
+    """A failure the user causes or meets, as the one line (and exit code) that says what to do; None for a crash."""
+    if isinstance(err, UserError | EnvironmentFault):
+        return err
+    if is_disk_full(err):
+        return disk_full(err, data_dir)
+    return as_store_fault(err)
+
+
 def retryable(err: BaseException) -> bool:
-    """Whether a failed step is worth another try: crashes are, bad input (a UserError) would fail the same way."""
-    return not isinstance(err, UserError)
+    """Whether a failed step is worth another try: crashes are; bad input, a full disk or a damaged store would
+    fail the same way again."""
+    return known_failure(err, Path(".")) is None

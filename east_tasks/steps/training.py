@@ -15,7 +15,8 @@ from east_tasks.engines.generation import park_generator
 from east_tasks.engines.launch import train_with_torchrun
 from east_tasks.engines.training import train_weighted
 from east_tasks.errors import UserError
-from east_tasks.io import hash_dir
+from east_tasks.io import hash_dir, writer_may_be_alive
+from east_tasks.paths import stored_checkpoint_path
 from east_tasks.report import tracking
 from east_tasks.steps import keys
 from east_tasks.steps.model import ModelRef
@@ -80,7 +81,8 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys
         if nothing:
             raise UserError(nothing)
         for partial in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a run killed while saving
-            shutil.rmtree(partial, ignore_errors=True)
+            if not writer_may_be_alive(partial):  # not a concurrent run's, saving the same model
+                shutil.rmtree(partial, ignore_errors=True)
         if samples is not None:  # the reference log-probs DPO / KTO need are part of what the step costs
             _score_references(cfg, parent, dict(tuple(samples.groupby("gen_key"))))
         park_generator()  # free what training needs (an accelerator engine's memory)
@@ -92,9 +94,9 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys
                 launch = train_with_torchrun if cfg.train.launcher == "torchrun" else train_weighted
                 summary = launch(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
                                  cfg.backend.trust_remote_code, tracked)
-        checkpoint = {"ckpt_key": ckpt_key, "path": str(out_dir), "model_hash": summary["model_hash"],
-                      "parent_hash": parent.hash, "weight_key": weight_key, "train_loss": summary["train_loss"],
-                      "created_at": time.time()}
+        checkpoint = {"ckpt_key": ckpt_key, "path": stored_checkpoint_path(ckpt_key),
+                      "model_hash": summary["model_hash"], "parent_hash": parent.hash, "weight_key": weight_key,
+                      "train_loss": summary["train_loss"], "created_at": time.time()}
         info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
                 "examples": summary["n_examples"]}
         return Output(lambda store: store.upsert("checkpoints", checkpoint), info,

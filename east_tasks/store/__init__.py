@@ -6,21 +6,21 @@ so a crash loses at most that chunk.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from east_tasks.errors import UserError
 from east_tasks.paths import STORE_FILE
-from east_tasks.store.file import Store
+from east_tasks.store.file import FileClaim, Store, as_store_fault
 from east_tasks.store.lake import Claim, LakeStore
-from east_tasks.store.schema import KEYS, SCHEMA_VERSION, TABLES, SchemaError
+from east_tasks.store.schema import KEYS, SCHEMA_VERSION, TABLES, SchemaError, StoreFault
 
 if TYPE_CHECKING:
     from east_tasks.config import ExperimentConfig, StoreConfig
 
-__all__ = ["KEYS", "SCHEMA_VERSION", "TABLES", "Claim", "LakeStore", "SchemaError", "Store", "claim_step", "connect",
-           "open_store", "require_shared_store"]
+__all__ = ["KEYS", "SCHEMA_VERSION", "TABLES", "Claim", "FileClaim", "LakeStore", "SchemaError", "Store", "StoreFault",
+           "claim_step", "connect", "as_store_fault", "open_store", "require_shared_store"]
 
 
 def require_shared_store(url: str | None, what: str) -> None:
@@ -44,7 +44,8 @@ def open_store(cfg: ExperimentConfig) -> Store:
 
 
 def claim_step(cfg: ExperimentConfig, key: str) -> AbstractContextManager:
-    """Held while computing step `key`: on a lake, other workers wait for it (see `Claim`); on the file, nothing."""
+    """Held while computing step `key`, so other runs wait for it and then reuse it: on a lake, a lease in the lake
+    (`Claim`, across machines); on the file, a lock file beside it (`FileClaim`, this machine's processes)."""
     if cfg.store.url is None:
-        return nullcontext()
+        return FileClaim(cfg.data_dir / ".locks", key)
     return Claim(lambda: open_store(cfg), key, cfg.store.lease_s)

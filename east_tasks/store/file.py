@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import random
 import re
 import time
@@ -18,11 +20,25 @@ import pyarrow as pa
 from east_tasks.config import StoreConfig
 from east_tasks.errors import UserError
 from east_tasks.store.queries import Queries
-from east_tasks.store.schema import KEYS, ensure_schema
+from east_tasks.store.schema import KEYS, StoreFault, ensure_schema
 from east_tasks.store.selection import SelectionQueries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+_UNREADABLE = re.compile(r"corrupt|checksum|could not read enough bytes|not a valid duckdb|truncat|serializ.*"
+                         r"(fail|error)|invalid.*(block|magic|header)|failed to read", re.I)
+
+
+def as_store_fault(err: BaseException, location: str | None = None) -> StoreFault | None:
+    """A DuckDB error that says the store's file is damaged, as a StoreFault (None for any other error)."""
+    if isinstance(err, StoreFault):
+        return err
+    if isinstance(err, duckdb.Error) and _UNREADABLE.search(str(err)):
+        first = str(err).strip().splitlines()[0]
+        return StoreFault(location or "file", f"cannot be read: it is corrupt or truncated ({first})")
+    return None
 
 
 def _connect_waiting(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
@@ -32,8 +48,11 @@ def _connect_waiting(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
     while True:
         try:
             return duckdb.connect(str(path))
-        except duckdb.IOException as err:
-            if "lock" not in str(err).lower():
+        except duckdb.Error as err:
+            if not re.search(r"\block\b", str(err), re.I):  # not "... block at location ...": a checksum's
+                fault = as_store_fault(err, str(path))  # a damaged file: one line saying so
+                if fault:
+                    raise fault from err
                 raise
             holder = re.search(r"held in (.*?\(PID \d+\))", str(err))
             who = holder.group(1) if holder else "another process"
@@ -45,6 +64,35 @@ def _connect_waiting(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
                 warned = True
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 2.0)
+
+
+class FileClaim:
+    """A step key held by one process of this machine while it computes the step (an exclusive `flock` on
+    `<data_dir>/.locks/<key>`): another run reaching the same step waits for it and then finds it done, instead of
+    computing it a second time. The kernel releases it when its holder dies, however it dies."""
+
+    def __init__(self, lock_dir: Path, key: str):
+        self.path, self.key = lock_dir / key, key
+        self._fd: int | None = None
+
+    def __enter__(self) -> FileClaim:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            log.info("step %s is being computed by %s; waiting for it", self.key, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()}".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
 
 
 class Store(Queries, SelectionQueries):

@@ -1,26 +1,88 @@
-"""Disk housekeeping: checkpoints the store no longer points at, and temp dirs a killed run left."""
+"""Housekeeping: checkpoints the store no longer needs and temp dirs killed runs left (`east gc`), the store's
+integrity (`east store check`) and a consistent copy of it (`east store backup`).
+
+`east gc` never removes what a run may be using: a live (or, for another host's writer, recently active) writer's
+temp dir, or the checkpoint of any recorded round, trained step, or started or claimed training step."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-from east_tasks.store import Store
+from east_tasks.io import temp_target, writer_may_be_alive
+from east_tasks.paths import CHECKPOINTS, STORE_FILE
+from east_tasks.store import SCHEMA_VERSION, TABLES, Store
 
 
-def unreferenced(store: Store, checkpoint_dir: Path, keep_last: int | None = None) -> list[Path]:
-    """Checkpoint dirs (and `.*.tmp-*` leftovers) under `checkpoint_dir` the store does not reference; with
-    `keep_last`, also those of every round before each experiment's last `keep_last`."""
+def removable(store: Store, checkpoint_dir: Path, keep_last: int | None = None) -> list[Path]:
+    """What `east gc --delete` removes under `checkpoint_dir` (and its dry run lists); with `keep_last`, also the
+    checkpoints of every round before each experiment's last `keep_last`."""
     if not checkpoint_dir.is_dir():
         return []
     keep = store.referenced_checkpoints(keep_last)
-    return sorted(p for p in checkpoint_dir.iterdir() if p.is_dir() and p.resolve() not in keep)
+
+    def stale(p: Path) -> bool:
+        if temp_target(p) is not None:
+            return not writer_may_be_alive(p)
+        return p.is_dir() and p.name not in keep
+
+    return sorted(p for p in checkpoint_dir.iterdir() if stale(p))
 
 
 def remove(paths: list[Path]) -> int:
-    """Deletes the dirs; returns the bytes freed."""
+    """Deletes them (a temp dir only if its writer is still gone: it may have been a slow one); the bytes freed."""
     freed = 0
     for path in paths:
-        freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        shutil.rmtree(path)
+        if temp_target(path) is not None and writer_may_be_alive(path):
+            continue
+        files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+        freed += sum(f.stat().st_size for f in files if f.exists())
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return freed
+
+
+def check(store: Store, data_dir: Path) -> list[tuple[bool, str]]:
+    """(ok, what) per check: every table's every block read back (DuckDB verifies each block's checksum as it reads
+    it, so a damaged file fails here), the rows in each, and the checkpoints the store records present on disk.
+    The schema version and columns were checked when the store was opened."""
+    out = [(True, f"{store.backend} store {store.location}: schema version {SCHEMA_VERSION}, every table and column")]
+    for table in TABLES:
+        try:
+            rows = store.execute(f"SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM {table}")[0][0]
+        except Exception as err:  # noqa: BLE001 - a damaged block: say which table, go on to the next
+            out.append((False, f"table {table}: cannot be read ({str(err).strip().splitlines()[0]})"))
+        else:
+            out.append((True, f"table {table}: {rows} rows read"))
+    recorded = store.referenced_checkpoints() - {k for k, in store.execute(
+        "SELECT step_key FROM step_status WHERE step = 'train' AND status != 'done'")}
+    missing = sorted(k for k in recorded if not (data_dir / CHECKPOINTS / k).is_dir())
+    out.append((not missing, f"checkpoints: {len(recorded) - len(missing)} of {len(recorded)} the store records are "
+                             f"under {data_dir / CHECKPOINTS}" + (f"; missing: {', '.join(missing[:5])}" if missing
+                                                                   else "")))
+    return out
+
+
+def backup(store: Store, dest: Path) -> Path:
+    """A consistent copy of the store as one DuckDB file, `dest/east.duckdb`, written beside its place and renamed
+    into it: DuckDB copies the tables in one transaction, so the copy is the store as of one instant, whatever
+    writes go on (a lake is copied into a file store too)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    final = dest / STORE_FILE
+    tmp = dest / f".{STORE_FILE}.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    source = store.execute("SELECT current_database()")[0][0]
+    try:
+        store.execute(f"ATTACH '{tmp}' AS east_backup")
+        try:
+            store.execute(f"COPY FROM DATABASE \"{source}\" TO east_backup")
+        finally:
+            store.execute("DETACH east_backup")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+    return final

@@ -211,9 +211,16 @@ class Queries:
                                           **fields})
 
     def recorded_config(self, experiment: str) -> str | None:
-        rows = self.execute("SELECT config FROM experiment_rounds WHERE experiment = ? ORDER BY round LIMIT 1",
-                            [experiment])
+        rows = self.execute("SELECT config FROM experiments WHERE experiment = ?", [experiment])
         return rows[0][0] if rows else None
+
+    def claim_experiment(self, experiment: str, config: str) -> str:
+        """The configuration recorded for `experiment`; `config`, recorded now, if the name is new. Call it in one
+        transaction (on a lake: under a claim on the name), so of two runs starting at once one records first."""
+        recorded = self.recorded_config(experiment)
+        if recorded is None:
+            self.execute("INSERT INTO experiments VALUES (?, ?, ?)", [experiment, config, time.time()])
+        return recorded or config
 
     def experiment_round(self, experiment: str, round_: int | None = None) -> tuple | None:
         """(round, model_path, model_hash, config) of `round_`, or of the latest round."""
@@ -290,13 +297,16 @@ class Queries:
             rows[table] = self.execute(f"SELECT count(*) FROM {table}")[0][0]
         return rows
 
-    def referenced_checkpoints(self, keep_last: int | None = None) -> set[Path]:
-        """Checkpoint directories the store points at; with `keep_last`, only those of each experiment's last
-        `keep_last` rounds (and every one a `checkpoints` row has no experiment round for is kept)."""
+    def referenced_checkpoints(self, keep_last: int | None = None) -> set[str]:
+        """Names of the checkpoint directories the store may still need: each experiment round's (with `keep_last`,
+        only those of each experiment's last `keep_last` rounds), every trained one no round records yet, and every
+        training step a run has started (it may be renaming its checkpoint into place) or holds a claim on."""
         rounds = self.query("SELECT experiment, round, model_path FROM experiment_rounds WHERE round > 0")
         if keep_last is not None:
             last = rounds.groupby("experiment")["round"].transform("max")
             rounds = rounds[rounds["round"] > last - keep_last]
         in_rounds = set(self.query("SELECT model_path FROM experiment_rounds").model_path.dropna())
         orphans = set(self.query("SELECT path FROM checkpoints").path) - in_rounds  # trained, round not recorded
-        return {Path(p).resolve() for p in set(rounds.model_path.dropna()) | orphans}
+        started = self.execute("SELECT step_key FROM step_status WHERE step = 'train' AND status != 'done' UNION "
+                               "SELECT claim_key FROM claims WHERE holder IS NOT NULL AND expires_at > epoch(now())")
+        return {Path(p).name for p in set(rounds.model_path.dropna()) | orphans} | {k for (k,) in started}

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import re
 
-from east_tasks.errors import UserError
+from east_tasks.errors import EnvironmentFault, UserError
 from east_tasks.io import fingerprint
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # A sample's text as the monitor compares responses (Python's str.strip on ASCII whitespace), of generations `g`.
 TRIMMED_TEXT = "trim(g.text, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))"
 
@@ -72,12 +72,17 @@ CREATE TABLE IF NOT EXISTS response_logprobs (
     model_hash VARCHAR, gen_key VARCHAR, problem_id VARCHAR, sample_idx INTEGER, logp_sum DOUBLE,
     n_tokens INTEGER,
     PRIMARY KEY (model_hash, gen_key, problem_id, sample_idx));
+-- `path` is relative to the data dir (checkpoints/<ckpt_key>), so a data dir can be moved, copied or mounted elsewhere.
 CREATE TABLE IF NOT EXISTS checkpoints (
     ckpt_key VARCHAR PRIMARY KEY, path VARCHAR, model_hash VARCHAR, parent_hash VARCHAR,
     weight_key VARCHAR, train_loss DOUBLE, created_at DOUBLE);
 CREATE TABLE IF NOT EXISTS evaluations (
     eval_key VARCHAR PRIMARY KEY, model_hash VARCHAR, dataset_key VARCHAR, n_questions INTEGER, k INTEGER,
     greedy_acc DOUBLE, maj_acc DOUBLE, pass_acc DOUBLE, by_tier JSON, created_at DOUBLE);
+-- One configuration per experiment name, claimed atomically before a run's first step (`claim_experiment`).
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment VARCHAR PRIMARY KEY, config JSON, created_at DOUBLE);
+-- `model_path`: round 0's base model as given; later rounds' checkpoints relative to the data dir.
 CREATE TABLE IF NOT EXISTS experiment_rounds (
     experiment VARCHAR, round INTEGER, model_hash VARCHAR, model_path VARCHAR, eval_key VARCHAR,
     gen_key VARCHAR, weight_key VARCHAR, n_kept INTEGER, config JSON, updated_at DOUBLE,
@@ -116,8 +121,26 @@ KEYS = _primary_keys(SCHEMA)  # table -> its primary key columns
 LAKE_SCHEMA = re.sub(r" PRIMARY KEY", "", re.sub(r",(\s*--[^\n]*)?\s*PRIMARY KEY \([^)]*\)", r"\1\n", SCHEMA))
 
 
+def _column_names(schema: str) -> dict[str, set[str]]:
+    out, uncommented = {}, re.sub(r"--[^\n]*", "", schema)
+    for table, body in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", uncommented, re.S):
+        out[table] = {m.group(1) for m in re.finditer(r"(?:^|,)\s*(\w+) [A-Z]", body) if m.group(1) != "PRIMARY"}
+    return out
+
+
+COLUMNS = _column_names(SCHEMA)  # table -> its columns
+
+
 class SchemaError(UserError):
     """A store this version cannot read (written by a newer one)."""
+
+
+class StoreFault(EnvironmentFault):
+    """A store that is corrupt, truncated or altered: it cannot be read as it is, and retrying cannot help."""
+
+    def __init__(self, location: str, problem: str):
+        super().__init__(f"store {location} {problem}; restore it from a backup (`east store backup` makes one), or "
+                         "move it aside and rerun to compute its results again (`east store check` examines it)")
 
 
 def record_key(experiment: str, round_: int, model_hash: str, eval_key: str | None, val_eval_key: str | None,
@@ -166,6 +189,17 @@ INSERT INTO step_status (step_key, step, status, wall_s, detail, updated_at)
 """
 
 
+# v1: the experiment's configuration only in its rounds' rows (so two runs starting at once could both claim a name),
+# checkpoint paths absolute (so a moved data dir lost its checkpoints).
+_V1_TO_V2 = """
+INSERT INTO experiments SELECT experiment, arg_min(config, round), min(updated_at) FROM experiment_rounds
+    WHERE experiment NOT IN (SELECT experiment FROM experiments) GROUP BY experiment;
+UPDATE checkpoints SET path = regexp_replace(path, '^.*/(checkpoints/[^/]+)/?$', '\\1') WHERE path LIKE '/%';
+UPDATE experiment_rounds SET model_path = regexp_replace(model_path, '^.*/(checkpoints/[^/]+)/?$', '\\1')
+    WHERE round > 0 AND model_path LIKE '/%'
+"""
+
+
 def _run(execute, script: str) -> None:
     for statement in filter(str.strip, script.split(";")):
         execute(statement)
@@ -190,6 +224,7 @@ def ensure_schema(execute, location: str, lake: bool = False) -> bool:
     transaction. Returns whether anything changed."""
     version = stored_version(execute)
     if version == SCHEMA_VERSION:
+        check_columns(execute, location)
         return False
     if version is not None and version > SCHEMA_VERSION:
         raise SchemaError(f"store {location} has schema version {version}, written by a newer east; this one reads "
@@ -202,9 +237,26 @@ def ensure_schema(execute, location: str, lake: bool = False) -> bool:
         _mark_records_done(execute)
     else:
         execute(schema)
+    if version is not None and version < 2:
+        _run(execute, _V1_TO_V2)
     execute("DELETE FROM store_info WHERE name = 'schema_version'")
     execute("INSERT INTO store_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     return True
+
+
+def check_columns(execute, location: str) -> None:
+    """Every table and column of SCHEMA is there (one catalog query): a store someone altered is refused when it is
+    opened, not by the first query that needs what is missing, minutes into a run."""
+    rows = execute("SELECT table_name, column_name FROM information_schema.columns "
+                   "WHERE table_catalog = current_database() AND table_schema = current_schema()")
+    present: dict[str, set[str]] = {}
+    for table, column in rows:
+        present.setdefault(table, set()).add(column)
+    missing = [f"{t}.{c}" if t in present else t for t, cols in COLUMNS.items()
+               for c in sorted(cols - present.get(t, set()) if t in present else [""])]
+    if missing:
+        raise StoreFault(location, f"has schema version {SCHEMA_VERSION} but lacks {', '.join(missing[:5])}"
+                                   + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
 
 
 def _mark_records_done(execute) -> None:
