@@ -24,7 +24,7 @@ _CONVERTED = {
 
 
 def downgrade_to_v0(path: Path) -> None:
-    """Rewrites the store at `path` (schema v1) as v0 would have written the same results."""
+    """Rewrites the store at `path` (the current schema) as v0 would have written the same results."""
     old = path.with_name(path.name + ".v1")
     path.rename(old)
     con = duckdb.connect(str(path))
@@ -37,6 +37,9 @@ def downgrade_to_v0(path: Path) -> None:
             select = _CONVERTED.get(table, f"SELECT * FROM new.{table}")
             by_name = "" if table in ("generations", "training_examples") else "BY NAME "
             con.execute(f"INSERT INTO {table} {by_name}{select}")
+        data_dir = str(path.parent.resolve())  # v0 recorded checkpoints by absolute path
+        con.execute("UPDATE checkpoints SET path = ? || '/' || path", [data_dir])
+        con.execute("UPDATE experiment_rounds SET model_path = ? || '/' || model_path WHERE round > 0", [data_dir])
     finally:
         con.close()
     old.unlink()

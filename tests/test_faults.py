@@ -1,8 +1,11 @@
-"""SIGKILL of the real `east run` (a subprocess: real Prefect, vLLM CPU engine, DuckDB) mid-generation, while a
-checkpoint is half written and mid-evaluation: nothing of the killed run stays alive, and each rerun resumes to
-exactly what an uninterrupted run of the same seed stores."""
+"""Faults of the real `east run` (a subprocess: real Prefect, vLLM CPU engine, DuckDB): SIGKILL mid-generation,
+while a checkpoint is half written and mid-evaluation; runs of one experiment started together with two
+configurations; a data dir copied elsewhere; a full disk. Nothing of a killed run stays alive, and each rerun
+resumes to exactly what an uninterrupted run of the same seed stores."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from east_tasks.faults import PAUSE_ENV
+from east_tasks.faults import DISK_FULL_ENV, PAUSE_ENV
 from east_tasks.store import Store
 
 EAST = str(Path(sys.executable).parent / "east")
@@ -30,14 +33,37 @@ RESULT_TABLES = {  # every stored result, in a canonical order (keys are content
 }
 
 
-def _east_run(data_dir: Path, pause_at: str | None = None, experiment: str = "fault") -> subprocess.Popen:
-    env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / f"prefect-home-{experiment}"), "PYTHONUNBUFFERED": "1"}
-    env.pop(PAUSE_ENV, None)
+def _east_run(data_dir: Path, pause_at: str | None = None, experiment: str = "fault", *args: str,
+              env: dict | None = None, home: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / f"prefect-home-{home or experiment}"),
+           "PYTHONUNBUFFERED": "1", **(env or {})}
     if pause_at:
         env[PAUSE_ENV] = pause_at
-    return subprocess.Popen([EAST, "run", "--preset", "tiny-test", "--experiment", experiment, "--rounds", "1",
-                             "--data-dir", str(data_dir)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    else:
+        env.pop(PAUSE_ENV, None)
+    command = [EAST, "run", "--preset", "tiny-test", "--experiment", experiment, "--rounds", "1", "--data-dir",
+               str(data_dir), *args]
+    if pause_at:  # the test reads stderr up to the pause
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = data_dir.parent / f"run-{home or experiment}-{time.monotonic_ns()}.log"  # a file: runs never block on it
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    return proc
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, str]:
+    """The run's exit code and everything it printed."""
+    return proc.wait(), proc.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def clean_dir(tmp_path_factory) -> Path:
+    """An uninterrupted run of experiment "fault", the reference every faulty run must end equal to."""
+    data_dir = tmp_path_factory.mktemp("clean") / "data"
+    code, out = _finish(_east_run(data_dir))
+    assert code == 0, out[-3000:]
+    return data_dir
 
 
 def _kill_when_paused(proc: subprocess.Popen, point: str) -> list[psutil.Process]:
@@ -64,11 +90,8 @@ def _results(data_dir: Path, experiment: str = "fault") -> dict:
     return out
 
 
-def test_killed_runs_leave_nothing_running_and_resume_to_the_uninterrupted_result(tmp_path) -> None:
-    clean_dir, faulty_dir = tmp_path / "clean" / "data", tmp_path / "faulty" / "data"
-    clean = _east_run(clean_dir)
-    assert clean.wait() == 0, clean.stderr.read()[-3000:]
-
+def test_killed_runs_leave_nothing_running_and_resume_to_the_uninterrupted_result(tmp_path, clean_dir) -> None:
+    faulty_dir = tmp_path / "faulty" / "data"
     # Each kill, then a rerun that gets one step further: mid pool generation (one chunk of three committed),
     # with the round's checkpoint half written, and mid evaluation of the trained model.
     for point in ("generate pool round 1", "checkpoint-write", "generate test greedy"):
@@ -82,23 +105,69 @@ def test_killed_runs_leave_nothing_running_and_resume_to_the_uninterrupted_resul
         if point == "checkpoint-write":  # the half-written checkpoint is only in its temp dir, never in place
             ckpts = list((faulty_dir / "checkpoints").iterdir())
             assert ckpts and all(p.name.startswith(".") and ".tmp-" in p.name for p in ckpts)
-    final = _east_run(faulty_dir)
-    assert final.wait() == 0, final.stderr.read()[-3000:]
+    code, out = _finish(_east_run(faulty_dir))
+    assert code == 0, out[-3000:]
 
     assert _results(faulty_dir) == _results(clean_dir)  # same keys, same rows, none duplicated, same accuracies
     assert not list((faulty_dir / "checkpoints").glob(".*.tmp-*"))  # the half-written checkpoint was removed
 
 
-def test_three_concurrent_runs_on_one_store_all_finish_equal_to_a_run_alone(tmp_path) -> None:
-    """Three runs of one configuration started together on one DuckDB file compute the same steps at the same
-    time: each waits for the file's lock in turn, none fails, no row is duplicated, and each experiment's
-    results equal those of the configuration run alone."""
-    alone_dir, shared_dir = tmp_path / "alone" / "data", tmp_path / "shared" / "data"
-    alone = _east_run(alone_dir, experiment="run-0")
-    assert alone.wait() == 0, alone.stderr.read()[-3000:]
-    runs = [_east_run(shared_dir, experiment=f"run-{i}") for i in range(3)]
-    for run in runs:
-        assert run.wait() == 0, run.stderr.read()[-3000:]
-    reference = _results(alone_dir, "run-0")
-    for i in range(3):
-        assert _results(shared_dir, f"run-{i}") == reference
+def test_concurrent_runs_of_one_experiment_share_it_and_another_configuration_is_refused(tmp_path,
+                                                                                       clean_dir) -> None:
+    """Three runs of experiment "fault" started together on one DuckDB file, the third with another setting: the
+    name is claimed in the store before any model step, so exactly one configuration wins it, the other's runs
+    exit 2 naming the difference, and the winners (waiting for each other's steps through the step claims) end
+    with the store of one run alone."""
+    shared = tmp_path / "shared" / "data"
+    runs = [_east_run(shared, None, "fault", *extra, home=str(i))
+            for i, extra in enumerate(((), (), ("--a", "1.0")))]
+    outcomes = [_finish(run) for run in runs]
+    with Store(shared / "east.duckdb") as store:
+        (config,), = store.execute("SELECT config FROM experiments WHERE experiment = 'fault'")
+    a = json.loads(config)["weighting"]["a"]
+    won = [i for i, (code, _) in enumerate(outcomes) if code == 0]
+    assert won == ([0, 1] if a == 0 else [2]), [(code, out[-2000:]) for code, out in outcomes]
+    for i, (code, out) in enumerate(outcomes):
+        if i not in won:
+            assert code == 2 and "experiment 'fault' already exists" in out and "weighting.a" in out, out[-2000:]
+    with Store(shared / "east.duckdb") as store:
+        recorded = {json.loads(c)["weighting"]["a"] for (c,) in store.execute("SELECT config FROM experiment_rounds")}
+    assert recorded == {a}  # nothing of the refused configuration reached the experiment
+    if a == 0:
+        assert _results(shared) == _results(clean_dir)
+
+
+def test_a_copied_data_dir_is_a_full_cache_hit_and_gc_keeps_its_checkpoints(tmp_path, clean_dir) -> None:
+    """The store records checkpoints relative to the data dir: a copy elsewhere (the original moved away) reruns
+    every step from the store, reports the same, and `east gc` finds nothing to remove."""
+    copy = tmp_path / "elsewhere" / "data"
+    shutil.copytree(clean_dir, copy)
+    moved = clean_dir.with_name("moved-away")
+    clean_dir.rename(moved)
+    try:
+        code, out = _finish(_east_run(copy))
+        assert code == 0, out[-3000:]
+        assert "computed in" not in out and "cached, skipped" in out
+        assert _results(copy) == _results(moved)
+        reports = [subprocess.run([EAST, "report", "--json", "--data-dir", str(d)], capture_output=True, text=True)
+                   for d in (copy, moved)]
+        assert reports[0].returncode == 0 and json.loads(reports[0].stdout) == json.loads(reports[1].stdout)
+        gc = subprocess.run([EAST, "gc", "--data-dir", str(copy)], capture_output=True, text=True)
+        assert gc.returncode == 0 and "0 directories" in gc.stdout, gc.stdout + gc.stderr
+    finally:
+        moved.rename(clean_dir)
+
+
+def test_a_full_disk_is_one_line_not_retried_and_the_rerun_resumes(tmp_path, clean_dir) -> None:
+    """The checkpoint's write fails as a full disk does (the EAST_DISK_FULL_AT hook): exit 3, one line naming
+    where and how much is free, no Prefect retry; the rerun resumes to the clean run's store."""
+    data_dir = tmp_path / "full" / "data"
+    code, out = _finish(_east_run(data_dir, env={DISK_FULL_ENV: "checkpoint-write"}))
+    assert code == 3, out[-3000:]
+    said = [line for line in out.splitlines() if line.startswith("disk full")]
+    assert len(said) == 1 and "no space left on the file system of" in said[0] and "MB free" in said[0], out[-3000:]
+    assert "tokenizer.json" in said[0] and "Traceback" not in out
+    assert "Retrying" not in out and "AwaitingRetry" not in out  # a retry could not have helped
+    code, out = _finish(_east_run(data_dir))
+    assert code == 0, out[-3000:]
+    assert _results(data_dir) == _results(clean_dir)

@@ -11,13 +11,13 @@ from store_v0 import downgrade_to_v0
 from typer.testing import CliRunner
 
 from east_tasks.config import load_config
-from east_tasks.store import Store
+from east_tasks.store import SCHEMA_VERSION, Store
 from flows.cli import app
 from flows.self_train import self_train
 
 # Store opens of the run below (round 0 and 2 rounds of tiny-test), as counted when this was written: more is a
-# regression (docs/architecture.md, "The step runner").
-OPENS_FRESH, OPENS_CACHED = 82, 33
+# regression (docs/architecture.md, "The step runner"). Two of them check and claim the experiment's name.
+OPENS_FRESH, OPENS_CACHED = 84, 35
 TABLES = ["problems", "generations", "clusters", "question_stats", "training_examples", "checkpoints",
           "evaluations", "experiment_rounds", "step_status"]
 
@@ -85,10 +85,15 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert fresh_opens <= OPENS_FRESH and cached_opens <= OPENS_CACHED, (fresh_opens, cached_opens)
 
     # A store as the version before schema versions wrote it is migrated on open and found complete
-    downgrade_to_v0(cfg.store_path)
     with Store(cfg.store_path) as s:
-        assert s.execute("SELECT value FROM store_info")[0][0] == "1"
+        paths = s.execute("SELECT path FROM checkpoints ORDER BY ALL")
+    downgrade_to_v0(cfg.store_path)  # with v0's absolute checkpoint paths
+    with Store(cfg.store_path) as s:
+        assert s.execute("SELECT value FROM store_info")[0][0] == str(SCHEMA_VERSION)
         assert s.execute("SELECT count(*) FROM prompts")[0][0] == pool + val + test
+        assert s.execute("SELECT path FROM checkpoints ORDER BY ALL") == paths  # relative to the data dir again
+        assert all(p.startswith("checkpoints/") for (p,) in paths)
+        assert s.execute("SELECT experiment FROM experiments") == [("it",)]
     assert self_train(cfg) == first
     assert _counts(cfg) == counts
 

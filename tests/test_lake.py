@@ -230,3 +230,45 @@ def test_the_store_url_from_the_environment_is_checked_like_a_given_one(monkeypa
         StoreConfig()
     monkeypatch.setenv("EAST_STORE_URL", "ducklake:sqlite:/shared/east.sqlite")
     assert StoreConfig().url == "ducklake:sqlite:/shared/east.sqlite"
+
+
+CLAIM_NAME = """
+import json, sys
+from east_tasks import steps
+from east_tasks.config import load_config
+from east_tasks.errors import UserError
+args = json.loads(sys.argv[1])
+cfg = load_config("tiny-test", experiment="shared", data_dir=args["data_dir"], weighting={"a": args["a"]},
+                  store={"url": args["url"], "data_path": args["data_path"]})
+print("ready", flush=True)
+sys.stdin.readline()  # every process starts claiming at once
+try:
+    steps.claim_experiment(cfg)
+except UserError as err:
+    print("refused", err)
+else:
+    print("claimed")
+"""
+
+
+def test_one_experiment_one_configuration_on_a_lake_when_claimed_at_once(lake_url, tmp_path) -> None:
+    """Three processes (two configurations) claim one experiment name on a lake at the same instant: the name
+    goes to one configuration; its runs share it; the other configuration's is refused naming the difference."""
+    data_path = str(tmp_path / "lake")
+    LakeStore(lake_url, data_path).close()
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_NAME, json.dumps(
+        {"data_dir": str(tmp_path / f"w{i}"), "a": a, "url": lake_url, "data_path": data_path})],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT) for i, a in enumerate((0.0, 0.0, 1.0))]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    said = [proc.communicate(timeout=120)[0].strip() for proc in procs]
+    with LakeStore(lake_url, data_path) as store:
+        rows = store.execute("SELECT config FROM experiments WHERE experiment = 'shared'")
+    assert len(rows) == 1, rows  # no key constraint in a lake: the claim on the name is what keeps it one row
+    a = json.loads(rows[0][0])["weighting"]["a"]
+    assert said[:2] == (["claimed", "claimed"] if a == 0 else [said[0]] * 2) and said[0] != said[2]
+    refused = [s for s in said if s.startswith("refused")]
+    assert len(refused) == (1 if a == 0 else 2) and all("weighting.a" in s for s in refused)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 from east_tasks.config import ExperimentConfig
 from east_tasks.data.sources import load_splits
 from east_tasks.data.validation import LengthLimits
-from east_tasks.errors import UserError
+from east_tasks.errors import EnvironmentFault, UserError
 from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
 from east_tasks.models.checks import check_max_model_len, check_model_dir, context_length, read_config
 from east_tasks.paths import BACKBONE_DIR
@@ -30,7 +31,20 @@ def preflight(cfg: ExperimentConfig) -> None:
     if (local := local_model_dir(cfg.base_model)) is not None:  # a hub name cannot be checked offline
         embedded = local.resolve() == BACKBONE_DIR.resolve()  # its weights are rebuilt when missing (ensure_backbone)
         check_model_dir(local, weights=not embedded or (local / "model.safetensors").exists())
+        _check_free_disk(cfg, sum(f.stat().st_size for f in local.glob("*.safetensors")))
     check_experiment(cfg)  # claimed (atomically) once the data is in: flows/self_train.py
+
+
+def _check_free_disk(cfg: ExperimentConfig, model_bytes: int) -> None:
+    """A round writes a checkpoint the size of the model (float32: up to twice a bf16 base) beside its temp copy:
+    refuse at the start a disk that cannot hold one, rather than fail after the round's sampling and training."""
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    free, need = shutil.disk_usage(cfg.data_dir).free, 2 * model_bytes + 100_000_000
+    if free < need:
+        raise EnvironmentFault(f"disk full: {free / 1e6:.0f} MB free on the file system of data_dir {cfg.data_dir}, "
+                               f"and a round needs about {need / 1e6:.0f} MB (a checkpoint of the model, the "
+                               "store's rows); free some (`east gc --delete` removes checkpoints nothing uses) or "
+                               "give another --data-dir")
 
 
 def local_model_dir(model: str) -> Path | None:
