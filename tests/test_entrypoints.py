@@ -14,6 +14,7 @@ from flows.entrypoints import next_round, start_experiment
 
 
 def _record(cfg, rounds: int, tmp_path) -> None:
+    steps.claim_experiment(cfg)
     for r in range(rounds + 1):
         ckpt = tmp_path / "checkpoints" / f"r{r}"
         ckpt.mkdir(parents=True)
