@@ -130,11 +130,12 @@ def run(
     overrides.update({k: v for k, v in given.items() if v is not None}, data_dir=data_dir)
     cfg = _config_or_exit(preset, **overrides)
     from east_tasks.steps import preflight
+    from flows.interrupts import stops_on_ctrl_c
     from flows.self_train import self_train
 
     t0 = time.time()
     ensure_reaper()  # a killed run leaves no engine or Prefect server behind
-    with _failures_in_one_line(cfg.data_dir):
+    with stops_on_ctrl_c(), _failures_in_one_line(cfg.data_dir):
         preflight(cfg)
         records = self_train(cfg)
     _print_table(cfg.experiment, records)
@@ -165,6 +166,7 @@ def sweep(
 
     Grid options left out take the defaults of `east_tasks.config.SweepGrid`."""
     from east_tasks.config import SweepGrid
+    from flows.interrupts import stops_on_ctrl_c
     from flows.sweep import sweep as sweep_flow
     from flows.sweep import sweep_configs
 
@@ -181,7 +183,7 @@ def sweep(
     console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
     t0 = time.time()
     ensure_reaper()
-    with _failures_in_one_line(data_dir):
+    with stops_on_ctrl_c(), _failures_in_one_line(data_dir):
         console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides, concurrent))
     console.print(f"done in {time.time() - t0:.1f}s; plots in {data_dir / 'plots'}")
 

@@ -35,12 +35,13 @@ from east_tasks.steps import EvalKeys, ModelRef, StepResult
 from east_tasks.store import open_store
 from flows.artifacts import RoundProgress, artifact_key, entropy_plot_path, publish_round
 from flows.faults import fail_once_if_asked
+from flows.interrupts import interrupted
 from flows.operate import run_deployments
 
 
 def _retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry crashes, not bad input (`east_tasks.steps.runner.retryable`)."""
-    return not isinstance(state.data, BaseException) or steps.retryable(state.data)
+    """Retry crashes, not bad input (`east_tasks.steps.runner.retryable`), nor what a Ctrl-C became."""
+    return not interrupted() and (not isinstance(state.data, BaseException) or steps.retryable(state.data))
 
 
 RETRY = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _retry_unless_user_error}
@@ -55,6 +56,8 @@ class _KnownFailuresInOneLine(logging.Filter):
         known = steps.known_failure(err, DEFAULT_DATA_DIR) if isinstance(err, Exception) else None
         if known is not None:
             record.msg, record.args, record.exc_info, record.exc_text = str(known), (), None, None
+        elif err is not None and interrupted():  # what a Ctrl-C became: the CLI says how to resume
+            record.exc_info, record.exc_text = None, None
         return True
 
 

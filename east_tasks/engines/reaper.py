@@ -4,7 +4,8 @@ vLLM's engine and Prefect's ephemeral API server run in child processes that out
 orphaned `VLLM::EngineCore` kept 600 MB, or its share of a GPU, for 30 minutes, and the rerun meant to resume
 could not start its own engine). A parent-death signal would fire when the *thread* that started the child ends,
 and Prefect starts engines from a task's worker thread; so this watcher follows the run's process tree instead
-and, once the run is gone, kills every descendant it has seen.
+and, once the run is gone, kills every descendant it has seen. An interrupted run that is still alive kills its
+own children at once with `kill_children` (flows/interrupts.py).
 
     python -m east_tasks.engines.reaper OWNER_PID
 """
@@ -16,11 +17,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 
 import psutil
 
 POLL_S = 0.5
 _started: int | None = None  # the pid that started a watcher (a forked child needs its own)
+_watcher: int | None = None  # that watcher's pid
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -38,21 +41,33 @@ def watch(owner_pid: int) -> None:
         with contextlib.suppress(psutil.Error):
             seen.update({p.pid: p for p in owner.children(recursive=True) if p.pid != me})
         time.sleep(POLL_S)
-    left = [p for p in seen.values() if _alive(p)]
-    for p in list(left):
+    _kill_trees([p for p in seen.values() if _alive(p)])
+
+
+def _kill_trees(procs: list[psutil.Process]) -> None:
+    """SIGKILLs `procs` and their descendants, all listed first: a killed parent's children would be orphaned."""
+    for p in list(procs):
         with contextlib.suppress(psutil.Error):
-            left += p.children(recursive=True)
-    for p in left:
+            procs += p.children(recursive=True)
+    for p in procs:
         with contextlib.suppress(psutil.Error):
             p.kill()
 
 
+def kill_children(spare: Collection[int] = ()) -> None:
+    """SIGKILLs what this process started, and what those started, now: all but its watcher and the children in
+    `spare` (and theirs). For an interrupted run, which must not wait for each child's own shutdown."""
+    keep = {_watcher, *spare}
+    with contextlib.suppress(psutil.Error):
+        _kill_trees([p for p in psutil.Process().children() if p.pid not in keep])
+
+
 def ensure_reaper() -> None:
     """Starts this process's watcher once (idempotent; call before starting long-lived children)."""
-    global _started
+    global _started, _watcher
     if _started != os.getpid():
-        subprocess.Popen([sys.executable, "-m", "east_tasks.engines.reaper", str(os.getpid())],
-                         start_new_session=True, stdin=subprocess.DEVNULL)
+        _watcher = subprocess.Popen([sys.executable, "-m", "east_tasks.engines.reaper", str(os.getpid())],
+                                    start_new_session=True, stdin=subprocess.DEVNULL).pid
         _started = os.getpid()
 
 

@@ -1,0 +1,163 @@
+"""Ctrl-C of the real `east run` (real Prefect, vLLM CPU engine, DuckDB), as a terminal sends it: SIGINT to the run's
+process group, which holds its Prefect server and vLLM's engine too. The run starts in a session of its own, so the
+SIGINT misses pytest. During pool generation, training and evaluation one Ctrl-C stops the run within seconds,
+exit 130, with one last line saying how to resume and nothing it started left running; two stop it at once; and
+the reruns resume to exactly what an uninterrupted run stores."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import psutil
+import pytest
+from test_faults import EAST, _results
+
+from east_tasks.errors import INTERRUPTED_EXIT
+from east_tasks.faults import PAUSE_ENV
+
+RESUME = ("rerun the same command to resume it from the store (finished steps are reused, a generation continues "
+          "after its last committed chunk)")
+STOPPED = f"interrupted: the run stopped; {RESUME}"
+STOPPED_AT_ONCE = f"interrupted again: stopped at once; {RESUME}"
+TRAINING = re.compile(r"\s*\d+%\|.*\| [1-9]\d*/\d+ \[")  # the trainer's progress bar, past its first step
+
+
+def _east_run(data_dir: Path, out: int | IO = subprocess.PIPE) -> subprocess.Popen:
+    env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / "prefect-home"), "PYTHONUNBUFFERED": "1"}
+    env.pop(PAUSE_ENV, None)
+    return subprocess.Popen([EAST, "run", "--preset", "tiny-test", "--experiment", "fault", "--rounds", "1",
+                             "--data-dir", str(data_dir)], env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _ctrl_c(proc: subprocess.Popen, at: Callable[[str], bool], presses: int = 1,
+            wait_s: float = 0) -> tuple[int, float, str, list[str]]:
+    """Reads the run's output until a line satisfies `at` (progress bars' lines too: text mode splits at their \\r),
+    then, `wait_s` later, presses Ctrl-C `presses` times, 0.2 s apart. Returns the exit code, the seconds from the
+    last press until the run and every process it had started were gone, all it printed, and those processes'
+    names."""
+    out: list[str] = []
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if at(line):
+                break
+        else:
+            pytest.fail(f"the run exited ({proc.wait()}) first:\n{''.join(out)[-3000:]}")
+        started = psutil.Process(proc.pid).children(recursive=True)
+        names = [p.name() for p in started]
+        reader = threading.Thread(target=lambda: out.extend(proc.stdout))
+        reader.start()
+        for press in range(presses):
+            time.sleep(0.2 if press else wait_s)
+            t0 = time.monotonic()
+            os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+        while any(_alive(p) for p in started) and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        gone = time.monotonic() - t0
+        left = [(p.pid, p.name()) for p in started if _alive(p)]
+        assert not left, f"left running: {left}"
+        reader.join()
+        return code, gone, "".join(out), names
+    finally:
+        if proc.poll() is None:  # it hung: take it and what it started down before failing
+            for p in psutil.Process(proc.pid).children(recursive=True):
+                p.kill()
+            proc.kill()
+
+
+def _stopped_with(out: str, line: str) -> None:
+    """The run's last line says how to resume; no traceback, and Prefect's server heard the crash reports."""
+    assert out.rstrip().splitlines()[-1] == line, out[-3000:]
+    assert "Traceback" not in out and "Error logging to API" not in out, out[-3000:]
+
+
+def test_ctrl_c_stops_the_run_within_seconds_and_the_rerun_resumes_to_the_uninterrupted_result(tmp_path) -> None:
+    clean_dir, data_dir = tmp_path / "clean" / "data", tmp_path / "interrupted" / "data"
+    clean_log = tmp_path / "clean.log"
+    with clean_log.open("w") as log:
+        clean = _east_run(clean_dir, log)  # beside the interrupted runs: it is only compared with them at the end
+
+    # Twice, as the flow starts: the second press ends the run while the first one's cleanup is under way.
+    code, gone, out, _ = _ctrl_c(_east_run(data_dir), lambda line: "Beginning flow run" in line, presses=2)
+    assert code == INTERRUPTED_EXIT and gone < 2, (code, gone, out[-3000:])
+    _stopped_with(out, STOPPED_AT_ONCE)
+    print(f"Ctrl-C twice: stopped, nothing left running, {gone:.2f} s after the second")
+
+    # Once each: mid pool generation (a later chunk under way), mid training, mid evaluation of the trained model,
+    # every run resuming from the one before.
+    rows = r"generate pool round 1 \[\w+\]: computed in [\d.]+s \(rows=\d+, resumed_questions=(\d+)"
+    for case, at in (("generation", lambda line: "generate pool round 1:  33%" in line),
+                     ("training", lambda line: TRAINING.match(line) is not None),
+                     ("evaluation", lambda line: line.startswith("generate test greedy:"))):
+        code, gone, out, started = _ctrl_c(_east_run(data_dir), at)
+        assert code == INTERRUPTED_EXIT and gone < 10, (case, code, gone, out[-3000:])
+        assert "VLLM::EngineCore" in started, (case, started)
+        _stopped_with(out, STOPPED)
+        assert re.search(r"Flow run 'fault' - Finished in state (Crashed|Failed)", out), out[-3000:]  # heard
+        if case == "training":  # this run finished the pool the first one was interrupted in
+            assert int(re.search(rows, out).group(1)) > 0, out[-3000:]
+        print(f"Ctrl-C during {case}: stopped, nothing left running, in {gone:.2f} s")
+
+    final = _east_run(data_dir)
+    out = final.communicate()[0]
+    assert final.returncode == 0, out[-3000:]
+    assert clean.wait() == 0, clean_log.read_text()[-3000:]
+    assert re.search(r"train \[\w+\]: cached, skipped", out), out[-3000:]  # the evaluation's run trained it
+    assert _results(data_dir) == _results(clean_dir)  # same keys, same rows, none duplicated, same accuracies
+
+
+QUERY = """
+import sys
+
+import duckdb
+from prefect import flow, task
+
+from flows.interrupts import stops_on_ctrl_c
+from flows.self_train import RETRY
+
+
+@task(**RETRY)
+def long_query() -> int:
+    print("QUERY STARTS", file=sys.stderr, flush=True)
+    return duckdb.sql("SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3").fetchone()[0]
+
+
+@flow
+def query() -> int:
+    return long_query()
+
+
+with stops_on_ctrl_c():
+    query()
+"""
+
+
+def test_a_ctrl_c_that_a_library_turns_into_its_own_error_is_not_retried_and_stops_the_same(tmp_path) -> None:
+    """DuckDB answers a SIGINT during a query with RuntimeError("Query interrupted"), not KeyboardInterrupt (the
+    runs above meet it when a press lands in a chunk's commit): the task, retried on a crash, is not retried, its
+    failure is logged without a traceback, and the command stops as on any Ctrl-C."""
+    script = tmp_path / "query.py"
+    script.write_text(QUERY)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, cwd=Path(__file__).parents[1])
+    code, gone, out, _ = _ctrl_c(proc, lambda line: "QUERY STARTS" in line, wait_s=1)
+    assert code == INTERRUPTED_EXIT and gone < 10, (code, gone, out)
+    assert "RuntimeError: Query interrupted" in out and "Retry" not in out, out
+    _stopped_with(out, STOPPED)
