@@ -135,7 +135,9 @@ def _a_store(data: Path) -> Path:
 
 
 def _one_red_line(out: subprocess.CompletedProcess) -> str:
-    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    prefect = ("| INFO    | prefect", "See https://docs.prefect.io")  # the run's own server starting and stopping
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip() and not line.startswith(prefect)
+             and not any(p in line for p in prefect)]
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stdout + out.stderr
     return lines[0]
 
