@@ -69,7 +69,7 @@ def length_limits(cfg: ExperimentConfig) -> LengthLimits:
         raise UserError(f"base_model {base!r}: its tokenizer does not load ({why})") from err
     check_max_model_len(base, cfg.backend.max_model_len, context_length(config, tokenizer.model_max_length))
     try:
-        prompter = prompter_for(cfg, base)
+        prompter = prompter_for(cfg, base, tokenizer)  # the tokenizer read once
     except ValueError as err:  # data.prompt = chat for a tokenizer without a chat template
         raise UserError(str(err)) from err
 

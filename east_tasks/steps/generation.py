@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,11 +30,16 @@ from east_tasks.steps.model import ModelRef
 from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
 from east_tasks.store import Store, require_shared_store
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
-def prompter_for(cfg: ExperimentConfig, model_path: str) -> Prompter:
-    """The prompt builder for this data and model (the tokenizer is read only when a chat template may apply)."""
-    tokenizer = None
-    if cfg.data.prompt in ("auto", "chat"):
+
+def prompter_for(cfg: ExperimentConfig, model_path: str, tokenizer: PreTrainedTokenizerBase | None = None) -> Prompter:
+    """The prompt builder for this data and model (the tokenizer, unless given, is read only when a chat template
+    may apply)."""
+    if cfg.data.prompt not in ("auto", "chat"):
+        tokenizer = None
+    elif tokenizer is None:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.backend.trust_remote_code)

@@ -57,8 +57,7 @@ def check(store: Store, data_dir: Path) -> list[tuple[bool, str]]:
             out.append((False, f"table {table}: cannot be read ({str(err).strip().splitlines()[0]})"))
         else:
             out.append((True, f"table {table}: {rows} rows read"))
-    recorded = store.referenced_checkpoints() - {k for k, in store.execute(
-        "SELECT step_key FROM step_status WHERE step = 'train' AND status != 'done'")}
+    recorded = store.referenced_checkpoints() - store.started_steps()  # those not written yet
     missing = sorted(k for k in recorded if not (data_dir / CHECKPOINTS / k).is_dir())
     out.append((not missing, f"checkpoints: {len(recorded) - len(missing)} of {len(recorded)} the store records are "
                              f"under {data_dir / CHECKPOINTS}" + (f"; missing: {', '.join(missing[:5])}" if missing

@@ -307,6 +307,11 @@ class Queries:
             rounds = rounds[rounds["round"] > last - keep_last]
         in_rounds = set(self.query("SELECT model_path FROM experiment_rounds").model_path.dropna())
         orphans = set(self.query("SELECT path FROM checkpoints").path) - in_rounds  # trained, round not recorded
-        started = self.execute("SELECT step_key FROM step_status WHERE step = 'train' AND status != 'done' UNION "
-                               "SELECT claim_key FROM claims WHERE holder IS NOT NULL AND expires_at > epoch(now())")
-        return {Path(p).name for p in set(rounds.model_path.dropna()) | orphans} | {k for (k,) in started}
+        return {Path(p).name for p in set(rounds.model_path.dropna()) | orphans} | self.started_steps()
+
+    def started_steps(self) -> set[str]:
+        """Keys of the training steps a run has started and not finished, and of every step a live claim holds:
+        their checkpoints may be being written."""
+        return {k for (k,) in self.execute(
+            "SELECT step_key FROM step_status WHERE step = 'train' AND status != 'done' UNION "
+            "SELECT claim_key FROM claims WHERE holder IS NOT NULL AND expires_at > epoch(now())")}

@@ -106,29 +106,23 @@ CREATE TABLE IF NOT EXISTS claims (
 TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
 
 
-def _primary_keys(schema: str) -> dict[str, tuple[str, ...]]:
-    keys = {}
-    for table, body in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", schema, re.S):
-        if m := re.search(r"PRIMARY KEY \(([^)]*)\)", body):
-            keys[table] = tuple(c.strip() for c in m.group(1).split(","))
-        elif m := re.search(r"(\w+) \w+ PRIMARY KEY", body):
-            keys[table] = (m.group(1),)
-    return keys
+# table -> the text between its parentheses, comments removed (a comment may hold a ";" or a ")")
+_BODIES = dict(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", re.sub(r"--[^\n]*", "", SCHEMA), re.S))
 
 
-KEYS = _primary_keys(SCHEMA)  # table -> its primary key columns
+def _primary_key(body: str) -> tuple[str, ...]:
+    if m := re.search(r"PRIMARY KEY \(([^)]*)\)", body):
+        return tuple(c.strip() for c in m.group(1).split(","))
+    m = re.search(r"(\w+) \w+ PRIMARY KEY", body)
+    return (m.group(1),) if m else ()
+
+
+KEYS = {t: key for t, body in _BODIES.items() if (key := _primary_key(body))}  # table -> its key columns
+COLUMNS = {t: {m.group(1) for m in re.finditer(r"(?:^|,)\s*(\w+) [A-Z]", body) if m.group(1) != "PRIMARY"}
+           for t, body in _BODIES.items()}  # table -> its columns
 # DuckLake has no constraints: the same tables without them (the keys then hold by construction, `LakeStore`).
 LAKE_SCHEMA = re.sub(r" PRIMARY KEY", "", re.sub(r",(\s*--[^\n]*)?\s*PRIMARY KEY \([^)]*\)", r"\1\n", SCHEMA))
 
-
-def _column_names(schema: str) -> dict[str, set[str]]:
-    out, uncommented = {}, re.sub(r"--[^\n]*", "", schema)
-    for table, body in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", uncommented, re.S):
-        out[table] = {m.group(1) for m in re.finditer(r"(?:^|,)\s*(\w+) [A-Z]", body) if m.group(1) != "PRIMARY"}
-    return out
-
-
-COLUMNS = _column_names(SCHEMA)  # table -> its columns
 
 
 class SchemaError(UserError):
@@ -252,8 +246,9 @@ def check_columns(execute, location: str) -> None:
     present: dict[str, set[str]] = {}
     for table, column in rows:
         present.setdefault(table, set()).add(column)
-    missing = [f"{t}.{c}" if t in present else t for t, cols in COLUMNS.items()
-               for c in sorted(cols - present.get(t, set()) if t in present else [""])]
+    missing = []
+    for table, columns in COLUMNS.items():
+        missing += [f"{table}.{c}" for c in sorted(columns - present[table])] if table in present else [table]
     if missing:
         raise StoreFault(location, f"has schema version {SCHEMA_VERSION} but lacks {', '.join(missing[:5])}"
                                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
