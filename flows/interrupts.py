@@ -22,12 +22,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing import resource_tracker
+from typing import TYPE_CHECKING
 
-from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
 
 from east_tasks.engines.reaper import kill_children
 from east_tasks.errors import INTERRUPTED_EXIT
+
+if TYPE_CHECKING:
+    from prefect.server.api.server import SubprocessASGIServer
 
 GRACE_S = 7.0  # the most the first Ctrl-C's cleanup may take (crash reports, closing the engine, Prefect's exit)
 RESUME = ("rerun the same command to resume it from the store (finished steps are reused, a generation continues "
@@ -44,6 +47,8 @@ def _start_prefect_server() -> SubprocessASGIServer | None:
     a server), started from this thread with SIGINT blocked. A Ctrl-C meanwhile waits until it is up."""
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
         return None
+    from prefect.server.api.server import SubprocessASGIServer  # 2 s of imports: only where a server is started
+
     server = SubprocessASGIServer()  # one per process: the flow's clients get this one
     PREFECT_HOME.value().mkdir(parents=True, exist_ok=True)  # its database's; Prefect makes it without parents
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
