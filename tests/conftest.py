@@ -43,3 +43,15 @@ def postgres():
 def lake_url(postgres) -> str:
     """A DuckLake URL whose catalog is a fresh, empty PostgreSQL database."""
     return "ducklake:postgres:" + postgres.create_database(f"lake_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, prefect_server):
+    """One finished `tiny-test` run (round 0 and 2 rounds, default weighting), shared by every test that only needs
+    results to read, export or rerun from cache. A test that writes to it copies `cfg.data_dir` first
+    (`shutil.copytree`): stored checkpoint paths are relative, so a copy is a data dir of its own."""
+    from east_tasks.config import load_config
+    from flows.self_train import self_train
+
+    cfg = load_config("tiny-test", experiment="finished", data_dir=tmp_path_factory.mktemp("finished-run"))
+    return cfg, self_train(cfg)
