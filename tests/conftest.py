@@ -55,3 +55,15 @@ def finished_run(tmp_path_factory, prefect_server):
 
     cfg = load_config("tiny-test", experiment="finished", data_dir=tmp_path_factory.mktemp("finished-run"))
     return cfg, self_train(cfg)
+
+
+@pytest.fixture(scope="session")
+def clean_dir(tmp_path_factory):
+    """An uninterrupted `east run` (subprocess) of experiment "fault", tiny-test, one round: the reference every
+    killed, interrupted or failed run must end equal to (tests/test_faults.py, tests/test_interrupts.py)."""
+    from east_runs import east_run, finish
+
+    data_dir = tmp_path_factory.mktemp("clean") / "data"
+    code, out = finish(east_run(data_dir))
+    assert code == 0, out[-3000:]
+    return data_dir
