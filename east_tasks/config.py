@@ -124,8 +124,8 @@ class WeightingConfig(_Strict):
     strategy: Strategy = Field("entropy", description="what the weight measures: entropy (EAST), or the paper's "
                                "baselines local (minus the response's own mean token log-prob), accuracy (1 - "
                                "fraction correct), rejected (number of incorrect responses)")
-    mapping: Mapping = Field("power", description="uncertainty f to weight: power max(f, eps)**a, or exp "
-                             "exp(a * f); then normalised to mean 1")
+    mapping: Mapping = Field("power", description="uncertainty f to weight: power `max(f, eps) ** a`, or exp "
+                             "`exp(a * f)`; then normalised to mean 1")
     a: float = Field(0.0, ge=-10.0, le=10.0, description="sharpness; 0 = vanilla self-training")
     eps: float = Field(1e-6, gt=0.0, description="power mapping: f is floored at eps, so a question of entropy 0 "
                        "keeps a finite weight when a < 0")
