@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from east_tasks import config
 from east_tasks.store import schema
+from flows.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +69,7 @@ def test_config_reference_rows():
 
 def test_cli_reference_lists_every_command_and_option():
     page = reference.cli_page()
-    commands = reference._commands(typer.main.get_command(__import__("flows.cli").cli.app), "east")
+    commands = reference._commands(typer.main.get_command(app), "east")
     for path, command in commands:
         assert re.search(rf"^#+ {re.escape(path)}$", page, re.M), path
         for param in command.params:
