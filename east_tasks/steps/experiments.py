@@ -64,9 +64,9 @@ def check_experiment(cfg: ExperimentConfig) -> None:
 def claim_experiment(cfg: ExperimentConfig) -> None:
     """One experiment name, one configuration: the name is claimed in the store, atomically, before a run's first
     model step, so that of two runs started at once with other configurations the later is refused, whenever it
-    starts. Runs of one configuration share the name (and, through the step claims, its steps). The name's, the
-    config is then written beside the experiment's results as YAML, to rerun or continue it with `east run --config`
-    (`paths.experiment_config_path`)."""
+    starts. Runs of one configuration share the name (and, through the step claims, its steps). Once the name is
+    its, the config is written beside the experiment's results as YAML (`paths.experiment_config_path`), to rerun
+    or continue it with `east run --config`."""
     mine = cfg.model_dump_json()
     with claim_step(cfg, f"experiment-{cfg.experiment}"), open_store(cfg) as store:
         recorded = store.atomically(lambda s: s.claim_experiment(cfg.experiment, mine))
