@@ -435,7 +435,7 @@ export_app = typer.Typer(help="Hand a round off: its model (`model`), its traini
 app.add_typer(export_app, name="export")
 Target = Annotated[str, typer.Argument(help="EXPERIMENT or EXPERIMENT:ROUND (default: the last recorded round; "
                                        "0 = the base model)")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace DIR if it exists and is not empty")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an earlier export in DIR")]
 
 
 @export_app.callback(invoke_without_command=True)

@@ -38,6 +38,18 @@ def _rounds(data_dir: Path) -> pd.DataFrame:
                            "WHERE experiment = 'finished' ORDER BY round").set_index("round")
 
 
+def _table(markdown: str, header: str) -> list[list[str]]:
+    """The cells of the Markdown table whose header line starts with `header`, below its separator."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header)) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -95,14 +107,14 @@ def test_model_card_says_what_the_model_is_how_it_was_made_and_how_it_does(model
     assert "loss `sft`" in body and "a = 0.0" in body and "a = 0 is vanilla self-training" in body
     assert "pool 160 questions, validation 40, test 90" in body and "answer style `gsm8k`" in body
     # the accuracy table: one row per round 0..2, test greedy, maj@k, pass@k (eval.k = 4) and validation greedy
-    rows = [line.split(" | ") for line in body.splitlines() if line.startswith(("| 0 (base", "| 1 |", "| 2 |"))
-            and "test greedy" not in line]
-    assert len(rows) == 3 + 3  # the accuracy table and the compute table
-    for r, cells in zip(records, rows[:3], strict=True):
-        assert cells[1:5] == [f"{r[m]:.3f}" for m in ("greedy_acc", "maj_acc", "pass_acc", "val_greedy_acc")]
-    assert rows[1][5].strip(" |") == str(records[1]["n_kept"])
-    compute = {int(c[0].strip("| ")): c for c in rows[3:]}
-    assert int(compute[1][4].replace(",", "")) > 0 and int(compute[1][5].strip(" |").replace(",", "")) > 0  # tokens
+    accuracy = _table(body, "| round | test greedy |")
+    assert [row[0] for row in accuracy] == ["0 (base model)", "1", "2"]
+    for r, cells in zip(records, accuracy, strict=True):
+        assert cells[1:] == [f"{r[m]:.3f}" for m in ("greedy_acc", "maj_acc", "pass_acc", "val_greedy_acc")] + [
+            str(r["n_kept"] or "-")]
+    compute = _table(body, "| round | wall s |")
+    assert [row[0] for row in compute] == ["0", "1", "2"]
+    assert all(float(c.replace(",", "")) > 0 for row in compute[1:] for c in row[4:])  # tokens generated, trained
     assert "accuracy gained over the backbone per unit of compute" in body
     recorded = json.loads(_rounds(data_dir).loc[2].config)
     assert json.loads(body.split("```json\n", 1)[1].split("```", 1)[0]) == recorded
@@ -143,13 +155,16 @@ def test_bad_targets_and_directories_are_one_line_each(finished_run, tmp_path) -
     for args, message in cases:
         code, output = _east("export", *args, "--data-dir", cfg.data_dir)
         assert (code, output.count("\n")) == (2, 1) and message in output, output
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "notes.txt").write_text("mine")
-    code, output = _east("export", "model", "finished", tmp_path / "full", "--data-dir", cfg.data_dir)
-    assert code == 2 and "exists and is not empty" in output and (tmp_path / "full" / "notes.txt").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):  # --overwrite replaces an earlier export only
+        code, output = _east("export", "model", "finished", tmp_path / "mine", "--data-dir", cfg.data_dir, *extra)
+        assert code == 2 and "exists and is not empty" in output and (tmp_path / "mine" / "notes.txt").exists()
     assert not list(tmp_path.glob(".*tmp*"))  # nothing left beside it
-    code, output = _east("export", "model", "finished", tmp_path / "full", "--data-dir", cfg.data_dir, "--overwrite")
-    assert code == 0 and sorted(p.name for p in (tmp_path / "full").iterdir()) == MODEL_FILES
+    for target, extra in (("finished:1", []), ("finished:2", ["--overwrite"])):
+        code, output = _east("export", "model", target, tmp_path / "again", "--data-dir", cfg.data_dir, *extra)
+        assert code == 0, output
+    assert "# finished, round 2" in (tmp_path / "again" / "README.md").read_text()
 
 
 def test_a_missing_or_altered_checkpoint_is_refused(finished_run, tmp_path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import east
 from east_tasks.config import load_config
+from east_tasks.store import Store
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
 
@@ -38,6 +39,9 @@ def test_the_documented_example_runs_and_returns_the_runs_results(finished_run, 
     dataset = namespace["dataset"]
     assert dataset.num_rows == records[2]["n_kept"] and dataset.column_names[:2] == ["prompt", "completion"]
     assert set(dataset["experiment"]) == {"demo"}
+    with Store(tmp_path / "data" / "east.duckdb") as store:  # found in the store: "demo" computed only its records
+        computed = store.query("SELECT DISTINCT step FROM step_status WHERE experiment = 'demo'").step.tolist()
+    assert sorted(computed) == ["record round 0", "record round 1", "record round 2"]
     printed = capsys.readouterr().out
     assert "greedy_acc" in printed and "num_rows" in printed
 

@@ -8,6 +8,7 @@ directory atomically: a temp dir beside it, renamed into place when complete.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -18,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from east_tasks.errors import EnvironmentFault, UserError
-from east_tasks.io import MODEL_FILES, atomic_dir, hash_dir
+from east_tasks.io import atomic_dir, hash_dir, is_model_file
 from east_tasks.paths import resolve_stored_path
 from east_tasks.report.results import cost_markdown, cost_summary, fmt, round_costs, round_results
 from east_tasks.store import Store
@@ -34,6 +35,10 @@ EAST_COLUMNS = ("weight", "entropy", "problem_id", "round", "experiment")
 MEANING_OF_A = ("a = 0 is vanilla self-training (every kept question weighs the same); a > 0 puts more weight on "
                 "questions the model is uncertain about (a higher answer entropy), a < 0 on confident ones. Weights "
                 "are normalised to mean 1 over the round's rows, so the learning rate means the same for every a.")
+
+MAPPINGS = {"power": "weight = max(u, eps)^a / mean", "exp": "weight = exp(a * u) / mean"}
+UNCERTAINTY = {"entropy": "answer entropy in bits (EAST)", "local": "minus mean token log-prob of the response",
+               "accuracy": "1 - fraction of its samples correct", "rejected": "number of incorrect samples"}
 
 
 def parse_target(target: str) -> tuple[str, int | None]:
@@ -99,31 +104,45 @@ def model_dir(ref: RoundRef, data_dir: Path) -> Path:
     return path
 
 
-def _is_model_file(path: Path) -> bool:
-    """What the model's hash covers (`east_tasks.io.hash_dir`): weights, config, tokenizer."""
-    return path.is_file() and (path.name in MODEL_FILES or path.suffix in {".safetensors", ".bin", ".model"})
+def _is_export(path: Path) -> bool:
+    """A directory an earlier export wrote: its card's front matter has the east tag."""
+    card = path / "README.md"
+    return card.is_file() and card.read_text().startswith("---\n") and "\n- east\n" in card.read_text()
 
 
-def _prepare_out(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise UserError(f"{out_dir} exists and is not empty: give a new directory, or --overwrite to replace it "
-                        "whole")
+def _readable(tmp: Path) -> None:
+    """The export's directory with the modes a new directory gets (the temp dir it was written in is private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    tmp.chmod(0o777 & ~mask)
+
+
+def _check_out(out_dir: Path, overwrite: bool) -> None:
+    """DIR must be new or empty; `overwrite` replaces an earlier export, never a directory of something else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file: give a directory to export to")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (overwrite and _is_export(out_dir)):
+        raise UserError(f"{out_dir} exists and is not empty: give a new directory" + (
+            ", or --overwrite to replace an earlier export there" if not overwrite else
+            "; --overwrite replaces only an earlier export (its README.md has the east tag)"))
 
 
 def export_model(store: Store, data_dir: Path, ref: RoundRef, out_dir: Path, overwrite: bool = False) -> Path:
     """The round's model as a plain Hugging Face directory (weights, config, tokenizer, generation config) with a
     model card (README.md), for `AutoModelForCausalLM.from_pretrained(out_dir)`."""
-    _prepare_out(out_dir, overwrite)
+    _check_out(out_dir, overwrite)
     source = model_dir(ref, data_dir)
     card = model_card(store, ref)
     with atomic_dir(out_dir) as tmp:
-        for f in sorted(p for p in source.iterdir() if _is_model_file(p)):
-            shutil.copy2(f, tmp / f.name)
+        for f in sorted(p for p in source.rglob("*") if is_model_file(p)):  # what the model's hash covers
+            (tmp / f.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, tmp / f.relative_to(source))  # the file's data, with a new file's modes
         if not (tmp / "generation_config.json").exists():  # checkpoints saved without one: the model's defaults
             from transformers import AutoConfig, GenerationConfig
 
             GenerationConfig.from_model_config(AutoConfig.from_pretrained(tmp)).save_pretrained(tmp)
         (tmp / "README.md").write_text(card)
+        _readable(tmp)
     return out_dir
 
 
@@ -147,6 +166,13 @@ def _front_matter(cfg: dict) -> str:
     if hubs := [p for p in (data.get("path"), data.get("test_path")) if _is_hub_name(p)]:
         lines += ["datasets:", *(f"- {p}" for p in dict.fromkeys(hubs))]
     return "\n".join([*lines, "---"])
+
+
+def _backbone_note(base_model: str) -> str:
+    if Path(base_model).parts[-3:] != ("east_tasks", "models", "backbone"):
+        return ""
+    return (": the tiny Llama committed with east, which `east bootstrap` trains on labelled arithmetic chains of "
+            "2-3 steps (mostly)")
 
 
 def _accuracy_markdown(results: pd.DataFrame) -> str:
@@ -177,7 +203,6 @@ def model_card(store: Store, ref: RoundRef) -> str:
     """README.md of an exported model: what it is, how it was made, how well it does and what that cost."""
     cfg, w, t, d = ref.config, ref.config["weighting"], ref.config["train"], ref.config["data"]
     results = round_results(store, ref.experiment)
-    results = results[results["round"] <= ref.round]
     costs = round_costs(store, [ref.experiment])
     costs = costs[costs["round"] <= ref.round]
     this = results[results["round"] == ref.round].iloc[0]
@@ -188,7 +213,9 @@ def model_card(store: Store, ref: RoundRef) -> str:
     sizes = f"pool {d['pool_size']} questions, validation {d['validation_size']}, test {d['test_size']}"
     accumulate = ("each round trains on the kept rows of every round so far (train.accumulate), each with the "
                   "weight its own round gave it") if t.get("accumulate") else "each round trains on its own rows"
-    rounds = ", ".join(f"round {r} (model {h})" for r, h in zip(results["round"], results.model_hash, strict=True))
+    recorded = int(results["round"].max())
+    results = results[results["round"] <= ref.round]
+    rounds = ", ".join(f"round {r}: {h}" for r, h in zip(results["round"], results.model_hash, strict=True))
     return f"""{_front_matter(cfg)}
 
 # {ref.experiment}, round {ref.round}
@@ -199,7 +226,7 @@ accuracy (greedy): {fmt(this.greedy_acc)}; model hash {ref.model_hash}.
 
 ## Base model
 
-`{cfg['base_model']}`. Load this one with `AutoModelForCausalLM.from_pretrained` and
+`{cfg['base_model']}`{_backbone_note(cfg['base_model'])}. Load this one with `AutoModelForCausalLM.from_pretrained` and
 `AutoTokenizer.from_pretrained`; prompts are `{d.get('prompt')}` style, as in training.
 
 ## Method and weighting
@@ -209,18 +236,20 @@ Each round the model samples {cfg['sampling']['n']} responses per unlabelled que
 round fine-tunes on the kept questions' responses with loss `{t['loss']}`, each row's loss multiplied by its weight.
 
 - weighting strategy: `{w['strategy']}`; mapping: `{w['mapping']}`; a = {w['a']}; labels: `{w.get('labels', 'gold')}`
-- what a means: {MEANING_OF_A}
+- what a means: {MEANING_OF_A} The {w['mapping']} mapping: {MAPPINGS[w['mapping']]}, with u the question's
+  {UNCERTAINTY[w['strategy']]}.
 - learning rate {t['lr']}, {t['epochs']} epochs, batch size {t['batch_size']}; {accumulate}
 
 ## Rounds
 
-Round {ref.round} of the {int(results['round'].max())} recorded up to it: {rounds}.
+Round {ref.round} of the {recorded} rounds `{ref.experiment}` has recorded. The model of each round up to it (its
+content hash, `io.hash_dir`): {rounds}. Each round starts from the one before; round 0 is the base model.
 
 ## Data
 
 Source: {source}; answer style `{d.get('answer_style')}`; {sizes}. Only the pool's answers (not its solutions) are
 used to select training rows. `east export data {ref.experiment}:{ref.round} DIR` writes the rows this round
-trained on.
+kept (`--accumulated`: every row it trained on), in TRL's columns.
 
 ## Accuracy per round
 
@@ -288,7 +317,12 @@ def training_rows(store: Store, ref: RoundRef, accumulated: bool = False) -> pa.
 
 
 def _dataset_card(ref: RoundRef, table: pa.Table, accumulated: bool) -> str:
-    which = "every row it trained on (earlier rounds' too)" if accumulated else "the rows it kept"
+    rounds = sorted(set(table["round"].to_pylist()))
+    which = (f"every row round {ref.round} trained on (rounds {', '.join(map(str, rounds))})" if accumulated else
+             f"the rows round {ref.round} kept (with train.accumulate it also trained on earlier rounds': "
+             "`--accumulated` exports those too)")
+    uncertainty = (", and `uncertainty`, what the baseline strategy weighed" if "uncertainty" in table.column_names
+                   else "")
     return f"""---
 tags:
 - east
@@ -300,11 +334,12 @@ configs:
 
 # {ref.experiment}, round {ref.round}: training rows
 
-{which.capitalize()}: {table.num_rows} rows for the `{ref.loss}` loss, in TRL's columns
-({', '.join(TRL_COLUMNS[ref.loss])}), with east's: `weight` (each row's loss is multiplied by it; mean 1 over a
-round's rows), `entropy` (the question's answer entropy, bits), `problem_id`, `round`, `experiment`
-(and `uncertainty`, what a baseline strategy weighs). `data.parquet` holds them; `dataset/` is the same as
-`datasets.Dataset.save_to_disk` writes it. The model: `east export model {ref.experiment}:{ref.round} DIR`.
+{table.num_rows} rows: {which}. The loss was `{ref.loss}`; TRL's columns for it: {', '.join(TRL_COLUMNS[ref.loss])}.
+east's columns: `weight` (each row's loss was multiplied by it; mean 1 over a round's rows), `entropy` (the
+question's answer entropy, bits), `problem_id`, `round`, `experiment`{uncertainty}.
+
+`data.parquet` holds the rows; `dataset/` is the same, as `datasets.Dataset.save_to_disk` writes it
+(`datasets.load_from_disk`). The model: `east export model {ref.experiment}:{ref.round} DIR`.
 """
 
 
@@ -315,10 +350,17 @@ def export_data(store: Store, ref: RoundRef, out_dir: Path, accumulated: bool = 
     import datasets
     import pyarrow.parquet as pq
 
-    _prepare_out(out_dir, overwrite)
+    _check_out(out_dir, overwrite)
     table = training_rows(store, ref, accumulated)
-    with atomic_dir(out_dir) as tmp:
-        pq.write_table(table, tmp / "data.parquet")
-        datasets.Dataset(table).save_to_disk(str(tmp / "dataset"))
-        (tmp / "README.md").write_text(_dataset_card(ref, table, accumulated))
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a bar per shard saved: noise in a one-line command
+    try:
+        with atomic_dir(out_dir) as tmp:
+            pq.write_table(table, tmp / "data.parquet")
+            datasets.Dataset(table).save_to_disk(str(tmp / "dataset"))
+            (tmp / "README.md").write_text(_dataset_card(ref, table, accumulated))
+            _readable(tmp)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
     return datasets.load_from_disk(str(out_dir / "dataset"))
