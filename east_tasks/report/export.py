@@ -272,17 +272,17 @@ east {_east_version()}, preset `{cfg.get('preset')}`: `east run --preset {cfg.ge
 """
 
 
-def push_to_hub(out_dir: Path, repo: str, private: bool = False) -> str:
+def push_to_hub(out_dir: Path, repo: str) -> str:
     """Uploads an exported directory to the Hugging Face Hub (creating the repo if needed, with the token of
     `hf auth login` or HF_TOKEN); the repo's URL. A hub that cannot be reached is one line, the export kept."""
     from huggingface_hub import HfApi
 
     api = HfApi()
     try:
-        url = api.create_repo(repo, exist_ok=True, private=private)
+        url = api.create_repo(repo, exist_ok=True)
         api.upload_folder(folder_path=str(out_dir), repo_id=repo, commit_message="east export")
     except Exception as err:  # offline, no token, refused: the export itself is done
-        why = (str(err).strip().splitlines() or [""])[0]
+        why = (str(err).strip().splitlines() or [""])[0].rstrip(".")
         raise EnvironmentFault(f"--push-to-hub {repo}: {type(err).__name__}: {why}; the export is in {out_dir}: "
                                f"push it later with `hf upload {repo} {out_dir}`") from err
     return str(url)
