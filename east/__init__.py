@@ -14,13 +14,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from east_tasks.config import ExperimentConfig, StoreConfig, load_config
+from east_tasks.config import ExperimentConfig, StoreConfig, load_config, load_config_file
 from east_tasks.errors import EnvironmentFault, UserError
 from east_tasks.paths import DEFAULT_DATA_DIR, STORE_FILE
-
-# load_config_file (a YAML config, east_tasks.config) is re-exported here too once it lands: ------------------------
-# from east_tasks.config import load_config_file
-# -----------------------------------------------------------------------------------------------------------------
 
 if TYPE_CHECKING:
     import datasets
@@ -28,7 +24,7 @@ if TYPE_CHECKING:
     from east_tasks.store import Store
 
 __all__ = ["EnvironmentFault", "ExperimentConfig", "UserError", "export_data", "export_model", "load_config",
-           "results", "run"]
+           "load_config_file", "results", "run"]
 
 
 def run(cfg: ExperimentConfig) -> pd.DataFrame:
