@@ -50,3 +50,31 @@ def test_majority_vote_counts_equivalent_math_answers_together() -> None:
     sampled = pd.DataFrame({"problem_id": ["p"] * 5, "pred_answer": preds, "correct": [p != "3" for p in preds]})
     assert majority_answer(preds) == "3"
     assert evaluate(greedy, sampled, problems, n=5, style="math").maj_acc == 1.0
+
+
+def test_reports_give_pass_and_maj_at_the_ks_each_round_recorded(tmp_path) -> None:
+    """The store holds every k in 1..n; a round's records show its configuration's eval.ks (a configuration
+    recorded with eval.k, eval.n's old name, the default ks of n), overall and in each tier."""
+    import json
+
+    from east_tasks.config import load_config
+    from east_tasks.report.results import round_results, to_records
+    from east_tasks.store import Store
+
+    cfg = load_config("tiny-test", experiment="x", data_dir=tmp_path, eval={"ks": [1, 4]})
+    old = json.loads(cfg.model_dump_json())
+    old["eval"] = {"k": 4, "temperature": 0.8, "max_tokens": 96, "seed": 1234}
+    at = {"pass_at_k": {"1": 0.45, "2": 0.6, "3": 0.7, "4": 0.8}, "maj_at_k": {"1": 0.45, "2": 0.4, "3": 0.5, "4": 0.6}}
+    tier = {"n": 90, "greedy_acc": 0.5, "maj_acc": 0.6, "pass_acc": 0.8, "pass1": 0.45, "pass1_se": 0.05, **at}
+    with Store(cfg.store_path) as store:
+        for round_, config in enumerate((cfg.model_dump_json(), json.dumps(old))):
+            store.insert_row("evaluations", {"eval_key": f"e{round_}", "k": 4, "n_questions": 90, "greedy_acc": 0.5,
+                                             "maj_acc": 0.6, "pass_acc": 0.8, "pass1": 0.45, "pass1_se": 0.05,
+                                             "by_tier": json.dumps({"1": tier}),
+                                             **{c: json.dumps(v) for c, v in at.items()}})
+            store.record_round("x", round_, eval_key=f"e{round_}", config=config, model_hash=f"m{round_}")
+        first, second = to_records(round_results(store, "x"))
+    assert (first["pass1"], first["pass1_se"]) == (0.45, 0.05)
+    assert (first["pass_at_k"], first["maj_at_k"]) == ({1: 0.45, 4: 0.8}, {1: 0.45, 4: 0.6})  # eval.ks (1, 4)
+    assert first["by_tier"]["1"]["pass_at_k"] == {1: 0.45, 4: 0.8}
+    assert (second["pass_at_k"], second["maj_at_k"]) == ({1: 0.45, 2: 0.6, 4: 0.8}, {1: 0.45, 2: 0.4, 4: 0.6})
