@@ -353,12 +353,12 @@ def worker(
 
 
 def _print_table(name: str, records: list[dict]) -> None:
-    from east_tasks.report.results import fmt, fmt_se
+    from east_tasks.report.results import fmt
     from east_tasks.report.results import tiers as tiers_of
 
     tiers = tiers_of(r["by_tier"] for r in records)
     n = max((r["k"] or 0 for r in records), default=0)  # samples per test question; 0: greedy only
-    sampled = ["pass@1", f"maj@{n}", f"pass@{n}"] if any(r["pass_acc"] is not None for r in records) else []
+    sampled = ["pass@1", "±SE", f"maj@{n}", f"pass@{n}"] if any(r["pass_acc"] is not None for r in records) else []
     pool = [m for m in ("pool_pass_at_n", "pool_balance", "label_accuracy") if any(r.get(m) is not None
                                                                                    for r in records)]
     table = Table(title=f"{name}: greedy test accuracy, overall and by tier (t1 easiest); "
@@ -372,8 +372,7 @@ def _print_table(name: str, records: list[dict]) -> None:
     for r in records:
         table.add_row("backbone" if r["round"] == 0 else str(r["round"]), f"{r['greedy_acc']:.3f}",
                       *(fmt(r["by_tier"].get(t, {}).get("greedy_acc")) for t in tiers),
-                      *([fmt_se(r.get("pass1"), r.get("pass1_se"), "±"), fmt(r["maj_acc"]), fmt(r["pass_acc"])]
-                        if sampled else []),
+                      *((fmt(r[m]) for m in ("pass1", "pass1_se", "maj_acc", "pass_acc")) if sampled else ()),
                       fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"), *(fmt(r.get(m)) for m in pool))
     console.print(table)
 

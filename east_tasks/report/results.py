@@ -69,9 +69,9 @@ def fmt(v: float | None) -> str:
     return "-" if v is None or pd.isna(v) else f"{v:.3f}"
 
 
-def fmt_se(v: float | None, se: float | None, sep: str = " ± ") -> str:
+def fmt_se(v: float | None, se: float | None) -> str:
     """An accuracy and its standard error, e.g. sampled pass@1: "0.512 ± 0.031"."""
-    return fmt(v) + ("" if se is None or pd.isna(se) or fmt(v) == "-" else f"{sep}{se:.3f}")
+    return fmt(v) + ("" if se is None or pd.isna(se) or fmt(v) == "-" else f" ± {se:.3f}")
 
 
 def sampled_ks(df: pd.DataFrame) -> list[int]:
