@@ -396,22 +396,23 @@ def _print_table(name: str, records: list[dict]) -> None:
     from east_tasks.report.results import tiers as tiers_of
 
     tiers = tiers_of(r["by_tier"] for r in records)
-    sampled = [m for m in ("maj_acc", "pass_acc") if any(r[m] is not None for r in records)]  # none when k = 0
+    n = max((r["k"] or 0 for r in records), default=0)  # samples per test question; 0: greedy only
+    sampled = ["pass@1", "±SE", f"maj@{n}", f"pass@{n}"] if any(r["pass_acc"] is not None for r in records) else []
     pool = [m for m in ("pool_pass_at_n", "pool_balance", "label_accuracy") if any(r.get(m) is not None
                                                                                    for r in records)]
-    table = Table(title=f"{name}: greedy test accuracy, overall and by tier (t1 easiest); validation greedy; "
-                        "questions kept for training; the round's pool: pass@n, B-STaR balance score, pseudo-label "
-                        "accuracy (label-free)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=f"{name}: greedy test accuracy, overall and by tier (t1 easiest); "
+                        + (f"from {n} samples per test question: pass@1 ± SE, maj@{n}, pass@{n}; " if sampled else "")
+                        + "validation greedy; questions kept for training; the round's pool: pass@n, B-STaR balance "
+                        "score, pseudo-label accuracy (label-free)", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("round", justify="right", min_width=8)
     names = {"pool_pass_at_n": "pass@n", "pool_balance": "balance", "label_accuracy": "labels"}
-    for col in ("test", *(f"t{t}" for t in tiers), *(f"{m[:-4]}@k" for m in sampled), "val", "kept",
-                *(names[m] for m in pool)):
+    for col in ("test", *(f"t{t}" for t in tiers), *sampled, "val", "kept", *(names[m] for m in pool)):
         table.add_column(col, justify="right")
     for r in records:
         table.add_row("backbone" if r["round"] == 0 else str(r["round"]), f"{r['greedy_acc']:.3f}",
                       *(fmt(r["by_tier"].get(t, {}).get("greedy_acc")) for t in tiers),
-                      *(fmt(r[m]) for m in sampled), fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"),
-                      *(fmt(r.get(m)) for m in pool))
+                      *((fmt(r[m]) for m in ("pass1", "pass1_se", "maj_acc", "pass_acc")) if sampled else ()),
+                      fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"), *(fmt(r.get(m)) for m in pool))
     console.print(table)
 
 

@@ -192,8 +192,10 @@ def publish_results(cfg: ExperimentConfig) -> list[dict]:
         df = round_results(store, cfg.experiment)
     records = to_records(df)
     key = artifact_key(cfg.experiment)
-    create_table_artifact(key=f"{key}-accuracy", table=[{k: v for k, v in r.items() if k != "by_tier"}
-                                                        for r in records],
+    table = [{c: v for c, v in r.items() if c not in ("by_tier", "pass_at_k", "maj_at_k")}
+             | {f"pass@{k}": v for k, v in r["pass_at_k"].items()} | {f"maj@{k}": v for k, v in r["maj_at_k"].items()}
+             for r in records]
+    create_table_artifact(key=f"{key}-accuracy", table=table,
                           description=f"Test accuracy per round of {cfg.experiment}")
     png = plot_rounds(df, cfg.experiment, cfg.data_dir / "plots" / f"{cfg.experiment}-rounds.png")
     create_markdown_artifact(key=f"{key}-summary",

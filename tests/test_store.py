@@ -134,6 +134,35 @@ def _a_store(data: Path) -> Path:
     return data / "east.duckdb"
 
 
+def test_a_schema_2_store_is_migrated_keeping_its_evaluations(tmp_path) -> None:
+    """v2 evaluations had greedy, maj@k and pass@k ("any of the k samples"): they are pass@n and maj@n now, and the
+    sampled pass@1 and the other k are NULL until a run reaches the evaluation (its step computes them then)."""
+    import duckdb
+
+    from east_tasks.store import SCHEMA_VERSION
+
+    path = tmp_path / "east.duckdb"
+    with Store(path):
+        pass
+    con = duckdb.connect(str(path))  # the same store as schema 2 wrote it
+    for column in ("pass1", "pass1_se", "pass_at_k", "maj_at_k"):
+        con.execute(f"ALTER TABLE evaluations DROP COLUMN {column}")
+    con.execute("UPDATE store_info SET value = '2' WHERE name = 'schema_version'")
+    con.execute("INSERT INTO evaluations VALUES ('sampled', 'm', 'd', 90, 4, 0.4, 0.45, 0.7, '{}', 1.0), "
+                "('greedy', 'm', 'd', 40, 0, 0.5, NULL, NULL, '{}', 1.0)")
+    con.close()
+    assert SCHEMA_VERSION == 3
+    with Store(path) as store:
+        assert store.execute("SELECT value FROM store_info WHERE name = 'schema_version'") == [("3",)]
+        assert store.evaluation("sampled") == {"n_questions": 90, "k": 4, "greedy_acc": 0.4, "maj_acc": 0.45,
+                                               "pass_acc": 0.7, "pass1": None, "pass1_se": None,
+                                               "pass_at_k": {"4": 0.7}, "maj_at_k": {"4": 0.45}}
+        greedy = store.evaluation("greedy")
+        assert (greedy["maj_acc"], greedy["pass1"], greedy["pass_at_k"], greedy["maj_at_k"]) == (None,) * 4
+    with Store(path) as store:  # and opened again, it is found whole
+        assert store.execute("SELECT count(*) FROM evaluations WHERE pass_at_k IS NOT NULL") == [(1,)]
+
+
 def _one_red_line(out: subprocess.CompletedProcess) -> str:
     prefect = ("| INFO    | prefect", "See https://docs.prefect.io")  # the run's own server starting and stopping
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip() and not line.startswith(prefect)
