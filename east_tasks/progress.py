@@ -1,5 +1,6 @@
 """A long loop's progress: tqdm's bar on a terminal; anywhere else (a log file, CI, a pipe) one plain line at every
-tenth of the way, because a bar redrawn with carriage returns becomes hundreds of fragments of one line there.
+tenth of the way (at most one every 5 s), because a bar redrawn with carriage returns becomes hundreds of fragments
+of one line there.
 
 Generation (its chunks), training (the Trainer's steps), reference scoring and the bootstrap report through here.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -38,13 +39,15 @@ def _plural(unit: str) -> str:
 
 
 class Progress:
-    """`update(n, **latest)` as the work goes; `latest` (a loss) is shown beside the count. A loop of one item shows
-    nothing off a terminal: the step's own log line says when it is done."""
+    """`update(n, **latest)` as the work goes; `latest` (a loss) is shown beside the count. Off a terminal a line
+    comes at a tenth of the way crossed, at most one every `every_s` seconds: a loop of a few seconds shows none,
+    and the step's own log line says when it is done."""
 
-    def __init__(self, desc: str, total: int, unit: str, enabled: bool = True):
-        self.desc, self.total, self.unit, self.enabled = desc, total, unit, enabled
-        self.done, self.latest, self._tenths = 0, {}, 0
-        self.started = time.monotonic()
+    def __init__(self, desc: str, total: int, unit: str, enabled: bool = True, every_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.desc, self.total, self.unit, self.enabled, self.every_s = desc, total, unit, enabled, every_s
+        self.done, self.latest, self._tenths, self.clock = 0, {}, 0, clock
+        self.started = self._said = clock()
         self.bar = tqdm(total=total, desc=desc, unit=unit) if enabled and on_terminal() else None
 
     def update(self, n: int = 1, **latest: object) -> None:
@@ -56,13 +59,13 @@ class Progress:
             self.bar.update(n)
             return
         tenths = self.done * 10 // max(self.total, 1)
-        if self.enabled and self.total > 1 and tenths > self._tenths:
-            self._tenths = tenths
+        if self.enabled and tenths > self._tenths and self.clock() - self._said >= self.every_s:
+            self._tenths, self._said = tenths, self.clock()
             log.info(self.line())
 
     def line(self) -> str:
         """e.g. `generate pool round 1: 40% (2/5 chunks) in 2m19s, about 3m28s left`."""
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock() - self.started
         latest = "".join(f", {k} {v}" for k, v in self.latest.items())
         left = f", about {_duration(elapsed * (self.total - self.done) / self.done)} left" \
             if 0 < self.done < self.total else ""
@@ -74,9 +77,9 @@ class Progress:
             self.bar.close()
 
 
-def progress(items: Iterable[T], desc: str, unit: str, total: int | None = None) -> Iterator[T]:
+def progress(items: Iterable[T], desc: str, unit: str, total: int | None = None, every_s: float = 5.0) -> Iterator[T]:
     """`items`, reporting progress as they are consumed (`total`: len(items) unless given)."""
-    meter = Progress(desc, len(items) if total is None else total, unit)  # type: ignore[arg-type]
+    meter = Progress(desc, len(items) if total is None else total, unit, every_s=every_s)  # type: ignore[arg-type]
     try:
         for item in items:
             yield item

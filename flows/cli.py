@@ -18,13 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from east_tasks.config import PRESETS, ExperimentConfig, load_config
-from east_tasks.engines.generation.vllm_env import quiet_inherited_logging
+from east_tasks.engines.generation.vllm_env import setup_engine_process
 from east_tasks.engines.reaper import ensure_reaper
 from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT
 from east_tasks.paths import DEFAULT_DATA_DIR
 from flows.operate import PROCESS_POOL
 
-quiet_inherited_logging()  # vLLM's engine processes import this module first, then vLLM (vllm_env.py)
+setup_engine_process()  # vLLM's engine processes import this module first, then vLLM (vllm_env.py)
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 

@@ -36,18 +36,28 @@ def _percents(caplog) -> list[int]:
 
 
 def test_off_a_terminal_progress_is_a_line_at_every_tenth(off_terminal) -> None:
-    assert list(progress.progress(range(25), desc="generate pool round 1", unit="chunk")) == list(range(25))
+    assert list(progress.progress(range(25), "generate pool round 1", "chunk", every_s=0)) == list(range(25))
     # 25 chunks: the tenths are crossed at chunks 3, 5, 8, 10, 13, 15, 18, 20, 23 and 25
     assert _percents(off_terminal) == [12, 20, 32, 40, 52, 60, 72, 80, 92, 100]
     first, last = off_terminal.records[0].getMessage(), off_terminal.records[-1].getMessage()
     assert re.fullmatch(r"generate pool round 1: 12% \(3/25 chunks\) in \d+s, about \d+s left", first)
     assert "(25/25 chunks)" in last and "left" not in last
     off_terminal.clear()
-    list(progress.progress(range(7), desc="score responses", unit="batch"))  # every item crosses a tenth
+    list(progress.progress(range(7), "score responses", "batch", every_s=0))  # every item crosses a tenth
     assert _percents(off_terminal) == [14, 28, 42, 57, 71, 85, 100] and "(1/7 batches)" in off_terminal.text
     off_terminal.clear()
-    list(progress.progress(range(1), desc="generate test greedy", unit="chunk"))  # the step's own line says it
+    list(progress.progress(range(40), "train", "step"))  # under 5 s: the step's own line says it is done
     assert off_terminal.records == []
+
+
+def test_off_a_terminal_progress_says_at_most_a_line_every_5_s(off_terminal) -> None:
+    now = [0.0]
+    meter = progress.Progress("train", 20, "step", clock=lambda: now[0])
+    for _ in range(20):  # a step a second
+        now[0] += 1.0
+        meter.update(1)
+    # a tenth is crossed every 2 steps; said at 5 s (step 5: 25 %), 10 s, 15 s and 20 s
+    assert _percents(off_terminal) == [25, 50, 75, 100]
 
 
 def test_on_a_terminal_progress_is_tqdm_s_bar_and_no_log_line(monkeypatch, caplog) -> None:
@@ -67,7 +77,7 @@ def test_durations_read_as_a_person_writes_them() -> None:
 def test_training_off_a_terminal_is_a_line_at_every_tenth_with_the_last_loss(off_terminal, tmp_path) -> None:
     args, control = TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerControl()
     state = TrainerState(max_steps=20)
-    callback = PlainProgress()
+    callback = PlainProgress(every_s=0)
     callback.on_train_begin(args, state, control)
     for step in range(1, 21):
         if step % 10 == 0:  # the Trainer logs every logging_steps (10)
@@ -131,12 +141,15 @@ def test_vllm_s_log_is_quieted_in_every_engine_process_unless_the_user_set_it(mo
 def test_the_engine_starts_with_the_preloads_and_this_process_keeps_its_environment(monkeypatch) -> None:
     monkeypatch.setenv("LD_PRELOAD", "libmine.so")
     monkeypatch.delenv("TORCH_CPP_LOG_LEVEL", raising=False)
-    monkeypatch.delenv("VLLM_LOGGING_LEVEL", raising=False)
+    for name in ("VLLM_LOGGING_LEVEL", vllm_env.ENGINE_PROCESS, vllm_env.WORKER_GRACE):
+        monkeypatch.delenv(name, raising=False)
     libraries, found = vllm_env.preload_libraries()
     with vllm_env.engine_environment(cpu=True):
         assert os.environ["LD_PRELOAD"] == ":".join([*libraries, "libmine.so"])
         assert os.environ["TORCH_CPP_LOG_LEVEL"] == "ERROR"  # torch's C++ notices (NUMA binding) in the engine
+        assert os.environ[vllm_env.ENGINE_PROCESS] == "1" and os.environ[vllm_env.WORKER_GRACE] == "10"
     assert os.environ["LD_PRELOAD"] == "libmine.so" and "TORCH_CPP_LOG_LEVEL" not in os.environ
+    assert vllm_env.ENGINE_PROCESS not in os.environ and vllm_env.WORKER_GRACE not in os.environ
     assert (libraries and found == ", ".join(libraries)) or found.startswith("not found: ")
     monkeypatch.setenv("EAST_NO_PRELOAD", "1")
     assert vllm_env.preload_libraries() == ([], "off (EAST_NO_PRELOAD is set)")

@@ -54,6 +54,19 @@ def test_a_store_locked_too_long_is_a_clear_error_naming_the_holder(tmp_path) ->
     holder.wait(10)
 
 
+def test_a_failure_inside_the_flow_is_told_once_on_the_console(tmp_path) -> None:
+    """Refused by the flow's data step, where the task's log, the flow's, both runs' `Finished in state Failed(...)`
+    and the command each had a copy of the line: the console shows it once, the command's (the UI keeps the runs')."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = _east("run", "--preset", "tiny-test", "--data-dir", str(tmp_path / "data"), "--set", "data.source=gsm8k",
+                "--set", f"data.path={empty}")
+    both = out.stdout + out.stderr
+    assert out.returncode == 2 and "Traceback" not in both and "| ERROR" not in both, both
+    assert both.count(f"{empty}: no file for split 'train'") == 1, both
+    assert "Beginning flow run" in both  # refused inside the flow, not before it
+
+
 def test_doctor_names_the_process_writing_to_the_store_and_fails_on_a_damaged_one(tmp_path) -> None:
     from typer.testing import CliRunner
 

@@ -138,9 +138,9 @@ def engine_differences(mine: str | Path, theirs: str | Path) -> list[str]:
     return reasons
 
 
-# How long closing the engine waits for its processes to exit before killing them. The EngineCore gives its workers
-# VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS (5 s) to exit, then stops them itself.
-SHUTDOWN_S = 15.0
+# How long closing the engine waits for its processes to exit before killing them: 2-5 s on 2 cores, more when they
+# are loaded; beyond the workers' grace (vllm_env.WORKER_GRACE_S), after which the EngineCore stops them itself.
+SHUTDOWN_S = 30.0
 
 # On the CPU build a step's cost is mostly per-call kernel overhead, so more sequences a step pay: 1,024 against
 # vLLM's 256 there: a pool of 2,048 samples 14.7 -> 11.8 s, 1,500 greedy answers 12.0 -> 8.9 s, output identical.
@@ -234,8 +234,8 @@ class VLLMGenerator:
         return True
 
     def close(self) -> None:
-        """Stops the engine's processes and waits for them to exit, up to SHUTDOWN_S: vLLM's own wait (5 s) is
-        shorter than its EngineCore takes to stop its workers, so it ended every run by killing it."""
+        """Stops the engine's processes and waits for them to exit, up to SHUTDOWN_S: vLLM's own wait (5 s) was
+        shorter than its EngineCore took to stop its workers and leave, so it ended every run by killing it."""
         self.llm.llm_engine.engine_core.shutdown(timeout=SHUTDOWN_S)
         del self.llm
         gc.collect()

@@ -11,6 +11,8 @@ Setting VLLM_LOGGING_LEVEL (or VLLM_LOGGING_CONFIG_PATH) shows vLLM's log as vLL
 
 from __future__ import annotations
 
+import atexit
+import gc
 import glob
 import hashlib
 import json
@@ -105,13 +107,40 @@ def quiet_vllm_logging() -> None:
     quiet_library_warnings()
 
 
-def quiet_inherited_logging() -> None:
-    """In a process an engine of this pipeline started (spawn imports the command's main module, `flows.cli`, before
-    it imports vLLM): the parent's quieting, in place before vLLM logs while it is imported."""
+ENGINE_PROCESS = "EAST_VLLM_ENGINE_PROCESS"  # in the environment vLLM's engine processes start with (=1)
+# How long the EngineCore waits for its workers to exit when it stops, before it signals them (vLLM's 5 s was too
+# short for a worker on a loaded 2-core machine, which then got SIGTERM and SIGKILL)
+WORKER_GRACE, WORKER_GRACE_S = "VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS", 10
+_set_up = False
+
+
+def setup_engine_process() -> None:
+    """In one of vLLM's engine processes (EngineCore, its workers), as early as east's code runs there: spawn
+    imports the command's main module (`flows.cli`) before vLLM, and a worker imports the worker extension.
+
+    - vLLM's log quieted as in the process that started the engine, before vLLM logs while it is imported;
+    - the interpreter's last garbage collection skipped at exit (`_leave_quickly`)."""
+    global _set_up
+    if os.environ.get(ENGINE_PROCESS) != "1" or _set_up:
+        return
+    _set_up = True
     path = os.environ.get("VLLM_LOGGING_CONFIG_PATH", "")
-    if Path(path).name.startswith(_CONFIG_PREFIX) and Path(path).is_file() and not os.environ.get(
-            "VLLM_LOGGING_LEVEL"):
+    if Path(path).name.startswith(_CONFIG_PREFIX) and Path(path).is_file() and not user_asked():
         logging.config.dictConfig(json.loads(Path(path).read_text()))
+    atexit.register(_leave_quickly)  # the first registered, so the last run
+
+
+def _leave_quickly() -> None:
+    """After every other exit handler of an engine process: no last garbage collection (`gc.freeze`, as vLLM's own
+    ROCm shutdown does). After vLLM's teardown it scanned the engine's heap for seconds (7 s of 14 at a load of 7),
+    so the EngineCore outlived vLLM's wait for it and was killed, and the worker outlived the EngineCore's grace
+    period and got SIGTERM. The memory goes back to the system with the process; what the objects left then
+    report as the interpreter unloads their modules (nanobind's "leaked instances" of Triton's bindings) is not
+    shown: stderr is closed from here on, with the process's exit code kept."""
+    gc.freeze()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
 
 def preload_libraries() -> tuple[list[str], str]:
@@ -139,9 +168,12 @@ def _first(dirs: list[str], names: tuple[str, ...]) -> str | None:
 
 @contextmanager
 def engine_environment(cpu: bool) -> Iterator[None]:
-    """Around starting an engine: the environment its processes inherit (preloads on the CPU build; torch's C++
-    warnings off where vLLM's log is quieted), then this process's own again."""
-    before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "TORCH_CPP_LOG_LEVEL")}
+    """Around starting an engine: the environment its processes inherit (marked as the engine's, see
+    `setup_engine_process`; the workers' grace at shutdown; preloads on the CPU build; torch's C++ warnings off where
+    vLLM's log is quieted), then this process's own again."""
+    before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "TORCH_CPP_LOG_LEVEL", ENGINE_PROCESS, WORKER_GRACE)}
+    os.environ[ENGINE_PROCESS] = "1"
+    os.environ.setdefault(WORKER_GRACE, str(WORKER_GRACE_S))
     libraries = preload_libraries()[0] if cpu else []
     if libraries:
         os.environ["LD_PRELOAD"] = ":".join([*libraries, *filter(None, [before["LD_PRELOAD"]])])
