@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from east_tasks.core.answers import NO_ANSWER, answers_match, canonical_answers
+from east_tasks.core.answers import NO_ANSWER, answer_style, answers_match, canonical_answers, cluster_answers
 
 
 def majority_answer(preds: list[str | None]) -> str | None:
@@ -34,9 +34,14 @@ def _scores(greedy: pd.DataFrame, sampled: pd.DataFrame | None, gold: dict[str, 
     rows = []
     for pid, group in sampled.groupby("problem_id"):
         # votes go to clusters of equivalent answers (the same equivalence as the EAST clustering)
-        maj = majority_answer(canonical_answers([None if pd.isna(p) else p for p in group.pred_answer], style))
-        rows.append({"problem_id": pid, "maj": answers_match(maj, gold[pid], style),
-                     "pass": bool(group.correct.any())})
+        preds = [None if pd.isna(p) else p for p in group.pred_answer]
+        if answer_style(style).grades_responses:  # a check style's vote: its largest cluster's verdict
+            voted = [c for c in cluster_answers(preds, gold[pid], style, verdicts=list(group.correct.astype(bool)))
+                     if c.answer != NO_ANSWER]
+            maj = bool(voted) and voted[0].correct
+        else:
+            maj = answers_match(majority_answer(canonical_answers(preds, style)), gold[pid], style)
+        rows.append({"problem_id": pid, "maj": maj, "pass": bool(group.correct.any())})
     out = pd.DataFrame(rows).set_index("problem_id")
     out["greedy"] = g
     return out
@@ -46,7 +51,8 @@ def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame | None, problems: pd.Da
              style: str) -> EvalResult:
     """`greedy`: one row per question; `sampled`: k rows per question (columns problem_id, pred_answer,
     correct), or None with k = 0 (greedy only: no maj@k / pass@k). pass@k here is "any of the k samples
-    correct" (the unbiased estimator with n = k)."""
+    correct" (the unbiased estimator with n = k). A check style's maj@k is the verdict of its largest cluster
+    (`cluster_answers`; ties go to the first answer in sort order: without `extract`, failed before passed)."""
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))
     scores = _scores(greedy, sampled, gold, style).join(problems.set_index("problem_id")[["tier"]])
 
