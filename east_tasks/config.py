@@ -124,7 +124,7 @@ class DataConfig(_Strict):
         if style is None or style in BUILTIN_ANSWER_STYLES or _IMPORT_PATH.fullmatch(style) \
                 or style in registered_answer_styles():
             return style
-        raise ValueError(f"data.answer_style: unknown style {style!r}; {allowed_answer_styles()}")
+        raise ValueError(f"unknown style {style!r}; {allowed_answer_styles()}")
 
 
 class SamplingConfig(_Strict):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from east_tasks.config import DataConfig, load_config
+from east_tasks.config import BUILTIN_ANSWER_STYLES, DataConfig, load_config
 from east_tasks.core import answers
 from east_tasks.core.answers import (
     CHECK_FAILED,
@@ -73,6 +73,7 @@ def test_mcq_extracts_the_last_letter_given_as_the_answer(response: str, letter:
 
 
 def test_mcq_compares_letters_exactly_and_keeps_the_sql_path(tmp_path) -> None:
+    assert answers.STYLES == BUILTIN_ANSWER_STYLES == ("gsm8k", "math", "mcq")  # the core's and the config's
     assert [normalize(g, "mcq") for g in ("(B)", "b", " C. ", "B) 12")] == ["B", "B", "C", "B) 12"]
     assert answers_match("B", "(B)", "mcq") and answers_match("B", "b", "mcq") and not answers_match("B", "C", "mcq")
     assert not answers_match(None, "B", "mcq")
@@ -144,7 +145,7 @@ def checkers(tmp_path, monkeypatch) -> str:
     return name
 
 
-def test_a_users_extract_and_equivalent_run_in_the_workers(checkers) -> None:
+def test_a_users_extract_and_equivalent_run_in_the_workers(checkers, tmp_path) -> None:
     style = f"{checkers}:UNITS"
     assert DataConfig(answer_style=style).answer_style == style  # recorded as given
     assert extract_answers(["It is 12 km away.", "1200000 cm in all", "far"], style) == ["12 km", "1200000 cm", None]
@@ -152,6 +153,14 @@ def test_a_users_extract_and_equivalent_run_in_the_workers(checkers) -> None:
     clusters = cluster_answers(["12 km", "5 m", "12000 m", None, "500 cm"], "12000 m", style)
     assert clusters == [Cluster("12 km", 2, True), Cluster("5 m", 2, False), Cluster(NO_ANSWER, 1, False)]
     assert not answer_style(style).exact_match  # equivalence is the user's: clustered in Python, not in SQL
+    # the same style registered as an entry point by an installed package (its metadata, on sys.path)
+    dist = tmp_path / "mods" / f"{checkers}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {checkers}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[east.answer_styles]\nunits-{checkers} = {style}\n")
+    assert DataConfig(answer_style=f"units-{checkers}").answer_style == f"units-{checkers}"
+    assert answers_match("12 km", "12000 m", f"units-{checkers}")
+    assert keys.style_key(f"units-{checkers}") == f"units-{checkers}@1"
     # its prompt: its own instruction in a chat; few-shot needs worked examples, which it has none of
     assert instruction(style) == "Solve the problem. End with the distance and its unit, e.g. 12 km."
     with pytest.raises(ValueError, match=rf"answer style '{style}' has no worked examples \(AnswerStyle.examples\)"):
@@ -212,8 +221,8 @@ def test_a_bad_style_is_one_line_before_anything_runs(checkers, tmp_path) -> Non
     with pytest.raises(UserError, match=r"is not an answer style: a function must be check\(response, gold\)"):
         answer_style(f"{checkers}:metres")
     # the config checks the form only (importing is preflight's): a bare name must be a registered entry point
-    with pytest.raises(ValidationError, match="data.answer_style: unknown style 'multiple-choice'; allowed: gsm8k, "
-                                              "math, mcq, a 'module:function'"):
+    with pytest.raises(ValidationError, match="answer_style\n  Value error, unknown style 'multiple-choice'; allowed: "
+                                              "gsm8k, math, mcq, a 'module:function'"):
         DataConfig(answer_style="multiple-choice")
 
 

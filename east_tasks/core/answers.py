@@ -26,9 +26,11 @@ import multiprocessing
 import os
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache, lru_cache
@@ -36,14 +38,13 @@ from typing import TypeVar
 
 from pebble import ProcessFuture, ProcessPool
 
-from east_tasks.config import BUILTIN_ANSWER_STYLES
 from east_tasks.core.styles import FUNCTIONS, AnswerStyle, load_style
 
 NO_ANSWER = "<no-answer>"
 # A check style without `extract` clusters its responses by verdict (`east_tasks.core.styles`).
 CHECK_PASSED, CHECK_FAILED = "<passed>", "<failed>"
-STYLES = BUILTIN_ANSWER_STYLES
 MATH_TIMEOUT_S = 5.0  # per parse and per comparison, as math-verify's own default
+STARTUP_S = 120.0  # how long a fresh pool of workers may take to start before calls are timed anyway
 
 _NUMBER = r"-?[\d,]*\.?\d+(?:/\d+)?"
 _GSM8K_PATTERNS = [
@@ -184,8 +185,8 @@ def _apply(style: str, fn: str, args: tuple) -> object:
 
 # --- worker processes, bounded in time --------------------------------------------------------------------------
 _workers: ProcessPool | None = None
-_warm: tuple[str, ...] = ()  # the styles the current workers import as they start
 _workers_lock = threading.Lock()
+_started_for: str | None = None  # the style the workers were started for
 timeouts: Counter[str] = Counter()  # calls that timed out or failed (counted as no answer / not equal), for logs
 _warned: set[tuple[str, str]] = set()
 _COUNTS_AS = {"extract": "no answer", "normalize": "the answer as it is", "equivalent": "not equivalent",
@@ -194,35 +195,50 @@ log = logging.getLogger(__name__)
 
 
 def _pool(style: str) -> ProcessPool:
-    """Worker processes, started on first use (spawned: the parent may hold vLLM's threads). A style the workers
-    have not imported yet gets new ones that import it as they start (the old ones finish their queue and exit)."""
-    global _workers, _warm
+    """Worker processes, started on first use (spawned: the parent may hold vLLM's threads) by a call of `style`,
+    which they import (math: warm up) as they start. Another style gets new workers (the old ones finish their queue
+    and exit), which see the module path as it is now: a run grades with one style."""
+    global _workers, _started_for
     with _workers_lock:
-        if style not in _warm:
-            _warm = (*_warm, style)
-            if _workers is not None:
-                _workers.close()
-                _workers = None
+        if style != _started_for and _workers is not None:
+            _workers.close()
+            _workers = None
+        _started_for = style
         if _workers is None or not _workers.active:
-            _workers = ProcessPool(max_workers=os.cpu_count() or 1, initializer=_start_worker, initargs=(_warm,),
+            _workers = ProcessPool(max_workers=os.cpu_count() or 1, initializer=_start_worker, initargs=(style,),
                                    context=multiprocessing.get_context("spawn"))
             atexit.register(_workers.stop)
+            _await_workers(_workers, os.cpu_count() or 1)
         return _workers
 
 
-def _start_worker(styles: tuple[str, ...]) -> None:
-    """Import the styles (and warm math-verify up) before taking tasks: a task's bound counts from when a worker
+def _await_workers(pool: ProcessPool, workers: int) -> None:
+    """Every worker started before the first call is timed: a caller's bound counts from scheduling, and starting a
+    worker (spawn, imports, math-verify's warm-up) took past 5 s on a loaded 2-core machine. Each round gives every
+    worker a task that holds it a moment, until each has answered (or `STARTUP_S` has passed)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + STARTUP_S
+    with suppress(Exception):  # a worker that does not start fails the calls it takes, which count it
+        while len(seen) < workers and time.monotonic() < deadline:
+            seen |= {f.result(timeout=STARTUP_S) for f in [pool.schedule(_ready) for _ in range(workers)]}
+
+
+def _ready() -> int:
+    """A started worker's answer (it ran its initializer, `_start_worker`, first)."""
+    time.sleep(0.05)  # holds this worker, so that the round's next task goes to another
+    return os.getpid()
+
+
+def _start_worker(style: str) -> None:
+    """Import the style (math: warm math-verify up) before taking tasks: a task's bound counts from when a worker
     takes it, and a fresh worker's first math check (sympy's import, the grammar) once took past a 1 s bound on a
     loaded 2-core machine. math-verify's warning that its own timeout is off is quieted (by design here: workers
     are killed instead). A style that fails to import here fails in its tasks, which count it."""
     for name in ("math_verify.parser", "math_verify.grader"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    for style in styles:
-        try:
-            answer_style(style)
-        except Exception:  # reported by the tasks that need it
-            continue
-    if "math" in styles:
+    with suppress(Exception):  # reported by the tasks that need it
+        answer_style(style)
+    if style == "math":
         _equal("1/2", "0.5")
 
 
@@ -300,6 +316,7 @@ BUILTINS: dict[str, AnswerStyle] = {
     "mcq": AnswerStyle(extract=extract_letter, normalize=normalize_letter, exact_match=True,
                        in_process=frozenset(FUNCTIONS)),
 }
+STYLES = tuple(BUILTINS)  # as `east_tasks.config.BUILTIN_ANSWER_STYLES` (the config imports no layer)
 
 
 # --- extraction and grading --------------------------------------------------------------------------------------

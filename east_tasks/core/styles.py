@@ -24,8 +24,10 @@ from dataclasses import dataclass, field, fields
 from importlib import import_module
 from importlib.metadata import entry_points
 
-from east_tasks.config import ANSWER_STYLE_GROUP, BUILTIN_ANSWER_STYLES, allowed_answer_styles
 from east_tasks.errors import UserError
+
+# The config's names, imported where used: the grading workers import this module, and pydantic (which the config
+# brings) would add seconds to a worker's start on a loaded machine.
 
 FUNCTIONS = ("extract", "normalize", "equivalent", "check")
 
@@ -72,6 +74,8 @@ def load_style(spec: str) -> AnswerStyle:
     """A user's style from `module:attr` (attr may be dotted) or an entry point's name: an `AnswerStyle`, a
     function `check(response, gold)`, or an object with the style's attributes (a module, a class instance).
     Raises `UserError` in one line that names the value and what is allowed."""
+    from east_tasks.config import ANSWER_STYLE_GROUP, allowed_answer_styles
+
     try:
         if ":" in spec:
             module, _, attr = spec.partition(":")
@@ -112,9 +116,9 @@ def as_style(obj: object) -> AnswerStyle:
 
 
 def style_module(spec: str) -> str | None:
-    """The module a user's style is defined in (None for a built-in), to fingerprint its code."""
-    if spec in BUILTIN_ANSWER_STYLES:
-        return None
+    """The module a user's style (`module:attr` or an entry point's name) is defined in, to fingerprint its code."""
+    from east_tasks.config import ANSWER_STYLE_GROUP
+
     if ":" in spec:
         return spec.partition(":")[0]
     found = [ep for ep in entry_points(group=ANSWER_STYLE_GROUP) if ep.name == spec]

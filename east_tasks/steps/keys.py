@@ -22,7 +22,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from east_tasks.core.answers import answer_style
+from east_tasks.core.answers import STYLES, answer_style
 from east_tasks.core.styles import style_module
 from east_tasks.io import fingerprint
 from east_tasks.store.schema import record_key
@@ -35,12 +35,11 @@ def style_key(style: str) -> str:
     """`data.answer_style` as the generation key reads it: a built-in's name (the key every earlier store holds);
     a user's style, its value and its `version`, or else a hash of the file of the module that defines it, so
     that an edited checker grades its generations again."""
-    module = style_module(style)
-    if module is None:
+    if style in STYLES:
         return style
-    version = answer_style(style).version
+    version, module = answer_style(style).version, style_module(style)
     if version is None:
-        spec = find_spec(module)
+        spec = find_spec(module) if module else None
         origin = Path(spec.origin) if spec is not None and spec.origin else None
         version = hashlib.sha256(origin.read_bytes()).hexdigest()[:16] if origin and origin.is_file() else ""
     return f"{style}@{version}"
