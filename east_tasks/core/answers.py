@@ -327,10 +327,11 @@ def extract_answer(text: str, style: str) -> str | None:
 
 
 def extract_answers(texts: list[str], style: str) -> list[str | None]:
-    """`extract_answer` of many responses (a user's style: in parallel on every worker, each bounded alone)."""
+    """`extract_answer` of many responses (a user's style: in parallel on every worker, each bounded alone), as
+    text (a user's `extract` may give a number)."""
     if answer_style(style).extract is None:
         return [None] * len(texts)
-    return _call_many(style, "extract", [(t,) for t in texts], None)
+    return [None if a is None else str(a) for a in _call_many(style, "extract", [(t,) for t in texts], None)]
 
 
 def _normalized(answers: list[str], style: str) -> dict[str, str]:
