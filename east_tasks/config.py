@@ -9,8 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from east_tasks.io import mask_url
-from east_tasks.paths import BACKBONE_DIR, CHECKPOINTS, DEFAULT_DATA_DIR, STORE_FILE
+from east_tasks.errors import UserError
+from east_tasks.io import atomic_write, mask_url
+from east_tasks.paths import BACKBONE_DIR, CHECKPOINTS, DEFAULT_DATA_DIR, STORE_FILE, experiment_config_path
 
 Loss = Literal["sft", "dpo", "kto"]
 Strategy = Literal["entropy", "local", "accuracy", "rejected"]
@@ -27,9 +28,11 @@ class ColumnMap(_Strict):
     value is non-empty, else the final answer of `solution` (gsm8k style: its `#### N`; math: its last
     \\boxed{}). Unset names take the source's defaults (`SOURCE_DEFAULTS`)."""
 
-    question: str | None = None
-    answer: str | None = None
-    solution: str | None = None
+    question: str | None = Field(None, description="column holding the question text")
+    answer: str | None = Field(None, description="column holding the gold final answer (optional when `solution` "
+                               "has one)")
+    solution: str | None = Field(None, description="column holding a reference solution whose final answer is the "
+                                 "gold one where `answer` is empty or missing")
     tier: str | None = Field(None, description="optional difficulty column (e.g. MATH's `level`), for per-tier metrics")
 
 
@@ -69,26 +72,32 @@ class DataConfig(_Strict):
     """Where questions come from: `arith` is the embedded task; `gsm8k`, `math` and `table` (any JSONL / Parquet /
     CSV with a column mapping) read a hub dataset name or a local dir with `<split>.jsonl|.json|.parquet|.csv`."""
 
-    source: Literal["arith", "gsm8k", "math", "table"] = "arith"
+    source: Literal["arith", "gsm8k", "math", "table"] = Field(
+        "arith", description="arith: the embedded task; gsm8k / math: those releases; table: any file, mapped by "
+        "`columns`")
     path: str | None = Field(None, description="hub name (openai/gsm8k) or a dir with <split>.jsonl|.parquet|.csv")
     hub_config: str | None = Field(None, description="the hub dataset's config name for `path` (gsm8k: main)")
     pool_split: str = Field("train", description="split of `path` the unlabelled questions come from")
-    test_split: str = "test"
+    test_split: str = Field("test", description="split of `path` (or `test_path`) the held-out test questions "
+                            "come from")
     test_path: str | None = Field(None, description="take the test split from this dataset instead (e.g. MATH-500)")
-    columns: ColumnMap | None = None
+    columns: ColumnMap | None = Field(None, description="which columns hold the question, answer, solution and "
+                                      "tier; unset names take the source's defaults")
     answer_style: str | None = Field(None, description="how answers are extracted and compared: gsm8k, math, mcq, "
                                      "a 'module:function' or 'module:object' import path, or an entry point of "
                                      "group east.answer_styles (docs/answer-styles.md)")
-    # zeroshot: "Q: {q}\nA:"; fewshot: worked examples in that format first; chat: the tokenizer's chat template;
-    # auto: chat when the tokenizer has a template, else fewshot.
-    prompt: Literal["auto", "chat", "fewshot", "zeroshot"] = "auto"
+    prompt: Literal["auto", "chat", "fewshot", "zeroshot"] = Field(
+        "auto", description="zeroshot: 'Q: {q}\\nA:'; fewshot: four worked examples in that format first; chat: "
+        "the tokenizer's chat template; auto: chat where the tokenizer has a template, else fewshot")
     stop: tuple[str, ...] | None = Field(None, description="stop strings (default: '\\nQ:' for plain prompts)")
     # arith: every split is disjoint from the backbone's labelled set by construction (east_tasks.data.arith).
     pool_size: int = Field(2000, ge=1, description="unlabelled self-training questions (only answers used)")
     validation_size: int = Field(0, ge=0, description="held-out questions every choice (lr, a, epochs) is made "
                                  "on; greedy only. Real data: taken from the pool split, after the pool")
-    test_size: int = Field(600, ge=1)
-    seed: int = 0
+    test_size: int = Field(600, ge=1, description="held-out test questions (real data: the first rows of the "
+                           "test split)")
+    seed: int = Field(0, description="arith: the seed its questions are generated with (real data takes the "
+                      "first rows of each split)")
     on_invalid: Literal["error", "skip"] = Field("error", description="data with malformed lines, empty "
                                                  "questions or answers, conflicting duplicates, test questions "
                                                  "in the pool or prompts too long for backend.max_model_len: "
@@ -128,11 +137,14 @@ class DataConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
+    """How each round samples the unlabelled pool: n responses per question."""
+
     n: int = Field(8, ge=1, le=256, description="responses per question")
-    temperature: float = Field(0.8, ge=0.0, le=5.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(96, ge=1)
-    seed: int = 0
+    temperature: float = Field(0.8, ge=0.0, le=5.0, description="sampling temperature of the pool's responses")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling: the probability mass sampled from")
+    max_tokens: int = Field(96, ge=1, description="new tokens per pool response at most")
+    seed: int = Field(0, description="base of the per-question sampling seeds (round r samples with seed + r), "
+                      "so samples do not depend on batching, chunking or resume points")
     chunk_size: int = Field(256, ge=1, description="questions per committed chunk of pool sampling (a crash "
                             "loses one); evaluation chunks hold as many sequences (greedy: n times the questions)")
     shards: int = Field(1, ge=1, description="a round's pool generation as this many flow runs of the "
@@ -141,15 +153,22 @@ class SamplingConfig(_Strict):
 
 
 class WeightingConfig(_Strict):
-    # entropy = EAST; the rest are the paper's baselines: local (the response's own mean token log-prob),
-    # accuracy (1 - fraction correct), rejected (number of incorrect responses).
-    strategy: Strategy = "entropy"
-    mapping: Mapping = "power"
+    """Which questions and responses a round trains on, and each one's weight (east_tasks.core.weighting)."""
+
+    strategy: Strategy = Field("entropy", description="what the weight measures: entropy (EAST), or the paper's "
+                               "baselines local (minus the response's own mean token log-prob), accuracy (1 - "
+                               "fraction correct), rejected (number of incorrect responses)")
+    mapping: Mapping = Field("power", description="uncertainty f to weight: power `max(f, eps) ** a`, or exp "
+                             "`exp(a * f)`; then normalised to mean 1")
     a: float = Field(0.0, ge=-10.0, le=10.0, description="sharpness; 0 = vanilla self-training")
-    eps: float = Field(1e-6, gt=0.0)
-    drop_all_correct: bool = True
-    require_wellformed_incorrect: bool = True
-    responses_per_question: Literal["one", "all"] = "one"
+    eps: float = Field(1e-6, gt=0.0, description="power mapping: f is floored at eps, so a question of entropy 0 "
+                       "keeps a finite weight when a < 0")
+    drop_all_correct: bool = Field(True, description="drop questions every response of which is correct "
+                                   "(nothing left to learn)")
+    require_wellformed_incorrect: bool = Field(True, description="drop questions whose incorrect responses all "
+                                               "lack an answer (the authors' filter)")
+    responses_per_question: Literal["one", "all"] = Field("one", description="SFT rows per kept question: one "
+                                                          "random correct response, or every correct one")
     max_pairs_per_question: int = Field(4, ge=1, description="DPO pairs (KTO: singles of each kind) per question")
     # Label-free self-training (Sharpening, arXiv 2412.01951): the pool's gold answers are not used to select;
     # the majority answer of a question's samples is its pseudo-label, and the filters and weights above apply
@@ -164,7 +183,7 @@ class WeightingConfig(_Strict):
     collapse_entropy: float = Field(0.05, ge=0.0, description="majority labels: stop before training when the "
                                     "pool's mean answer entropy (bits) falls to this while the pseudo-labels' "
                                     "accuracy against gold (where there is gold) falls too")
-    seed: int = 0
+    seed: int = Field(0, description="draws the training responses of each question (and DPO / KTO's order)")
 
 
 # The learning rate a loss gets unless the config sets one. SFT: chosen on validation on the embedded task (1 round,
@@ -181,31 +200,35 @@ class LoraConfig(_Strict):
     """Low-rank adapters (peft) instead of full fine-tuning, for models too big to fine-tune whole. The
     adapters are merged into the weights before the checkpoint is saved, so vLLM serves it like any other."""
 
-    r: int = Field(16, ge=1)
-    alpha: float = Field(32.0, gt=0.0)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    r: int = Field(16, ge=1, description="the adapters' rank")
+    alpha: float = Field(32.0, gt=0.0, description="LoRA's scaling numerator: updates scale by alpha / r")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the adapters' input")
+    target_modules: tuple[str, ...] = Field(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                             "down_proj"), description="the linear layers that get adapters")
 
 
 class TrainConfig(_Strict):
-    loss: Loss = "sft"
+    """The round's weighted fine-tune (east_tasks.engines.training, east_tasks.core.losses)."""
+
+    loss: Loss = Field("sft", description="sft (weighted cross-entropy), or the preference losses dpo, kto "
+                       "(east_tasks.core.losses)")
     beta: float = Field(0.1, gt=0.0, description="DPO / KTO temperature on the policy-reference log-ratio")
     lr: float = Field(None, gt=0.0, description="default: DEFAULT_LR for the loss")  # type: ignore[assignment]
 
-    epochs: float = Field(3.0, gt=0.0)
-    batch_size: int = Field(16, ge=1)
-    weight_decay: float = Field(0.0, ge=0.0)
-    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
-    max_grad_norm: float = Field(1.0, gt=0.0)
+    epochs: float = Field(3.0, gt=0.0, description="passes over the round's training rows")
+    batch_size: int = Field(16, ge=1, description="examples per optimizer step (global, over every process)")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW's weight decay")
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="share of the steps the learning rate warms up")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping norm")
     # bf16 autocast over fp32 weights. Off by default: on CPU it was 16x slower than fp32 on one machine and
     # 0.82x on another (bench/train_precision.py measures both); the GPU presets turn it on.
-    bf16: bool = False
+    bf16: bool = Field(False, description="bf16 autocast over fp32 weights (the GPU presets); fp32 otherwise")
     # Lee et al. 2025 (arXiv 2502.01612) train each round on the union of every round's self-made data so far;
     # on the embedded task this is what keeps the easy tiers from being forgotten as the frontier moves.
     accumulate: bool = Field(False, description="round r trains on the kept examples of rounds 1..r (each "
                              "round's weights as they were), not on round r's alone")
     lora: LoraConfig | None = Field(None, description="train LoRA adapters (then merge them) instead of all weights")
-    seed: int = 0
+    seed: int = Field(0, description="the trainer's seed and data order (transformers' seed and data_seed)")
     launcher: Literal["inprocess", "torchrun"] = Field("inprocess", description="torchrun: train in nproc_per_node "
                                                       "DDP processes (gloo on CPU, NCCL on GPUs; "
                                                       "east_tasks.engines.launch)")
@@ -235,15 +258,21 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    """Evaluation of every round's model: greedy accuracy on the test and validation splits, maj@k / pass@k."""
+
     k: int = Field(8, ge=0, description="samples per test question for maj@k / pass@k; 0 = greedy only")
-    temperature: float = Field(0.8, ge=0.0)
-    max_tokens: int = Field(96, ge=1)
-    seed: int = 1234
+    temperature: float = Field(0.8, ge=0.0, description="temperature of the k samples per test question")
+    max_tokens: int = Field(96, ge=1, description="new tokens per evaluation answer at most (greedy and sampled)")
+    seed: int = Field(1234, description="seed of the evaluation's sampled answers")
 
 
 class BackendConfig(_Strict):
-    backend: Literal["vllm", "hf"] = "vllm"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The generation engine (vLLM or transformers) and its resources."""
+
+    backend: Literal["vllm", "hf"] = Field("vllm", description="generation engine: vLLM, or transformers' "
+                                           "generate")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="the generation engine's "
+                                                              "weights and activations")
     # On the CPU build this is the share of the machine's RAM reserved for the KV cache (given to vLLM as bytes,
     # see vllm_backend.cpu_kv_cache_bytes): 5 % of 24 GB holds ~290 k tokens of the tiny model, more than 1,024
     # sequences of 256; the engine zero-fills it at start (16-25 s at 5 %, 49 s at 30 %).
@@ -265,7 +294,8 @@ class BackendConfig(_Strict):
     weight_sync: bool = Field(True, description="load a new checkpoint's weights into the running vLLM engine "
                               "instead of restarting it (where the engine can stay up while training: the CPU "
                               "build); a checkpoint with another architecture or tokenizer restarts it")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, description="run the model repository's own Python code (off: "
+                                    "only transformers' built-in architectures load)")
 
 
 class BalanceConfig(_Strict):
@@ -335,6 +365,8 @@ class TrackingConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
+    """One experiment: a preset's values with any overrides, recorded in the store under its name."""
+
     # The outermost model's setting rules a validation error's text: a store URL with a password is never echoed.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
@@ -342,7 +374,7 @@ class ExperimentConfig(_Strict):
     experiment: str = Field("tiny", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128,
                             description="the experiment's name: one configuration per name in a store")
     preset: str = Field("tiny", description="the preset these values came from (recorded; `load_config` applies it)")
-    rounds: int = Field(2, ge=0, le=100)
+    rounds: int = Field(2, ge=0, le=100, description="self-training rounds after the base model's evaluation")
     base_model: str = Field(str(BACKBONE_DIR), description="local dir or hub name of an HF causal LM")
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="the store, checkpoints and plots (a directory of its own)")
     data: DataConfig = DataConfig()
@@ -381,10 +413,10 @@ class ExperimentConfig(_Strict):
 class SweepGrid(_Strict):
     """A grid of EAST settings, run as one experiment per point; `a = 0` is vanilla whatever the rest says."""
 
-    a_values: list[float] = Field([0.0, 0.5, 1.0, 2.0], min_length=1)
-    mappings: list[Mapping] = Field(["power"], min_length=1)
-    losses: list[Loss] = Field(["sft"], min_length=1)
-    strategies: list[Strategy] = Field(["entropy"], min_length=1)
+    a_values: list[float] = Field([0.0, 0.5, 1.0, 2.0], min_length=1, description="weighting.a values")
+    mappings: list[Mapping] = Field(["power"], min_length=1, description="weighting.mapping values")
+    losses: list[Loss] = Field(["sft"], min_length=1, description="train.loss values")
+    strategies: list[Strategy] = Field(["entropy"], min_length=1, description="weighting.strategy values")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="each sets the sampling, selection and training seed")
 
 
@@ -459,3 +491,103 @@ def load_config(preset: str = "tiny", **overrides) -> ExperimentConfig:
     merged.setdefault("preset", preset)
     merged.setdefault("experiment", preset)
     return ExperimentConfig.model_validate(merged)
+
+
+# --- Config files: an experiment (or a sweep) versioned as YAML, as TRL / axolotl / torchtune users keep theirs ---
+
+
+def read_yaml(path: Path | str) -> dict:
+    """The field: value pairs of a YAML file; a missing file or bad YAML is one line naming the file (and line)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {path}: no such file") from None
+    except OSError as err:
+        raise UserError(f"config file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).replace("\n", " ")
+        raise UserError(f"config file {path}{where}: invalid YAML: {problem}") from None
+    if data is None:  # empty, or only comments
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path}: expected `field: value` lines at the top level, found a "
+                        f"{type(data).__name__}")
+    return data
+
+
+def load_config_file(path: Path | str, preset: str | None = None, **overrides) -> ExperimentConfig:
+    """An experiment from a YAML file of (some of) ExperimentConfig's fields: the preset first (`preset`, else the
+    file's `preset:`, else tiny), then the file, then `overrides` (the CLI's flags and --set). Unknown fields are
+    refused like any invalid value (a ValidationError naming the dotted field)."""
+    fields = read_yaml(path)
+    named = fields.pop("preset", None)  # load_config records the preset it applies
+    preset = preset or named or "tiny"
+    return load_config(preset, **_merge(fields, {k: v for k, v in overrides.items() if v is not None}))
+
+
+def config_yaml(cfg: ExperimentConfig) -> str:
+    """Every field of `cfg` as YAML (defaults filled in, paths as strings, tuples as lists), in the models' order:
+    fed back through `load_config_file` it gives the same config. A store URL is shown masked, as everywhere."""
+    import yaml
+
+    fields = cfg.model_dump(mode="json")
+    if fields["store"]["url"]:
+        fields["store"]["url"] = mask_url(fields["store"]["url"])  # a URL never holds a password (StoreConfig)
+    return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True, width=120)
+
+
+def write_config_file(cfg: ExperimentConfig) -> Path:
+    """The run's resolved config, beside its results (`paths.experiment_config_path`), written atomically."""
+    path = experiment_config_path(cfg.data_dir, cfg.experiment)
+    text = (f"# {cfg.experiment}: the resolved config of its last run; rerun (or continue, raising rounds) with\n"
+            f"#   east run --config {path}\n{config_yaml(cfg)}")
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+# The fields of a sweep file besides the ExperimentConfig fields every point starts from.
+_SWEEP_KEYS = {"name", "preset", "rounds", "grid", "base"}
+
+
+class SweepFile(_Strict):
+    """A sweep as YAML (`east sweep --config`): its name, preset, rounds, grid, and the ExperimentConfig fields every
+    point starts from, under `base:` or at the top level (`base:` wins); the point's own fields come last."""
+
+    name: str = Field("sweep", description="the sweep's name; its experiments are named <name>-<point>")
+    preset: str = Field("tiny", description="the preset every point starts from (east_tasks.config.PRESETS)")
+    rounds: int | None = Field(1, ge=0, le=100, description="self-training rounds per point (None: the preset's)")
+    grid: SweepGrid = Field(default_factory=SweepGrid, description="the settings swept; a list left out takes "
+                            "SweepGrid's default")
+    base: dict = Field({}, description="ExperimentConfig fields every point starts from (validated with each point)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_at_top_level(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        # an empty section (its lines commented out) is YAML's null: the default; only `rounds: null` means something
+        out = {k: v for k, v in data.items() if k in _SWEEP_KEYS and (v is not None or k == "rounds")}
+        if top := {k: v for k, v in data.items() if k not in _SWEEP_KEYS}:
+            base = out.get("base", {})
+            out["base"] = _merge(top, base) if isinstance(base, dict) else base
+        return out
+
+    @field_validator("base")
+    @classmethod
+    def _not_the_sweeps_own(cls, base: dict) -> dict:
+        if own := sorted(base.keys() & {"experiment", "preset", "rounds"}):
+            raise ValueError(f"{', '.join(own)}: a sweep sets these itself (experiments are named <name>-<point>); "
+                             "give the sweep's name, preset and rounds at the top level")
+        return base
+
+
+def load_sweep_file(path: Path | str | None = None, **overrides) -> SweepFile:
+    """A sweep from its YAML file (if any), then `overrides` (the CLI's: name, preset, rounds, a partial grid, base)
+    over it; None values are not given."""
+    given = {k: v for k, v in overrides.items() if v is not None and v != {}}
+    return SweepFile.model_validate(_merge(read_yaml(path) if path else {}, given))

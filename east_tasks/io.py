@@ -34,7 +34,7 @@ MODEL_FILES = {"config.json", "generation_config.json", "tokenizer.json", "token
                "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template.jinja"}
 
 
-def _is_model_file(p: Path) -> bool:
+def is_model_file(p: Path) -> bool:
     return p.is_file() and (p.name in MODEL_FILES or p.suffix in {".safetensors", ".bin", ".model"})
 
 
@@ -42,7 +42,7 @@ def hash_dir(path: Path) -> str:
     """Content hash of what determines a model's behaviour (weights, config, tokenizer); ignores notes,
     manifests and mtimes, so a copied or re-downloaded model keeps its cache keys."""
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if _is_model_file(p)):
+    for f in sorted(p for p in Path(path).rglob("*") if is_model_file(p)):
         h.update(f.relative_to(path).as_posix().encode())
         with f.open("rb") as fh:
             for block in iter(lambda fh=fh: fh.read(1 << 20), b""):

@@ -19,3 +19,8 @@ def resolve_stored_path(data_dir: Path, stored: str) -> Path:
     """A path the store recorded, on this machine: relative ones are the data directory's."""
     path = Path(stored)
     return path if path.is_absolute() else Path(data_dir) / path
+
+
+def experiment_config_path(data_dir: Path, experiment: str) -> Path:
+    """Where a run writes its resolved config (YAML), beside its results: rerun it with `east run --config`."""
+    return Path(data_dir) / "experiments" / experiment / "config.yaml"

@@ -17,9 +17,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from east_tasks.config import PRESETS, ExperimentConfig, load_config
+from east_tasks.config import PRESETS, ExperimentConfig, config_yaml, load_config, load_config_file
 from east_tasks.engines.reaper import ensure_reaper
-from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT
+from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT, UserError
 from east_tasks.paths import DEFAULT_DATA_DIR
 from flows.operate import PROCESS_POOL
 
@@ -27,6 +27,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 
 DataDir = Annotated[Path, typer.Option(help="where the DuckDB store, checkpoints and plots live")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="a YAML file of config fields (configs/*.yaml; "
+                                                "`east config show` prints one): over its preset, under the "
+                                                "other options")]
 DataDirOrSet = Annotated[Path | None, typer.Option(help=f"where the DuckDB store, checkpoints and plots live "
                                                         f"(default: {DEFAULT_DATA_DIR}; or --set data_dir=...)")]
 
@@ -98,9 +101,14 @@ def _one_line(err: ValidationError) -> str:
                      for e in err.errors())
 
 
-def _config_or_exit(preset: str, **overrides) -> ExperimentConfig:
+def _config_or_exit(preset: str | None, config_file: Path | None = None, **overrides) -> ExperimentConfig:
+    """The preset (default tiny), then the config file if any, then `overrides`; exit 2 with one line if invalid."""
     try:
-        return load_config(preset, **overrides)
+        if config_file is not None:
+            return load_config_file(config_file, preset, **overrides)
+        return load_config(preset or "tiny", **overrides)
+    except UserError as err:  # the file: missing, or not YAML
+        _fail(str(err), USER_ERROR_EXIT)
     except ValidationError as err:
         _fail(f"invalid configuration: {_one_line(err)}", USER_ERROR_EXIT)
     except ValueError as err:
@@ -109,7 +117,9 @@ def _config_or_exit(preset: str, **overrides) -> ExperimentConfig:
 
 @app.command()
 def run(
-    preset: Annotated[str, typer.Option(help=f"one of: {', '.join(PRESETS)}")] = "tiny",
+    preset: Annotated[str | None, typer.Option(help=f"one of: {', '.join(PRESETS)} (default: the --config file's "
+                                               "preset:, else tiny)")] = None,
+    config: ConfigFile = None,
     experiment: Annotated[str | None, typer.Option(help="name (default: the preset's)")] = None,
     rounds: Annotated[int | None, typer.Option(help="self-training rounds")] = None,
     a: Annotated[float | None, typer.Option(help="sharpness of the entropy mapping; 0 = vanilla")] = None,
@@ -122,13 +132,16 @@ def run(
 ) -> None:
     """EAST self-training rounds from the preset's base model, every step cached in the DuckDB store."""
     overrides = _parse_sets(set_ or [])
+    dir_given = data_dir is not None or "data_dir" in overrides  # else the config file's, or the default
     data_dir = _data_dir(data_dir, overrides)
     for section, values in (("weighting", {"a": a, "mapping": mapping}), ("backend", {"backend": backend}),
                             ("data", {"pool_size": pool_size})):
         overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     given = {"experiment": experiment, "rounds": rounds}  # options win over --set of the same field
-    overrides.update({k: v for k, v in given.items() if v is not None}, data_dir=data_dir)
-    cfg = _config_or_exit(preset, **overrides)
+    overrides.update({k: v for k, v in given.items() if v is not None})
+    if dir_given:
+        overrides["data_dir"] = data_dir
+    cfg = _config_or_exit(preset, config, **overrides)
     from east_tasks.steps import preflight
     from flows.interrupts import stops_on_ctrl_c
     from flows.self_train import self_train
@@ -148,9 +161,13 @@ def _words(text: str) -> list[str]:
 
 @app.command()
 def sweep(
-    name: Annotated[str, typer.Option(help="sweep name; experiments are named <name>-<point>")] = "sweep",
-    preset: Annotated[str, typer.Option(help=f"one of: {', '.join(PRESETS)}")] = "tiny",
-    rounds: Annotated[int, typer.Option(help="self-training rounds per point")] = 1,
+    name: Annotated[str | None, typer.Option(help="sweep name (default: sweep); experiments are named "
+                                             "<name>-<point>")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"one of: {', '.join(PRESETS)} (default: tiny)")] = None,
+    rounds: Annotated[int | None, typer.Option(help="self-training rounds per point (default: 1)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="a sweep as YAML (configs/sweep-a-grid.yaml): "
+                                                "name, preset, rounds, grid and the config fields of every point; "
+                                                "the other options override it")] = None,
     a: Annotated[str | None, typer.Option(help="comma-separated sharpness values; 0 = vanilla")] = None,
     mappings: Annotated[str | None, typer.Option(help="comma-separated: power, exp")] = None,
     losses: Annotated[str | None, typer.Option(help="comma-separated: sft, dpo, kto")] = None,
@@ -164,20 +181,26 @@ def sweep(
 ) -> None:
     """Every point of a grid as its own experiment (cached generations shared), then the sweep report.
 
-    Grid options left out take the defaults of `east_tasks.config.SweepGrid`."""
-    from east_tasks.config import SweepGrid
+    Grid options left out take the --config file's lists, else the defaults of `east_tasks.config.SweepGrid`."""
+    from east_tasks.config import load_sweep_file
     from flows.interrupts import stops_on_ctrl_c
     from flows.sweep import sweep as sweep_flow
     from flows.sweep import sweep_configs
 
     overrides = _parse_sets(set_ or [])
-    data_dir = _data_dir(data_dir, overrides)
+    if data_dir is not None or "data_dir" in overrides:  # over the file's
+        overrides["data_dir"] = _data_dir(data_dir, overrides)
     try:
         given = {"a_values": a and [float(v) for v in _words(a)], "mappings": mappings and _words(mappings),
                  "losses": losses and _words(losses), "strategies": strategies and _words(strategies),
                  "seeds": seeds and [int(v) for v in _words(seeds)]}
-        grid = SweepGrid(**{k: v for k, v in given.items() if v is not None})
+        spec = load_sweep_file(config, name=name, preset=preset, rounds=rounds, base=overrides,
+                               grid={k: v for k, v in given.items() if v is not None})
+        name, preset, rounds, grid, overrides = spec.name, spec.preset, spec.rounds, spec.grid, dict(spec.base)
+        data_dir = Path(overrides.pop("data_dir", DEFAULT_DATA_DIR))
         points = sweep_configs(name, grid, preset, rounds, data_dir, overrides)
+    except UserError as err:  # the file: missing, or not YAML
+        _fail(str(err), USER_ERROR_EXIT)
     except (ValidationError, ValueError) as err:
         _fail(f"invalid sweep: {_one_line(err) if isinstance(err, ValidationError) else err}", USER_ERROR_EXIT)
     console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
@@ -186,6 +209,22 @@ def sweep(
     with stops_on_ctrl_c(), _failures_in_one_line(data_dir):
         console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides, concurrent))
     console.print(f"done in {time.time() - t0:.1f}s; plots in {data_dir / 'plots'}")
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Show a resolved configuration (YAML, fit for --config).")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    preset: Annotated[str | None, typer.Option(help=f"one of: {', '.join(PRESETS)} (default: the --config file's "
+                                               "preset:, else tiny)")] = None,
+    config: ConfigFile = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, as for `east run`")] = None,
+) -> None:
+    """Every field of the config `east run` would use with these options, defaults filled in, as YAML: save it,
+    edit it, run it with `east run --config FILE` (the same file gives the same config)."""
+    typer.echo(config_yaml(_config_or_exit(preset, config, **_parse_sets(set_ or []))), nl=False)
 
 
 def _open_store(data_dir: Path):
@@ -430,16 +469,78 @@ def store_backup(dest: Annotated[Path, typer.Argument(help="directory for the co
     console.print(f"backed up {store.location} to {final} ({final.stat().st_size / 1e6:.1f} MB)")
 
 
-@app.command()
+export_app = typer.Typer(help="Hand a round off: its model (`model`), its training rows (`data`); or, with "
+                         "--parquet DIR, every table of the store.")
+app.add_typer(export_app, name="export")
+Target = Annotated[str, typer.Argument(help="EXPERIMENT or EXPERIMENT:ROUND (default: the last recorded round; "
+                                       "0 = the base model)")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an earlier export in DIR")]
+
+
+@export_app.callback(invoke_without_command=True)
 def export(
-    parquet: Annotated[Path, typer.Option(help="directory for one <table>.parquet per store table")],
+    ctx: typer.Context,
+    parquet: Annotated[Path | None, typer.Option(help="directory for one <table>.parquet per store table")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Every table of the store as Parquet (for pandas, Polars, Spark, DuckDB elsewhere)."""
+    """Every table of the store as Parquet (for pandas, Polars, Spark, DuckDB elsewhere) with --parquet DIR; a
+    round's model or training rows with `export model` / `export data`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if parquet is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
     with _open_store(data_dir) as store:
         rows = store.export_parquet(parquet)
     for table, n in rows.items():
         typer.echo(f"{parquet / table}.parquet: {n} rows")
+
+
+@export_app.command("model")
+def export_model(
+    target: Target,
+    out: Annotated[Path, typer.Argument(help="the model directory to write (config.json, model.safetensors, "
+                                       "tokenizer, generation_config.json, README.md model card)")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    overwrite: Overwrite = False,
+    push_to_hub: Annotated[str | None, typer.Option(help="then upload DIR to this Hugging Face Hub repo "
+                                                    "(user/name; created if missing; token from `hf auth login` "
+                                                    "or HF_TOKEN)")] = None,
+) -> None:
+    """A round's model as a plain Hugging Face model directory with a model card (AutoModelForCausalLM loads it)."""
+    from east_tasks.report import export
+
+    with _failures_in_one_line(data_dir):
+        experiment, round_ = export.parse_target(target)
+        with _open_store(data_dir) as store:
+            ref = export.find_round(store, experiment, round_)
+            export.export_model(store, data_dir, ref, out, overwrite)
+        console.print(f"{ref.experiment}:{ref.round} (model {ref.model_hash}) -> {out}")
+        if push_to_hub:
+            console.print(f"pushed to {export.push_to_hub(out, push_to_hub)}")
+
+
+@export_app.command("data")
+def export_data(
+    target: Target,
+    out: Annotated[Path, typer.Argument(help="the directory to write (data.parquet, dataset/ for "
+                                       "datasets.load_from_disk, README.md)")],
+    accumulated: Annotated[bool, typer.Option("--accumulated", help="every row the round trained on (with "
+                                              "train.accumulate, earlier rounds' too), not only the rows it kept")]
+    = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    overwrite: Overwrite = False,
+) -> None:
+    """A round's training rows as a Hugging Face `datasets` dataset and Parquet, in TRL's columns for its loss."""
+    from east_tasks.report import export
+
+    with _failures_in_one_line(data_dir):
+        experiment, round_ = export.parse_target(target)
+        with _open_store(data_dir) as store:
+            ref = export.find_round(store, experiment, round_)
+            dataset = export.export_data(store, ref, out, accumulated, overwrite)
+    console.print(f"{ref.experiment}:{ref.round}: {dataset.num_rows} rows ({', '.join(dataset.column_names)}) "
+                  f"-> {out}")
 
 
 def main() -> None:

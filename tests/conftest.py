@@ -47,11 +47,40 @@ def lake_url(postgres) -> str:
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, prefect_server):
-    """One finished `tiny-test` run (round 0 and 2 rounds, default weighting), shared by every test that only needs
-    results to read, export or rerun from cache. A test that writes to it copies `cfg.data_dir` first
-    (`shutil.copytree`): stored checkpoint paths are relative, so a copy is a data dir of its own."""
+    """One finished `tiny-test` run (round 0 and 2 rounds, entropy weighting with a = 1, tracked in MLflow's local
+    store), shared by every test that reads, exports or reruns it from cache: `cfg, records = finished_run`. A test
+    that writes to it copies `cfg.data_dir` first (`shutil.copytree`): stored checkpoint paths are relative, so a
+    copy is a data dir of its own. What the first run cost is in `finished_run_cost`."""
+    import time
+
     from east_tasks.config import load_config
+    from east_tasks.store import Store
     from flows.self_train import self_train
 
-    cfg = load_config("tiny-test", experiment="finished", data_dir=tmp_path_factory.mktemp("finished-run"))
-    return cfg, self_train(cfg)
+    cfg = load_config("tiny-test", experiment="finished", data_dir=tmp_path_factory.mktemp("finished-run"),
+                      weighting={"a": 1.0}, tracking={"report_to": ["mlflow"]})
+    t0, opened = time.time(), Store.opened
+    records = self_train(cfg)
+    _FIRST_PASS.update(seconds=time.time() - t0, store_opens=Store.opened - opened)
+    return cfg, records
+
+
+_FIRST_PASS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def finished_run_cost(finished_run) -> dict[str, float]:
+    """The first (uncached) pass of `finished_run`: its wall seconds and store opens."""
+    return dict(_FIRST_PASS)
+
+
+@pytest.fixture(scope="session")
+def clean_dir(tmp_path_factory):
+    """An uninterrupted `east run` (subprocess) of experiment "fault", tiny-test, one round: the reference every
+    killed, interrupted or failed run must end equal to (tests/test_faults.py, tests/test_interrupts.py)."""
+    from east_runs import east_run, finish
+
+    data_dir = tmp_path_factory.mktemp("clean") / "data"
+    code, out = finish(east_run(data_dir))
+    assert code == 0, out[-3000:]
+    return data_dir

@@ -27,16 +27,14 @@ def _counts(cfg) -> dict[str, int]:
         return {t: s.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
-def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> None:
-    cfg = load_config("tiny-test", experiment="it", data_dir=tmp_path, weighting={"a": 1.0},
-                      tracking={"report_to": ["mlflow"]})  # MLflow's local SQLite store, read back below
+def test_self_train_two_rounds_then_cached_rerun(finished_run, finished_run_cost) -> None:
+    """The shared `finished_run` (tiny-test, a = 1, MLflow) as it was computed, then rerun: nothing recomputed."""
+    cfg, first = finished_run
+    name = cfg.experiment
     pool, val, test = cfg.data.pool_size, cfg.data.validation_size, cfg.data.test_size
     n, k = cfg.sampling.n, cfg.eval.k
-    assert val > 0
-
-    t0, opened = time.time(), Store.opened
-    first = self_train(cfg)
-    cold, fresh_opens = time.time() - t0, Store.opened - opened
+    assert val > 0 and cfg.weighting.a == 1.0
+    cold, fresh_opens = finished_run_cost["seconds"], finished_run_cost["store_opens"]
     counts = _counts(cfg)
 
     assert [r["round"] for r in first] == [0, 1, 2]
@@ -93,21 +91,22 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
         assert s.execute("SELECT count(*) FROM prompts")[0][0] == pool + val + test
         assert s.execute("SELECT path FROM checkpoints ORDER BY ALL") == paths  # relative to the data dir again
         assert all(p.startswith("checkpoints/") for (p,) in paths)
-        assert s.execute("SELECT experiment FROM experiments") == [("it",)]
+        assert s.execute("SELECT experiment FROM experiments") == [(name,)]
     assert self_train(cfg) == first
     assert _counts(cfg) == counts
 
-    out = CliRunner().invoke(app, ["report", "--json", "--data-dir", str(tmp_path), "--experiment", "it"])
+    data_dir = str(cfg.data_dir)
+    out = CliRunner().invoke(app, ["report", "--json", "--data-dir", data_dir, "--experiment", name])
     assert out.exit_code == 0, out.output
-    report = json.loads(out.output)["it"]
+    report = json.loads(out.output)[name]
     assert [r["greedy_acc"] for r in report] == [r["greedy_acc"] for r in first]
-    assert (tmp_path / "plots" / "it-rounds.png").stat().st_size > 1000
-    assert all((tmp_path / "plots" / f"it-round-{r}-entropy.png").stat().st_size > 1000 for r in (1, 2))
-    missing = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path), "--experiment", "nope"])
-    assert missing.exit_code == 1 and "known: it" in " ".join(missing.output.split())
+    assert (cfg.data_dir / "plots" / f"{name}-rounds.png").stat().st_size > 1000
+    assert all((cfg.data_dir / "plots" / f"{name}-round-{r}-entropy.png").stat().st_size > 1000 for r in (1, 2))
+    missing = CliRunner().invoke(app, ["report", "--data-dir", data_dir, "--experiment", "nope"])
+    assert missing.exit_code == 1 and f"known: {name}" in " ".join(missing.output.split())
 
     # what the rounds cost: every step the two rounds ran, generation tokens exactly those stored
-    out = CliRunner().invoke(app, ["report", "--cost", "--json", "--data-dir", str(tmp_path)])
+    out = CliRunner().invoke(app, ["report", "--cost", "--json", "--data-dir", data_dir])
     assert out.exit_code == 0, out.output
     (cost,) = json.loads(out.output)
     with Store(cfg.store_path) as s:
@@ -119,7 +118,7 @@ def test_self_train_two_rounds_then_cached_rerun(tmp_path, prefect_server) -> No
     assert cost["tokens_trained"] == steps.tokens_trained.sum() > 0 and steps.cpu_s.notna().all()
     assert cost["cpu_h"] > 0 and cost["gain_points"] == pytest.approx(100 * (first[-1]["greedy_acc"] -
                                                                              first[0]["greedy_acc"]))
-    assert (tmp_path / "plots" / "experiments-accuracy-vs-compute.png").stat().st_size > 1000
+    assert (cfg.data_dir / "plots" / "experiments-accuracy-vs-compute.png").stat().st_size > 1000
 
     _assert_tracked_in_mlflow(cfg, first)
 
@@ -132,9 +131,10 @@ def _assert_tracked_in_mlflow(cfg, rounds: list[dict]) -> None:
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{cfg.data_dir.resolve()}/mlflow.db")
     runs = {r.info.run_name: r for r in client.search_runs(
         [client.get_experiment_by_name("east").experiment_id])}
-    assert set(runs) == {"it", "it-round-1", "it-round-2"}
-    parent = runs["it"]
-    assert parent.data.tags["east.experiment"] == "it" and parent.data.params["weighting.a"] == "1.0"
+    name = cfg.experiment
+    assert set(runs) == {name, f"{name}-round-1", f"{name}-round-2"}
+    parent = runs[name]
+    assert parent.data.tags["east.experiment"] == name and parent.data.params["weighting.a"] == "1.0"
     history = client.get_metric_history(parent.info.run_id, "greedy_acc")
     assert sorted((m.step, m.value) for m in history) == [(r["round"], r["greedy_acc"]) for r in rounds]
     kept = client.get_metric_history(parent.info.run_id, "n_kept")
@@ -145,7 +145,7 @@ def _assert_tracked_in_mlflow(cfg, rounds: list[dict]) -> None:
     assert 0 < parent.data.metrics["entropy_share_positive"] <= 1
     with Store(cfg.store_path) as s:
         losses = [loss for (loss,) in s.execute("SELECT train_loss FROM checkpoints ORDER BY created_at")]
-    for r, loss in zip(("it-round-1", "it-round-2"), losses, strict=True):
+    for r, loss in zip((f"{name}-round-1", f"{name}-round-2"), losses, strict=True):
         child = runs[r]
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.metrics["train_loss"] == pytest.approx(loss)

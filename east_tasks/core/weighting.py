@@ -3,7 +3,7 @@ or keep it, its uncertainty (EAST's entropy or a baseline's measure) is mapped t
 normalised over the round's training rows.
 
 Pure functions of numbers; the paper's definitions (arXiv 2503.23913) with the authors' defaults:
-entropy in bits, weight = f**a / mean(f**a) so kept questions average weight 1 for every `a`.
+entropy in bits, weight = `f**a / mean(f**a)`, so kept questions average weight 1 for every `a`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def uncertainty(examples: pd.DataFrame, stats: pd.DataFrame, strategy: str,
 
 
 def map_uncertainty(f: np.ndarray, a: float, mapping: Mapping = "power", eps: float = 1e-6) -> np.ndarray:
-    """Unnormalised weights: power family max(f, eps)**a, exponential family exp(a*f). a=0 is uniform."""
+    """Unnormalised weights: power family `max(f, eps)**a`, exponential family `exp(a*f)`. a=0 is uniform."""
     f = np.asarray(f, dtype=np.float64)
     if mapping == "power":
         return np.maximum(f, eps) ** a

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from east_tasks.config import ExperimentConfig, StoreConfig
+from east_tasks.config import ExperimentConfig, StoreConfig, write_config_file
 from east_tasks.errors import UserError
 from east_tasks.io import flatten
 from east_tasks.paths import STORE_FILE, resolve_stored_path
@@ -64,11 +64,14 @@ def check_experiment(cfg: ExperimentConfig) -> None:
 def claim_experiment(cfg: ExperimentConfig) -> None:
     """One experiment name, one configuration: the name is claimed in the store, atomically, before a run's first
     model step, so that of two runs started at once with other configurations the later is refused, whenever it
-    starts. Runs of one configuration share the name (and, through the step claims, its steps)."""
+    starts. Runs of one configuration share the name (and, through the step claims, its steps). Once the name is
+    its, the config is written beside the experiment's results as YAML (`paths.experiment_config_path`), to rerun
+    or continue it with `east run --config`."""
     mine = cfg.model_dump_json()
     with claim_step(cfg, f"experiment-{cfg.experiment}"), open_store(cfg) as store:
         recorded = store.atomically(lambda s: s.claim_experiment(cfg.experiment, mine))
     _refuse_another(cfg, recorded)
+    write_config_file(cfg)
 
 
 def _refuse_another(cfg: ExperimentConfig, recorded: str) -> None:

@@ -36,6 +36,12 @@ LEFT JOIN response_logprobs lc ON lc.model_hash = ? AND lc.gen_key = t.gen_key A
 LEFT JOIN response_logprobs lr ON lr.model_hash = ? AND lr.gen_key = t.gen_key AND lr.problem_id = t.problem_id
                               AND lr.sample_idx = t.rejected_idx
 WHERE list_contains(?, t.weight_key)"""
+# The same rows for export (`east export data`): with each question's answer entropy and the round of its weight
+# key; parameters: the rounds and their weight keys, then _TRAINING_ROWS' (no reference model), then the keys again.
+_EXPORT_ROWS = f"""
+SELECT x.*, s.entropy, list_extract(?, list_position(?, x.weight_key)) AS round
+FROM ({_TRAINING_ROWS}) x LEFT JOIN question_stats s USING (weight_key, problem_id)
+ORDER BY list_position(?, x.weight_key), x.example_idx"""
 
 
 class Queries:
@@ -161,6 +167,15 @@ class Queries:
                 sink.write_batch(batch)
                 n += batch.num_rows
         return n
+
+    def export_training_rows(self, rounds: dict[int, str]) -> pa.Table | None:
+        """The training rows of the weight keys of `rounds` ({round: weight_key}, in round order, each in example
+        order) with their text, the question's answer entropy and `round`: what `east export data` writes (None:
+        no rows)."""
+        order = sorted(rounds)
+        keys = [rounds[r] for r in order]
+        batches = list(self.batches(_EXPORT_ROWS, [order, keys, None, None, keys, keys], rows=10_000))
+        return pa.Table.from_batches(batches) if batches else None
 
     def label_free_state(self, weight_key: str, experiment: str, round_: int) -> tuple[float | None, ...]:
         """Mean pool entropy, pseudo-label accuracy now and the round before (label-free collapse)."""
