@@ -257,13 +257,53 @@ class TrainConfig(_Strict):
         return data
 
 
-class EvalConfig(_Strict):
-    """Evaluation of every round's model: greedy accuracy on the test and validation splits, maj@k / pass@k."""
+def default_ks(n: int) -> tuple[int, ...]:
+    """The k of pass@k / maj@k reported unless eval.ks says: the powers of two up to n, and n."""
+    powers = {2 ** i for i in range(n.bit_length())}  # 1, 2, 4, ... up to n
+    return tuple(sorted(powers | {n})) if n else ()
 
-    k: int = Field(8, ge=0, description="samples per test question for maj@k / pass@k; 0 = greedy only")
-    temperature: float = Field(0.8, ge=0.0, description="temperature of the k samples per test question")
-    max_tokens: int = Field(96, ge=1, description="new tokens per evaluation answer at most (greedy and sampled)")
-    seed: int = Field(1234, description="seed of the evaluation's sampled answers")
+
+class EvalConfig(_Strict):
+    """Test evaluation: greedy accuracy, and from n samples per question sampled pass@1 (± its standard error),
+    pass@k (the unbiased estimator of Chen et al. 2021) and maj@k, as verl, lighteval and prime-rl report them."""
+
+    n: int = Field(8, ge=0, description="samples per test question (at eval.temperature) for pass@1, pass@k and "
+                   "maj@k; 0 = greedy only. Formerly eval.k, still read under that name")
+    ks: tuple[int, ...] = Field(  # type: ignore[assignment]
+        None, description="the k of pass@k and maj@k reported, each in 1..n (every k is stored, so changing them "
+        "recomputes nothing); default: the powers of two up to n, and n")
+    temperature: float = Field(0.8, ge=0.0, description="sampling temperature of the n samples")
+    max_tokens: int = Field(96, ge=1, description="tokens per answer, greedy and sampled")
+    seed: int = Field(1234, description="sampling seed of the evaluations")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name_and_default_ks(cls, data: object) -> object:
+        """`eval.k` (configs, presets and recorded configs from before eval.n) is eval.n; ks defaults from n."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "k" in data:
+            k = data.pop("k")
+            if data.setdefault("n", k) != k:
+                raise ValueError(f"eval.k {k} and eval.n {data['n']} disagree: eval.k is the old name of eval.n; "
+                                 "give eval.n only")
+        if data.get("ks") is None:
+            n = data.get("n", cls.model_fields["n"].default)
+            data["ks"] = default_ks(n) if isinstance(n, int) and n >= 0 else ()  # a bad n: only n's error
+        return data
+
+    @field_validator("ks")
+    @classmethod
+    def _sorted(cls, ks: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(set(ks)))
+
+    @model_validator(mode="after")
+    def _ks_within_n(self) -> EvalConfig:
+        if any(k < 1 or k > self.n for k in self.ks):
+            raise ValueError(f"eval.ks {list(self.ks)}: each k must be in 1..eval.n ({self.n}), the samples per "
+                             "question")
+        return self
 
 
 class BackendConfig(_Strict):
@@ -422,7 +462,7 @@ class SweepGrid(_Strict):
 
 PRESETS: dict[str, dict] = {
     # The embedded default: tiny backbone, easy-to-hard arithmetic task, 3 rounds on a laptop CPU. The test split
-    # is large and graded greedily only (k = 0), so sweeps can resolve small paired differences cheaply.
+    # is large and graded greedily only (n = 0), so sweeps can resolve small paired differences cheaply.
     "tiny": {
         "rounds": 3,
         "data": {"pool_size": 1000, "validation_size": 500, "test_size": 1500},
@@ -430,7 +470,7 @@ PRESETS: dict[str, dict] = {
         # test 0.586 after 3 rounds against 0.576 training on each round's data alone; validation cannot tell them
         # apart (-0.3 +- 1.9 points).
         "train": {"accumulate": True},
-        "eval": {"k": 0},
+        "eval": {"n": 0},
     },
     # Smaller than the demo, for the integration test.
     "tiny-test": {
@@ -438,7 +478,7 @@ PRESETS: dict[str, dict] = {
         "data": {"pool_size": 160, "validation_size": 40, "test_size": 90},
         "sampling": {"n": 8, "chunk_size": 64},
         "train": {"accumulate": True},
-        "eval": {"k": 4},
+        "eval": {"n": 4},
     },
     # GPU presets (documented and config-tested; not run on the CPU machines). Data and models are hub names;
     # point them at local copies with --set data.path=/dir --set base_model=/dir. Prompts use each model's chat
@@ -449,7 +489,7 @@ PRESETS: dict[str, dict] = {
         "data": {"source": "gsm8k", "path": "openai/gsm8k", "pool_size": 7473, "test_size": 1319},
         "sampling": {"n": 16, "temperature": 0.8, "max_tokens": 512, "chunk_size": 512},
         "train": {"lr": 2e-6, "epochs": 3, "batch_size": 16, "bf16": True},
-        "eval": {"k": 8, "max_tokens": 512},
+        "eval": {"n": 8, "max_tokens": 512},
         "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
                     "max_model_len": 2048},
     },
@@ -461,7 +501,7 @@ PRESETS: dict[str, dict] = {
                  "test_path": "HuggingFaceH4/MATH-500", "test_size": 500},
         "sampling": {"n": 16, "temperature": 0.8, "max_tokens": 1024, "chunk_size": 512},
         "train": {"lr": 2e-6, "epochs": 3, "batch_size": 16, "bf16": True},
-        "eval": {"k": 8, "max_tokens": 1024},
+        "eval": {"n": 8, "max_tokens": 1024},
         "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
                     "max_model_len": 4096},
     },
@@ -487,7 +527,10 @@ def load_config(preset: str = "tiny", **overrides) -> ExperimentConfig:
     """Preset, then nested overrides (e.g. weighting={'a': 1.0}); raises a readable ValidationError."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    merged = _merge(PRESETS[preset], {k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(overrides.get("eval"), dict) and "n" not in overrides["eval"]:  # eval.k: eval.n's old name
+        overrides["eval"] = {("n" if key == "k" else key): v for key, v in overrides["eval"].items()}
+    merged = _merge(PRESETS[preset], overrides)
     merged.setdefault("preset", preset)
     merged.setdefault("experiment", preset)
     return ExperimentConfig.model_validate(merged)

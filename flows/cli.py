@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -18,11 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from east_tasks.config import PRESETS, ExperimentConfig, config_yaml, load_config, load_config_file
+from east_tasks.engines.generation.vllm_env import setup_engine_process
 from east_tasks.engines.reaper import ensure_reaper
 from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT, UserError
 from east_tasks.paths import DEFAULT_DATA_DIR
 from flows.operate import PROCESS_POOL
 
+setup_engine_process()  # vLLM's engine processes import this module first, then vLLM (vllm_env.py)
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 
@@ -66,9 +68,39 @@ def _data_dir(option: Path | None, overrides: dict) -> Path:
 _debug = os.environ.get("EAST_DEBUG", "") not in ("", "0")
 
 
+def _version() -> str:
+    """east's version, and the git commit of the checkout it runs from, where it runs from one."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        line = f"east {version('east')}"
+    except PackageNotFoundError:
+        line = "east (not installed)"
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5)
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return line
+    if commit.returncode == 0:
+        line += f" (git {commit.stdout.strip()}{', with local changes' if changed.stdout.strip() else ''})"
+    return line
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(_version())
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option("--debug", help="show the traceback of a failure too (or set "
-                                                 "EAST_DEBUG=1)")] = False) -> None:
+                                                 "EAST_DEBUG=1)")] = False,
+             version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="east's version (and git commit) and exit")] = False) -> None:
     global _debug
     _debug = _debug or debug
 
@@ -144,11 +176,11 @@ def run(
     cfg = _config_or_exit(preset, config, **overrides)
     from east_tasks.steps import preflight
     from flows.interrupts import stops_on_ctrl_c
-    from flows.self_train import self_train
+    from flows.self_train import command_console, self_train
 
     t0 = time.time()
     ensure_reaper()  # a killed run leaves no engine or Prefect server behind
-    with stops_on_ctrl_c(), _failures_in_one_line(cfg.data_dir):
+    with stops_on_ctrl_c(), _failures_in_one_line(cfg.data_dir), command_console():
         preflight(cfg)
         records = self_train(cfg)
     _print_table(cfg.experiment, records)
@@ -184,6 +216,7 @@ def sweep(
     Grid options left out take the --config file's lists, else the defaults of `east_tasks.config.SweepGrid`."""
     from east_tasks.config import load_sweep_file
     from flows.interrupts import stops_on_ctrl_c
+    from flows.self_train import command_console
     from flows.sweep import sweep as sweep_flow
     from flows.sweep import sweep_configs
 
@@ -206,7 +239,7 @@ def sweep(
     console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
     t0 = time.time()
     ensure_reaper()
-    with stops_on_ctrl_c(), _failures_in_one_line(data_dir):
+    with stops_on_ctrl_c(), _failures_in_one_line(data_dir), command_console():
         console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides, concurrent))
     console.print(f"done in {time.time() - t0:.1f}s; plots in {data_dir / 'plots'}")
 
@@ -391,28 +424,73 @@ def worker(
     _become(worker_command(pool, pool_type))
 
 
-def _print_table(name: str, records: list[dict]) -> None:
+Column = tuple[str, list[str]]  # a result table's header and its cells, one per round
+
+
+def _result_columns(records: list[dict]) -> tuple[list[Column], list[Column]]:
+    """The columns of an experiment's result table: the round and its results, and the test accuracy by tier (the
+    table of its own on a terminal too narrow for both)."""
     from east_tasks.report.results import fmt
     from east_tasks.report.results import tiers as tiers_of
 
-    tiers = tiers_of(r["by_tier"] for r in records)
-    sampled = [m for m in ("maj_acc", "pass_acc") if any(r[m] is not None for r in records)]  # none when k = 0
-    pool = [m for m in ("pool_pass_at_n", "pool_balance", "label_accuracy") if any(r.get(m) is not None
-                                                                                   for r in records)]
-    table = Table(title=f"{name}: greedy test accuracy, overall and by tier (t1 easiest); validation greedy; "
-                        "questions kept for training; the round's pool: pass@n, B-STaR balance score, pseudo-label "
-                        "accuracy (label-free)", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("round", justify="right", min_width=8)
+    def col(header: str, cell: Callable[[dict], str]) -> Column:
+        return header, [cell(r) for r in records]
+
+    n = max((r["k"] or 0 for r in records), default=0)  # samples per test question; 0: greedy only
+    sampled = ([("pass@1", "pass1"), ("±SE", "pass1_se"), (f"maj@{n}", "maj_acc"), (f"pass@{n}", "pass_acc")]
+               if any(r["pass_acc"] is not None for r in records) else [])
     names = {"pool_pass_at_n": "pass@n", "pool_balance": "balance", "label_accuracy": "labels"}
-    for col in ("test", *(f"t{t}" for t in tiers), *(f"{m[:-4]}@k" for m in sampled), "val", "kept",
-                *(names[m] for m in pool)):
-        table.add_column(col, justify="right")
-    for r in records:
-        table.add_row("backbone" if r["round"] == 0 else str(r["round"]), f"{r['greedy_acc']:.3f}",
-                      *(fmt(r["by_tier"].get(t, {}).get("greedy_acc")) for t in tiers),
-                      *(fmt(r[m]) for m in sampled), fmt(r.get("val_greedy_acc")), str(r["n_kept"] or "-"),
-                      *(fmt(r.get(m)) for m in pool))
-    console.print(table)
+    pool = [m for m in names if any(r.get(m) is not None for r in records)]
+    main = [col("round", lambda r: "backbone" if r["round"] == 0 else str(r["round"])),
+            col("test", lambda r: f"{r['greedy_acc']:.3f}"),
+            *(col(header, lambda r, m=m: fmt(r[m])) for header, m in sampled),
+            col("val", lambda r: fmt(r.get("val_greedy_acc"))),
+            col("kept", lambda r: str(r["n_kept"] or "-")),
+            *(col(names[m], lambda r, m=m: fmt(r.get(m))) for m in pool)]
+    by_tier = [col(f"t{t}", lambda r, t=t: fmt(r["by_tier"].get(t, {}).get("greedy_acc")))
+               for t in tiers_of(r["by_tier"] for r in records)]
+    return main, by_tier
+
+
+def _rich_table(title: str, columns: list[Column]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, (header, _) in enumerate(columns):
+        table.add_column(header, justify="right", min_width=8 if i == 0 else None)
+    for row in zip(*(cells for _, cells in columns), strict=True):
+        table.add_row(*row)
+    return table
+
+
+def _markdown_table(title: str, columns: list[Column]) -> str:
+    return "\n".join([f"### {title}", "", "| " + " | ".join(h for h, _ in columns) + " |", "|---" * len(columns) + "|",
+                      *("| " + " | ".join(row) + " |" for row in zip(*(cells for _, cells in columns), strict=True))])
+
+
+def _print_table(name: str, records: list[dict]) -> None:
+    """An experiment's results: on a terminal, a table that fits it (the tiers in a second table where one is too
+    wide); anywhere else (a log, a pipe) or on a terminal too narrow for either, Markdown, whose numbers no width
+    cuts."""
+    from rich.measure import Measurement
+
+    main, by_tier = _result_columns(records)
+    n = max((r["k"] or 0 for r in records), default=0)
+    title = (f"{name}: greedy test accuracy, overall{' and by tier (t1 easiest)' if by_tier else ''}; "
+             + (f"from {n} samples per test question: pass@1 ± SE, maj@{n}, pass@{n}; " if n else "")
+             + "validation greedy; questions kept for training; the round's pool: pass@n, B-STaR balance score, "
+             "pseudo-label accuracy (label-free)")
+    columns = [main[0], main[1], *by_tier, *main[2:]]  # the tiers beside the overall test accuracy
+    layouts = [[_rich_table(title, columns)],
+               [_rich_table(title.replace(" and by tier (t1 easiest)", ""), main),
+                *([_rich_table(f"{name}: greedy test accuracy by tier (t1 easiest)", [main[0], *by_tier])]
+                  if by_tier else [])]]
+    natural = console.options.update(max_width=10**6)
+    fits = [layout for layout in layouts
+            if all(Measurement.get(console, natural, t).maximum <= console.width for t in layout)]
+    if not console.is_terminal or not fits:
+        console.print(_markdown_table(title, columns), markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return
+    for table in fits[0]:
+        console.print(table)
 
 
 @app.command()
@@ -541,6 +619,21 @@ def export_data(
             dataset = export.export_data(store, ref, out, accumulated, overwrite)
     console.print(f"{ref.experiment}:{ref.round}: {dataset.num_rows} rows ({', '.join(dataset.column_names)}) "
                   f"-> {out}")
+
+
+@app.command()
+def doctor(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Checks this machine for east in a few seconds, starting no engine: Python and packages, the vLLM and torch
+    builds, GPUs, free disk, the store, the Prefect API, the libraries vLLM's CPU build preloads, the tests' tools.
+    One line each: ok, warn or FAIL, and what to do; exit 1 if something FAILs."""
+    from east_tasks.report.doctor import FAIL, run_checks
+
+    checks = run_checks(data_dir)
+    for check in checks:
+        console.print(check.line(), style="red" if check.status == FAIL else None, markup=False, highlight=False,
+                      soft_wrap=True)
+    if any(c.status == FAIL for c in checks):
+        raise typer.Exit(1)
 
 
 def main() -> None:

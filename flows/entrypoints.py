@@ -161,7 +161,7 @@ def evaluate_checkpoint(
     backend: BackendName = _BACKEND.backend,
     data_dir: str = str(DEFAULT_DATA_DIR),
 ) -> dict:
-    """Greedy accuracy, maj@k and pass@k of one checkpoint on a dataset's test split (cached like every step).
+    """Greedy accuracy, pass@1, pass@k and maj@k of one checkpoint on a dataset's test split (cached like every step).
 
     Args:
         checkpoint: EXPERIMENT:ROUND for a checkpoint in the store, or a model directory or hub name.

@@ -8,11 +8,14 @@ computed or skipped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.runtime import flow_run
 from prefect.states import State
 
@@ -47,6 +50,9 @@ def _retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> boo
 RETRY = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _retry_unless_user_error}
 
 
+_known_failures: set[str] = set()  # the first line of each known failure the runs of this process logged
+
+
 class _KnownFailuresInOneLine(logging.Filter):
     """Prefect logs a failed task or flow run with its traceback; bad input, a full disk or a damaged store is not a
     crash (`steps.known_failure`), so the run's logs in the UI show the one line the CLI prints instead."""
@@ -56,6 +62,7 @@ class _KnownFailuresInOneLine(logging.Filter):
         known = steps.known_failure(err, DEFAULT_DATA_DIR) if isinstance(err, Exception) else None
         if known is not None:
             record.msg, record.args, record.exc_info, record.exc_text = str(known), (), None, None
+            _known_failures.add(str(known).splitlines()[0])
         elif err is not None and interrupted():  # what a Ctrl-C became: the CLI says how to resume
             record.exc_info, record.exc_text = None, None
         return True
@@ -63,6 +70,34 @@ class _KnownFailuresInOneLine(logging.Filter):
 
 for _name in ("prefect.flow_runs", "prefect.task_runs"):  # where Prefect's engines log run failures
     logging.getLogger(_name).addFilter(_KnownFailuresInOneLine())
+
+
+class _CommandConsole(logging.Filter):
+    """The console of a command that prints a known failure itself as its last line (`east run`, `east sweep`): the
+    runs' copies of it (the task's and the flow's error and their `Finished in state Failed(...)`) are left out, so
+    the terminal shows it once, and so is `Finished in state Completed()`: a step's own line says it is done."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            return True
+        message = record.getMessage()
+        if message == "Finished in state Completed()":
+            return False
+        return not any(known in message or repr(known)[1:-1] in message for known in _known_failures)
+
+
+@contextmanager
+def command_console() -> Iterator[None]:
+    """Around a command's flow runs: its console as `_CommandConsole` says. The runs' logs in the UI keep it all."""
+    console = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    terse = _CommandConsole()
+    for handler in console:
+        handler.addFilter(terse)
+    try:
+        yield
+    finally:
+        for handler in console:
+            handler.removeFilter(terse)
 
 
 def _log(results: StepResult | list[StepResult]) -> None:
@@ -192,8 +227,10 @@ def publish_results(cfg: ExperimentConfig) -> list[dict]:
         df = round_results(store, cfg.experiment)
     records = to_records(df)
     key = artifact_key(cfg.experiment)
-    create_table_artifact(key=f"{key}-accuracy", table=[{k: v for k, v in r.items() if k != "by_tier"}
-                                                        for r in records],
+    table = [{c: v for c, v in r.items() if c not in ("by_tier", "pass_at_k", "maj_at_k")}
+             | {f"pass@{k}": v for k, v in r["pass_at_k"].items()} | {f"maj@{k}": v for k, v in r["maj_at_k"].items()}
+             for r in records]
+    create_table_artifact(key=f"{key}-accuracy", table=table,
                           description=f"Test accuracy per round of {cfg.experiment}")
     png = plot_rounds(df, cfg.experiment, cfg.data_dir / "plots" / f"{cfg.experiment}-rounds.png")
     create_markdown_artifact(key=f"{key}-summary",

@@ -18,6 +18,7 @@ _CONVERTED = {
                          "JOIN new.prompts p ON p.prompt_key = g.prompt_key "
                          "LEFT JOIN new.generations r ON r.gen_key = t.gen_key AND r.problem_id = t.problem_id "
                          "AND r.sample_idx = t.rejected_idx",
+    "evaluations": "SELECT * EXCLUDE (pass1, pass1_se, pass_at_k, maj_at_k) FROM new.evaluations",  # from v3
     # v0 had no status row for these steps: their rows were what said "done"
     "step_status": "SELECT * FROM new.step_status WHERE step != 'data' AND step NOT LIKE 'record%'",
 }

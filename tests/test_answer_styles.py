@@ -28,6 +28,7 @@ from east_tasks.core.answers import (
     grade_responses,
     normalize,
 )
+from east_tasks.core.metrics import evaluate
 from east_tasks.core.selection import cluster_and_score
 from east_tasks.data.prompts import instruction, make_prompter
 from east_tasks.errors import UserError
@@ -181,6 +182,11 @@ def test_a_check_only_style_grades_responses_and_clusters_by_verdict(checkers, t
     _, stats = cluster_and_score(gens, pd.DataFrame({"problem_id": ["q"], "answer": ["Paris"]}), style)
     assert stats.entropy[0] == pytest.approx(0.8112781244591328)
     assert (stats.n_correct[0], stats.n_wellformed_incorrect[0]) == (3, 1)
+    # maj@k votes on the verdicts of the first k samples, ties to the one seen first: F | F,P | F,P,P | F,P,P,F
+    sampled = pd.DataFrame({"problem_id": "q", "pred_answer": None, "correct": [False, True, True, False]})
+    result = evaluate(sampled.head(1), sampled, pd.DataFrame({"problem_id": ["q"], "answer": ["Paris"], "tier": [1]}),
+                      4, style)
+    assert result.maj_at_k == {1: 0.0, 2: 0.0, 3: 1.0, 4: 0.0} and result.pass_at_k[4] == 1.0
     # label-free rounds vote on answers, which this style has none of: refused before anything runs
     cfg = load_config("tiny-test", data_dir=tmp_path, data={"answer_style": style}, weighting={"labels": "majority"})
     with pytest.raises(UserError, match=r"weighting.labels=majority votes on the responses' answers, and answer "

@@ -45,6 +45,25 @@ def test_invalid_config_names_the_field(overrides: dict, field: str) -> None:
     assert field in str(err.value)
 
 
+def test_eval_n_its_old_name_k_and_the_reported_ks() -> None:
+    from east_tasks.config import EvalConfig
+
+    assert (load_config("tiny").eval.n, load_config("tiny").eval.ks) == (0, ())
+    assert (load_config("tiny-test").eval.n, load_config("tiny-test").eval.ks) == (4, (1, 2, 4))
+    assert load_config("gsm8k-1b").eval.ks == (1, 2, 4, 8)  # powers of two up to n, and n
+    assert EvalConfig(n=12).ks == (1, 2, 4, 8, 12) and EvalConfig(n=1).ks == (1,)
+    assert EvalConfig(n=8, ks=[8, 1, 1]).ks == (1, 8)
+    # eval.k, as configs, presets and recorded configs from before said it, is eval.n
+    assert EvalConfig(k=4) == EvalConfig(n=4) == EvalConfig(k=4, n=4)
+    assert load_config("tiny-test", eval={"k": 8}).eval == EvalConfig(n=8)  # over the preset's eval.n
+    with pytest.raises(ValidationError, match="eval.k 8 and eval.n 4 disagree"):
+        EvalConfig(k=8, n=4)
+    with pytest.raises(ValidationError, match=r"eval.ks \[1, 8\]: each k must be in 1..eval.n \(4\)"):
+        load_config("tiny-test", eval={"ks": [1, 8]})
+    with pytest.raises(ValidationError, match=r"eval.ks \[1\]: each k must be in 1..eval.n \(0\)"):
+        load_config("tiny", eval={"ks": [1]})
+
+
 def test_unknown_preset_lists_allowed() -> None:
     with pytest.raises(ValueError, match="allowed: tiny, tiny-test, gsm8k-1b, math-1.5b, gsm8k-8b-lora"):
         load_config("huge")
@@ -116,6 +135,9 @@ def test_cli_set_reaches_any_field_and_is_validated(tmp_path) -> None:
     assert out.exit_code == 2 and "sampling.n" in out.output
     out = CliRunner().invoke(app, ["run", "--set", "sampling.n", "--data-dir", str(tmp_path)])
     assert out.exit_code == 2 and "expected FIELD=VALUE" in out.output
+    out = CliRunner().invoke(app, ["run", "--preset", "tiny-test", "--set", "eval.ks=[2,8]", "--data-dir",
+                                   str(tmp_path)])
+    assert out.exit_code == 2 and "eval.ks [2, 8]: each k must be in 1..eval.n (4)" in " ".join(out.output.split())
     # top-level fields through --set too (data_dir and experiment once crashed with a TypeError)
     out = CliRunner().invoke(app, ["run", "--set", f"data_dir={tmp_path}", "--set", "experiment=x",
                                    "--set", "rounds=2", "--set", "sampling.n=0"])
@@ -138,6 +160,7 @@ def test_experiments_recorded_before_new_config_fields_continue(tmp_path) -> Non
     for field in ("answer_style", "prompt", "pool_split", "test_split", "hub_config", "columns", "stop"):
         del recorded["data"][field]
     del recorded["train"]["lora"]
+    recorded["eval"] = {"k" if f == "n" else f: v for f, v in recorded["eval"].items() if f != "ks"}  # eval.k's time
     with Store(cfg.store_path) as store:
         store.claim_experiment("old", json.dumps(recorded))
     steps.preflight(cfg)

@@ -32,7 +32,7 @@ def test_self_train_two_rounds_then_cached_rerun(finished_run, finished_run_cost
     cfg, first = finished_run
     name = cfg.experiment
     pool, val, test = cfg.data.pool_size, cfg.data.validation_size, cfg.data.test_size
-    n, k = cfg.sampling.n, cfg.eval.k
+    n, k = cfg.sampling.n, cfg.eval.n
     assert val > 0 and cfg.weighting.a == 1.0
     cold, fresh_opens = finished_run_cost["seconds"], finished_run_cost["store_opens"]
     counts = _counts(cfg)
@@ -41,6 +41,8 @@ def test_self_train_two_rounds_then_cached_rerun(finished_run, finished_run_cost
     for r in first:
         assert 0 <= r["greedy_acc"] <= r["pass_acc"] <= 1 and 0 <= r["maj_acc"] <= r["pass_acc"]
         assert r["n_questions"] == test and r["k"] == k and 0 <= r["val_greedy_acc"] <= 1
+        assert 0 <= r["pass1"] <= 1 and r["pass_at_k"][k] == r["pass_acc"] and r["maj_at_k"][k] == r["maj_acc"]
+        assert tuple(r["pass_at_k"]) == tuple(r["maj_at_k"]) == cfg.eval.ks
         assert sum(t["n"] for t in r["by_tier"].values()) == test
     assert first[0]["greedy_acc"] > 0.1  # the backbone has learned the task
     # 2 rounds of pool sampling; greedy + k samples on test and greedy on validation for 3 models (backbone,
@@ -184,7 +186,7 @@ def test_label_free_auto_balanced_round_then_a_collapse_is_refused(tmp_path, pre
     from east_tasks.errors import UserError
 
     temperatures = [0.6, 1.2]
-    cfg = load_config("tiny-test", experiment="lf", rounds=1, data_dir=tmp_path, eval={"k": 0},
+    cfg = load_config("tiny-test", experiment="lf", rounds=1, data_dir=tmp_path, eval={"n": 0},
                       weighting={"labels": "majority", "self_reward": "logprob"},
                       balance={"auto": True, "temperatures": temperatures, "probe_size": 24})
     records = self_train(cfg)
@@ -266,7 +268,7 @@ def test_a_label_free_round_on_a_local_pool_without_answers(tmp_path, prefect_se
         str(tmp_path / "store"), "--set", f"data.path={data}", "--set", "data.source=table", "--set",
         "data.answer_style=gsm8k", "--set", "data.prompt=zeroshot", "--set", 'data.columns={"tier": "tier"}',
         "--set", "data.pool_size=48", "--set", "data.validation_size=0", "--set", "data.test_size=30",
-        "--set", "eval.k=0", "--set", "weighting.labels=majority"])
+        "--set", "eval.n=0", "--set", "weighting.labels=majority"])
     assert out.exit_code == 0, out.output
     with Store(tmp_path / "store" / "east.duckdb") as s:
         (weight_key, n_kept), = s.execute("SELECT weight_key, n_kept FROM experiment_rounds WHERE round = 1")

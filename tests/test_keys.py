@@ -33,7 +33,7 @@ def test_todays_key_rules_give_the_recorded_keys(tmp_path) -> None:
     ev = cfg.eval
     for r in rounds:
         greedy = gen(r["model_hash"], "test", SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed)
-        sampled = gen(r["model_hash"], "test", SampleSpec(ev.k, ev.temperature, 1.0, ev.max_tokens), ev.seed)
+        sampled = gen(r["model_hash"], "test", SampleSpec(ev.n, ev.temperature, 1.0, ev.max_tokens), ev.seed)
         validation = gen(r["model_hash"], "validation", SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed)
         assert keys.eval_key(greedy, sampled) == r["eval_key"]
         assert keys.eval_key(validation, None) == r["val_eval_key"]

@@ -104,7 +104,7 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     assert failed["state_type"] == "FAILED" and "fault injected" in failed["state"]["message"], failed["state"]
     assert failed["name"] == "ui"  # named by the flow when it starts
     generated = _count(cfg, "generations")
-    pool, test, n, k = cfg.data.pool_size, cfg.data.test_size, cfg.sampling.n, cfg.eval.k
+    pool, test, n, k = cfg.data.pool_size, cfg.data.test_size, cfg.sampling.n, cfg.eval.n
     evaluation = test * (1 + k) + cfg.data.validation_size  # greedy + k samples on test, greedy on validation
     assert generated == pool * n + evaluation  # the round's pool and the backbone's evaluation
     assert _count(cfg, "checkpoints") == 0

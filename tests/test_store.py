@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from east_tasks.errors import UserError
 from east_tasks.io import temp_prefix
-from east_tasks.store import Store
+from east_tasks.store import SCHEMA_VERSION, Store
 
 HOLD = """
 import sys, time, duckdb
@@ -51,6 +52,39 @@ def test_a_store_locked_too_long_is_a_clear_error_naming_the_holder(tmp_path) ->
         Store(path, lock_timeout_s=0.5)
     assert time.monotonic() - t0 < 2.0
     holder.wait(10)
+
+
+def test_a_failure_inside_the_flow_is_told_once_on_the_console(tmp_path) -> None:
+    """Refused by the flow's data step, where the task's log, the flow's, both runs' `Finished in state Failed(...)`
+    and the command each had a copy of the line: the console shows it once, the command's (the UI keeps the runs')."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = _east("run", "--preset", "tiny-test", "--data-dir", str(tmp_path / "data"), "--set", "data.source=gsm8k",
+                "--set", f"data.path={empty}")
+    both = out.stdout + out.stderr
+    assert out.returncode == 2 and "Traceback" not in both and "| ERROR" not in both, both
+    assert both.count(f"{empty}: no file for split 'train'") == 1, both
+    assert "Beginning flow run" in both  # refused inside the flow, not before it
+
+
+def test_doctor_names_the_process_writing_to_the_store_and_fails_on_a_damaged_one(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from east_tasks.report.doctor import check_store
+    from flows.cli import app
+
+    path = tmp_path / "east.duckdb"
+    Store(path).close()
+    assert check_store(tmp_path).found == f"{path}: schema version {SCHEMA_VERSION}"
+    holder = _hold(path, 3.0)
+    held = check_store(tmp_path)
+    assert held.status == "warn" and re.search(rf"{path} is being written by .*\(PID {holder.pid}\)", held.found)
+    holder.wait(10)
+    os.truncate(path, path.stat().st_size // 2)
+    out = CliRunner().invoke(app, ["doctor", "--data-dir", str(tmp_path)])
+    line = next(line for line in out.output.splitlines() if line[6:16].strip() == "store")
+    assert out.exit_code == 1 and line.startswith("FAIL") and "corrupt or truncated" in line
+    assert "restore it from a backup" in line
 
 
 def _store_with_rounds(tmp_path):
@@ -132,6 +166,35 @@ def _a_store(data: Path) -> Path:
                       "FROM range(3000) t(i)")
         store.claim_experiment("exp", "{}")
     return data / "east.duckdb"
+
+
+def test_a_schema_2_store_is_migrated_keeping_its_evaluations(tmp_path) -> None:
+    """v2 evaluations had greedy, maj@k and pass@k ("any of the k samples"): they are pass@n and maj@n now, and the
+    sampled pass@1 and the other k are NULL until a run reaches the evaluation (its step computes them then)."""
+    import duckdb
+
+    from east_tasks.store import SCHEMA_VERSION
+
+    path = tmp_path / "east.duckdb"
+    with Store(path):
+        pass
+    con = duckdb.connect(str(path))  # the same store as schema 2 wrote it
+    for column in ("pass1", "pass1_se", "pass_at_k", "maj_at_k"):
+        con.execute(f"ALTER TABLE evaluations DROP COLUMN {column}")
+    con.execute("UPDATE store_info SET value = '2' WHERE name = 'schema_version'")
+    con.execute("INSERT INTO evaluations VALUES ('sampled', 'm', 'd', 90, 4, 0.4, 0.45, 0.7, '{}', 1.0), "
+                "('greedy', 'm', 'd', 40, 0, 0.5, NULL, NULL, '{}', 1.0)")
+    con.close()
+    assert SCHEMA_VERSION == 3
+    with Store(path) as store:
+        assert store.execute("SELECT value FROM store_info WHERE name = 'schema_version'") == [("3",)]
+        assert store.evaluation("sampled") == {"n_questions": 90, "k": 4, "greedy_acc": 0.4, "maj_acc": 0.45,
+                                               "pass_acc": 0.7, "pass1": None, "pass1_se": None,
+                                               "pass_at_k": {"4": 0.7}, "maj_at_k": {"4": 0.45}}
+        greedy = store.evaluation("greedy")
+        assert (greedy["maj_acc"], greedy["pass1"], greedy["pass_at_k"], greedy["maj_at_k"]) == (None,) * 4
+    with Store(path) as store:  # and opened again, it is found whole
+        assert store.execute("SELECT count(*) FROM evaluations WHERE pass_at_k IS NOT NULL") == [(1,)]
 
 
 def _one_red_line(out: subprocess.CompletedProcess) -> str:

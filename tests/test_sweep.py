@@ -53,7 +53,8 @@ def test_point_config_sets_every_seed_and_name() -> None:
 def test_sweep_summary_averages_final_rounds_over_seeds() -> None:
     def row(experiment: str, seed: int, a: float, round_: int, greedy: float, strategy: str = "entropy") -> dict:
         return {"experiment": experiment, "seed": seed, "loss": "sft", "strategy": strategy, "mapping": "power",
-                "a": a, "round": round_, "greedy_acc": greedy, "maj_acc": greedy / 2, "pass_acc": 1.0}
+                "a": a, "round": round_, "greedy_acc": greedy, "pass1": greedy - 0.1, "maj_acc": greedy / 2,
+                "pass_acc": 1.0}
 
     df = pd.DataFrame([row("v-s1", 1, 0, 1, 0.40), row("v-s1", 1, 0, 2, 0.50), row("v-s0", 0, 0, 1, 0.30),
                        row("v-s0", 0, 0, 2, 0.60), row("e-s0", 0, 1, 2, 0.70),
@@ -67,8 +68,10 @@ def test_sweep_summary_averages_final_rounds_over_seeds() -> None:
     assert summary.loc[0, "greedy_per_seed"] == (0.60, 0.50)  # seed order, not row order
     assert summary.loc[1, "seeds"] == 1 and pd.isna(summary.loc[1, "greedy_acc_std"])
     table = sweep_markdown(summary.reset_index(), "s")
-    assert "| SFT vanilla | - | 0.550 ± 0.071 | 0.275 ± 0.035 | 1.000 ± 0.000 | 2 | 2 | 0.600, 0.500 |" in table
-    assert "| SFT entropy power a=1 | - | 0.700 ± 0.000 | 0.350 ± 0.000 | 1.000 ± 0.000 | 1 | 2 | 0.700 |" in table
+    assert ("| SFT vanilla | - | 0.550 ± 0.071 | 0.450 ± 0.071 | 0.275 ± 0.035 | 1.000 ± 0.000 | 2 | 2 | 0.600, "
+            "0.500 |") in table
+    assert ("| SFT entropy power a=1 | - | 0.700 ± 0.000 | 0.600 ± 0.000 | 0.350 ± 0.000 | 1.000 ± 0.000 | 1 | 2 | "
+            "0.700 |") in table
 
 
 def test_paired_differences_by_seed_with_t_intervals() -> None:
@@ -102,8 +105,8 @@ def test_paired_differences_by_seed_with_t_intervals() -> None:
 def test_best_on_validation_ignores_test_and_vanilla() -> None:
     def row(mapping: str, a: float, seed: int, val: float, test: float) -> dict:
         return {"experiment": f"{mapping}-{a}-s{seed}", "seed": seed, "loss": "sft", "strategy": "entropy",
-                "mapping": mapping, "a": a, "round": 1, "greedy_acc": test, "maj_acc": None, "pass_acc": None,
-                "val_greedy_acc": val}
+                "mapping": mapping, "a": a, "round": 1, "greedy_acc": test, "pass1": None, "maj_acc": None,
+                "pass_acc": None, "val_greedy_acc": val}
 
     df = pd.DataFrame([row("power", 0, 0, 0.90, 0.50), row("power", 0, 1, 0.90, 0.50),  # vanilla: never chosen
                        row("power", 1, 0, 0.60, 0.90), row("power", 1, 1, 0.62, 0.90),  # best on test only

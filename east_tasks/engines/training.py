@@ -19,8 +19,18 @@ import pandas as pd
 import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.utils import logging as hf_logging
 
 from east_tasks.config import TrainConfig
 from east_tasks.core.losses import (
@@ -34,6 +44,7 @@ from east_tasks.core.losses import (
 from east_tasks.engines.lora import add_lora, merge_lora
 from east_tasks.faults import disk_full_if_asked, pause_if_asked
 from east_tasks.io import atomic_dir, hash_dir
+from east_tasks.progress import Progress, on_terminal, progress
 
 
 def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_len: int = 256) -> dict:
@@ -138,7 +149,31 @@ class WeightedTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+class PlainProgress(TrainerCallback):
+    """Off a terminal, the Trainer's progress as a line at every tenth of its steps with the last logged loss, in
+    place of its bar and of the dict it prints at every logging step (`east_tasks.progress`)."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.meter: Progress | None = None
+        self.loss: float | None = None
+        self.every_s = every_s  # at most a line this often (east_tasks.progress)
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        self.meter = Progress("train", state.max_steps, "step", enabled=state.is_local_process_zero,
+                              every_s=self.every_s)
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict | None = None,
+               **kwargs) -> None:
+        self.loss = (logs or {}).get("loss", self.loss)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        if self.meter is not None:
+            self.meter.update(1, **({} if self.loss is None else {"loss": f"{self.loss:.4f}"}))
+
+
 def _load(model_path: str, trust_remote_code: bool) -> tuple[PreTrainedTokenizerBase, torch.nn.Module]:
+    if not on_terminal():  # transformers 5 draws a bar while it loads weights
+        hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -160,7 +195,7 @@ def score_responses(model_path: str, prompts: list[str], responses: list[str], m
     tokenizer, model = _load(model_path, trust_remote_code)
     model.to(_device()).eval()
     out = np.zeros((len(prompts), 2))
-    for start in tqdm(range(0, len(prompts), batch_size), desc="score responses", unit="batch"):
+    for start in progress(range(0, len(prompts), batch_size), desc="score responses", unit="batch"):
         seqs = [encode_example(tokenizer, p, r, max_len)
                 for p, r in zip(prompts[start:start + batch_size], responses[start:start + batch_size], strict=True)]
         batch = {k: v.to(model.device) for k, v in pad(seqs, tokenizer.pad_token_id).items()}
@@ -203,12 +238,15 @@ def train_weighted(base_model: str, examples: Examples, cfg: TrainConfig, out_di
             **(tracking or {"report_to": []}),
             remove_unused_columns=False,
             dataloader_num_workers=0,
-            disable_tqdm=False,
+            disable_tqdm=not on_terminal(),
             **({"fsdp": cfg.fsdp} if cfg.fsdp else {}),
             **({"deepspeed": str(cfg.deepspeed)} if cfg.deepspeed else {}),
         )
         trainer = WeightedTrainer(model=model, args=args, train_dataset=dataset,
                                   data_collator=collate(tokenizer.pad_token_id), loss=cfg.loss, beta=cfg.beta)
+        if args.disable_tqdm:
+            trainer.remove_callback(PrinterCallback)
+            trainer.add_callback(PlainProgress())
         result = trainer.train()
     loss = float(result.training_loss)
     if world > 1:  # each process logged its own share's mean: the mean of equal shares is the batch's

@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from east_tasks.data.arith import labelled_set
 from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.engines.training import IGNORE, encode_example, pad
 from east_tasks.io import atomic_dir, hash_dir
 from east_tasks.models.tiny import build_tiny_model, build_tokenizer, save_model_dir
+from east_tasks.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
     rng = random.Random(cfg.seed)
     model.train()
     start, losses = time.time(), []
-    bar = tqdm(range(cfg.steps), desc="bootstrap", disable=not progress)
-    for step in bar:
+    meter = Progress("bootstrap", cfg.steps, "step", enabled=progress)
+    for step in range(cfg.steps):
         batch = pad(rng.sample(encoded, cfg.batch_size), tokenizer.pad_token_id)
         ids, labels = batch["input_ids"], batch["labels"]
         for g in opt.param_groups:
@@ -82,8 +82,8 @@ def bootstrap_backbone(out_dir: Path, cfg: BootstrapConfig = BootstrapConfig(), 
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+        meter.update(1, loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    meter.close()
     model.eval()
     with atomic_dir(Path(out_dir)) as tmp:
         save_model_dir(model, tokenizer, tmp)

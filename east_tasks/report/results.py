@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from east_tasks.config import EvalConfig, default_ks
 from east_tasks.cost import COST_FIELDS
 from east_tasks.io import atomic_write
 from east_tasks.store import Store
@@ -21,13 +22,44 @@ def _with_tiers(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+SAMPLED_AT_K = ("pass_at_k", "maj_at_k")
+
+
+def reported_ks(config: str | None, n: int) -> tuple[int, ...]:
+    """The k of pass@k / maj@k a round's recorded configuration reports (eval.ks; eval.k, the old name of eval.n,
+    read as n); the default for n where no configuration today's fields can read was recorded."""
+    try:
+        return EvalConfig.model_validate(json.loads(config)["eval"]).ks
+    except (TypeError, KeyError, ValueError):
+        return default_ks(n)
+
+
+def _at_ks(stored: str | dict | None, ks: tuple[int, ...]) -> dict[int, float]:
+    """{k: value} for the reported k the store has ({"k": value} for every k in 1..n; only n in a row from
+    before schema 3 that no run has reached again)."""
+    values = json.loads(stored) if isinstance(stored, str) else (stored or {})
+    return {k: values[str(k)] for k in ks if str(k) in values}
+
+
+def _with_sampled(df: pd.DataFrame) -> pd.DataFrame:
+    """pass@k and maj@k at the k the round's configuration reports, overall and in each tier (`by_tier`)."""
+    ks = [reported_ks(c, 0 if pd.isna(n) else int(n)) for c, n in zip(df.config, df.k, strict=True)]
+    for col in SAMPLED_AT_K:
+        df[col] = [_at_ks(v, k) for v, k in zip(df[col], ks, strict=True)]
+    df["by_tier"] = [{t: m | {c: _at_ks(m[c], k) for c in SAMPLED_AT_K if c in m} for t, m in b.items()}
+                     for b, k in zip(df.by_tier, ks, strict=True)]
+    return df
+
+
 def round_results(store: Store, experiment: str) -> pd.DataFrame:
-    return _with_tiers(store.round_table(experiment))
+    return _with_sampled(_with_tiers(store.round_table(experiment)))
 
 
 def to_records(df: pd.DataFrame) -> list[dict]:
+    """One dict per round. `k` is the samples per test question (eval.n); maj_acc and pass_acc are maj@n and
+    pass@n; pass1 ± pass1_se is sampled pass@1, pass_at_k and maj_at_k {k: value} at eval.ks."""
     cols = ["round", "greedy_acc", "maj_acc", "pass_acc", "val_greedy_acc", "k", "n_questions", "n_kept", "by_tier",
-            "model_hash", "pool_pass_at_n", "pool_balance", "label_accuracy"]
+            "model_hash", "pool_pass_at_n", "pool_balance", "label_accuracy", "pass1", "pass1_se", *SAMPLED_AT_K]
     records = df[cols].astype(object).to_dict("records")
     return [{c: None if not isinstance(v, dict) and pd.isna(v) else v for c, v in r.items()} for r in records]
 
@@ -37,22 +69,36 @@ def fmt(v: float | None) -> str:
     return "-" if v is None or pd.isna(v) else f"{v:.3f}"
 
 
+def fmt_se(v: float | None, se: float | None) -> str:
+    """An accuracy and its standard error, e.g. sampled pass@1: "0.512 ± 0.031"."""
+    return fmt(v) + ("" if se is None or pd.isna(se) or fmt(v) == "-" else f" ± {se:.3f}")
+
+
+def sampled_ks(df: pd.DataFrame) -> list[int]:
+    """The k of pass@k / maj@k some round reports."""
+    return sorted({k for d in df.pass_at_k for k in d} | {k for d in df.maj_at_k for k in d})
+
+
 def tiers(by_tier: Iterable[dict]) -> list[str]:
     """The difficulty tiers present in some `by_tier` results, in numeric order."""
     return sorted({t for b in by_tier for t in b}, key=lambda t: (len(t), t))
 
 
 def to_markdown(df: pd.DataFrame, experiment: str) -> str:
-    names = tiers(df.by_tier)
-    lines = [f"### {experiment}: test accuracy per round", "",
-             "| round | greedy | " + "".join(f"tier {t} | " for t in names) + "maj@k | pass@k | k | kept questions |",
-             "|---" * (6 + len(names)) + "|"]
+    """Greedy accuracy overall and by tier; from the n samples per question (column n), sampled pass@1 ± its
+    standard error, pass@k and maj@k at eval.ks."""
+    names, ks = tiers(df.by_tier), sampled_ks(df)
+    sampled = [("pass_at_k", k) for k in ks if k > 1] + [("maj_at_k", k) for k in ks]
+    header = ["round", "greedy", *(f"tier {t}" for t in names), "pass@1 ± SE",
+              *(f"{col.split('_')[0]}@{k}" for col, k in sampled), "n", "kept questions"]
+    lines = [f"### {experiment}: test accuracy per round", "", "| " + " | ".join(header) + " |",
+             "|---" * len(header) + "|"]
     for r in df.itertuples(index=False):
-        kept = "-" if pd.isna(r.n_kept) else int(r.n_kept)
-        name = "backbone" if r.round == 0 else f"round {r.round}"
-        by_tier = "".join(f"{fmt(r.by_tier.get(t, {}).get('greedy_acc'))} | " for t in names)
-        sampled = f"{fmt(r.maj_acc)} | {fmt(r.pass_acc)}"
-        lines.append(f"| {name} | {r.greedy_acc:.3f} | {by_tier}{sampled} | {r.k} | {kept} |")
+        cells = ["backbone" if r.round == 0 else f"round {r.round}", f"{r.greedy_acc:.3f}",
+                 *(fmt(r.by_tier.get(t, {}).get("greedy_acc")) for t in names), fmt_se(r.pass1, r.pass1_se),
+                 *(fmt(getattr(r, col).get(k)) for col, k in sampled), str(r.k),
+                 "-" if pd.isna(r.n_kept) else str(int(r.n_kept))]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -84,10 +130,15 @@ def _save_png(fig, path: Path) -> Path:
 
 
 def plot_rounds(df: pd.DataFrame, experiment: str, path: Path) -> Path:
-    """Greedy, maj@k and pass@k per round, and greedy accuracy of each difficulty tier (dotted)."""
+    """Greedy and sampled pass@1 (± its standard error) per round beside each other, maj@n and pass@n of the n
+    samples, and greedy accuracy of each difficulty tier (dotted)."""
     fig, ax = _new_axes()
-    for col, label in (("greedy_acc", "greedy"), ("maj_acc", "maj@k"), ("pass_acc", "pass@k")):
-        if df[col].notna().any():  # maj@k / pass@k only where k > 0
+    ax.plot(df["round"], df.greedy_acc, marker="o", label="greedy")
+    if df.pass1.notna().any():  # the sampled metrics only where n > 0
+        ax.errorbar(df["round"], df.pass1, yerr=df.pass1_se.fillna(0), marker="o", capsize=3, label="pass@1 ± SE")
+    n = int(df.k.max()) if df.k.notna().any() else 0
+    for col, label in (("maj_acc", f"maj@{n}"), ("pass_acc", f"pass@{n}")):
+        if df[col].notna().any():
             ax.plot(df["round"], df[col], marker="o", label=label)
     for t in tiers(df.by_tier):
         ax.plot(df["round"], [b.get(t, {}).get("greedy_acc", np.nan) for b in df.by_tier], marker=".",
@@ -140,11 +191,15 @@ def round_markdown(df: pd.DataFrame, experiment: str, round_: int, selection: di
         v = r.get(col)
         return "-" if v is None or pd.isna(v) else (f"{v:.3f}" if isinstance(v, float) else str(int(v)))
 
-    k = now["k"]
-    lines = [f"### {experiment}: round {round_}", "", f"| | round {round_} | round {round_ - 1} |", "|---|---|---|"]
-    sampled = (("maj_acc", f"maj@{k}"), ("pass_acc", f"pass@{k}")) if k else ()
-    for col, label in (("greedy_acc", "greedy accuracy"), *sampled, ("n_kept", "kept questions")):
-        lines.append(f"| {label} | {cell(now, col)} | {cell(before, col)} |")
+    lines = [f"### {experiment}: round {round_}", "", f"| | round {round_} | round {round_ - 1} |", "|---|---|---|",
+             f"| greedy accuracy | {cell(now, 'greedy_acc')} | {cell(before, 'greedy_acc')} |"]
+    if not pd.isna(now["k"]) and now["k"]:  # n samples per question: pass@1 ± its SE, pass@k and maj@k at eval.ks
+        lines.append(f"| pass@1 ± SE ({int(now['k'])} samples) | {fmt_se(now['pass1'], now['pass1_se'])} | "
+                     f"{fmt_se(before.get('pass1'), before.get('pass1_se'))} |")
+        for col, name in (("pass_at_k", "pass"), ("maj_at_k", "maj")):
+            lines += [f"| {name}@{k} | {fmt(v)} | {fmt(before.get(col, {}).get(k))} |" for k, v in now[col].items()
+                      if (name, k) != ("pass", 1)]
+    lines.append(f"| kept questions | {cell(now, 'n_kept')} | {cell(before, 'n_kept')} |")
     lines += ["", "| training questions | |", "|---|---|"]
     lines += [f"| {name} | {v:.3f} |" if isinstance(v, float) else f"| {name} | {v} |" for name, v in selection.items()]
     return "\n".join([*lines, "", embedded_plots(plots)])
@@ -292,7 +347,7 @@ def probes_sweep_markdown(store: Store, df: pd.DataFrame, sweep: str) -> str:
 
 # --- sweeps -------------------------------------------------------------------------------------------------
 SETTING = ["loss", "strategy", "mapping", "a"]
-METRICS = ["greedy_acc", "maj_acc", "pass_acc"]
+METRICS = ["greedy_acc", "pass1", "maj_acc", "pass_acc"]
 
 
 def final_round(df: pd.DataFrame) -> pd.DataFrame:
@@ -453,8 +508,8 @@ def _setting_name(r) -> str:
 
 def sweep_markdown(summary: pd.DataFrame, sweep: str, unfinished: list[str] = ()) -> str:
     lines = [f"### {sweep}: final-round test accuracy, mean ± std over seeds", "",
-             "| setting | validation greedy | greedy | maj@k | pass@k | seeds | rounds | greedy per seed |",
-             "|---" * 8 + "|"]
+             "| setting | validation greedy | greedy | pass@1 | maj@n | pass@n | seeds | rounds | greedy per seed |",
+             "|---" * 9 + "|"]
     for r in summary.itertuples(index=False):
         stds = [getattr(r, f"{m}_std") for m in METRICS]
         cells = ["-" if pd.isna(mean := getattr(r, f"{m}_mean")) else f"{mean:.3f} ± {0.0 if pd.isna(sd) else sd:.3f}"

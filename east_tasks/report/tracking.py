@@ -42,7 +42,8 @@ def round_metrics(store: Store, experiment: str, round_: int) -> dict[str, float
     the pool's answer entropy, and what the round's steps cost."""
     rounds = round_results(store, experiment)
     r = rounds[rounds["round"] == round_].iloc[0]
-    metrics = {c: r[c] for c in ("greedy_acc", "maj_acc", "pass_acc", "val_greedy_acc", "n_kept")}
+    metrics = {c: r[c] for c in ("greedy_acc", "pass1", "pass1_se", "maj_acc", "pass_acc", "val_greedy_acc",
+                                 "n_kept")}
     metrics |= {f"greedy_acc_tier_{t}": v["greedy_acc"] for t, v in r.by_tier.items()}
     if isinstance(r.weight_key, str):
         entropy = store.question_stats(r.weight_key, "entropy").entropy

@@ -1,4 +1,5 @@
-"""Evaluation: greedy (and k-sample) generations of a split, then accuracy, maj@k and pass@k into `evaluations`."""
+"""Evaluation: greedy (and n-sample) generations of a split, then greedy accuracy, and pass@1, pass@k and maj@k
+into `evaluations`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from east_tasks.steps.model import ModelRef
 from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
 from east_tasks.store import Store
 
-METRICS = ("greedy_acc", "maj_acc", "pass_acc")
+METRICS = ("greedy_acc", "pass1", "maj_acc", "pass_acc")
 
 
 class EvalKeys(BaseModel):
@@ -33,15 +34,16 @@ def _rounded(v: float | None, digits: int = 4) -> float | None:
     return None if v is None or pd.isna(v) else round(float(v), digits)
 
 
-def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, k: int) -> list[StepResult]:
-    """Greedy (and, with k > 0, k-sample) generations on `split`, then metrics into `evaluations`."""
+def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: str, n: int) -> list[StepResult]:
+    """Greedy (and, with n > 0, n-sample) generations on `split`, then metrics into `evaluations`. The key is the
+    generations' alone: pass@k and maj@k are stored for every k in 1..n, whichever eval.ks reports."""
     ev = cfg.eval
     generated = [generate(cfg, model, dataset_key, split, SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed,
                           f"generate {split} greedy")]
-    if k:
-        generated.append(generate(cfg, model, dataset_key, split, SampleSpec(k, ev.temperature, 1.0, ev.max_tokens),
-                                  ev.seed, f"generate {split} k={k}"))
-    greedy, sampled = generated[0], (generated[1] if k else None)
+    if n:  # SampleSpec's n is in the generation's key, as it was when this setting was called eval.k
+        generated.append(generate(cfg, model, dataset_key, split, SampleSpec(n, ev.temperature, 1.0, ev.max_tokens),
+                                  ev.seed, f"generate {split} n={n}"))
+    greedy, sampled = generated[0], (generated[1] if n else None)
     eval_key = keys.eval_key(greedy.key, sampled.key if sampled else None)
 
     def prepare(store: Store) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
@@ -49,26 +51,34 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
 
     def compute(ctx: StepContext) -> Output:
         gens, problems = ctx.prepared
-        result = evaluate(gens[greedy.key], gens[sampled.key] if sampled else None, problems, k,
+        result = evaluate(gens[greedy.key], gens[sampled.key] if sampled else None, problems, n,
                           cfg.data.answer_style)
         row = {"eval_key": eval_key, "model_hash": model.hash, "dataset_key": dataset_key,
-               "n_questions": result.n_questions, "k": result.k, "greedy_acc": result.greedy_acc,
+               "n_questions": result.n_questions, "k": result.n, "greedy_acc": result.greedy_acc,
                "maj_acc": result.maj_acc, "pass_acc": result.pass_acc, "by_tier": json.dumps(result.by_tier),
-               "created_at": time.time()}
-        # a concurrent run's row, if there is one, is equal
-        return Output(lambda store: store.insert_row("evaluations", row),
+               "created_at": time.time(), "pass1": result.pass1, "pass1_se": result.pass1_se,
+               **{m: json.dumps(getattr(result, m)) if n else None for m in ("pass_at_k", "maj_at_k")}}
+        # a concurrent run's row, if there is one, is equal; a row from before schema 3 is completed
+        return Output(lambda store: store.upsert("evaluations", row),
                       {m: _rounded(getattr(result, m)) for m in METRICS})
 
     def load(store: Store) -> tuple[None, dict]:
         row = store.evaluation(eval_key) or {}
         return None, {m: _rounded(row.get(m)) for m in METRICS}
 
-    return [*generated, run_step(cfg, Step(f"evaluate {split}", eval_key, compute, load=load, prepare=prepare))]
+    def invalid(store: Store) -> str | None:
+        row = store.evaluation(eval_key)
+        if sampled and row is not None and row["pass1"] is None:
+            return "stored before pass@1 and pass@k were (schema 2): computing them from its stored samples"
+        return None
+
+    return [*generated, run_step(cfg, Step(f"evaluate {split}", eval_key, compute, load=load, invalid=invalid,
+                                           prepare=prepare))]
 
 
 def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> tuple[list[StepResult], EvalKeys]:
-    """The test split (greedy, maj@k, pass@k) and, when there is one, the validation split (greedy only)."""
-    test = evaluate_split(cfg, model, dataset_key, "test", cfg.eval.k)
+    """The test split (greedy; pass@1, pass@k, maj@k) and, when there is one, the validation split (greedy only)."""
+    test = evaluate_split(cfg, model, dataset_key, "test", cfg.eval.n)
     validation = evaluate_split(cfg, model, dataset_key, "validation", 0) if cfg.data.validation_size else []
     return test + validation, EvalKeys(test=test[-1].key, validation=validation[-1].key if validation else None,
                                        steps=tuple(r.key for r in test + validation))

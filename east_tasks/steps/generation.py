@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from east_tasks.config import ExperimentConfig
 from east_tasks.core import answers
@@ -25,6 +24,7 @@ from east_tasks.engines.generation import SampleSpec, get_generator, release_gen
 from east_tasks.engines.replicas import run_replicas
 from east_tasks.faults import pause_if_asked
 from east_tasks.io import fingerprint
+from east_tasks.progress import progress
 from east_tasks.steps import keys
 from east_tasks.steps.model import ModelRef
 from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
@@ -127,7 +127,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
         elif len(todo):
             generator = get_generator(model.path, cfg.backend)
             engine = {"engine": engines.last_engine_event}
-            for start in tqdm(range(0, len(todo), per_chunk), desc=step, unit="chunk"):
+            for start in progress(range(0, len(todo), per_chunk), desc=step, unit="chunk"):
                 rows = _sample_chunk(cfg, key, generator, prompter, todo.iloc[start:start + per_chunk], spec, seed)
                 # The store is opened per chunk, so readers (`east report`) can get in between chunks.
                 ctx.commit(lambda store, rows=rows: _write_chunk(store, *rows))

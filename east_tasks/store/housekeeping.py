@@ -7,12 +7,17 @@ temp dir, or the checkpoint of any recorded round, trained step, or started or c
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+
+import duckdb
 
 from east_tasks.io import temp_target, writer_may_be_alive
 from east_tasks.paths import CHECKPOINTS, STORE_FILE
-from east_tasks.store import SCHEMA_VERSION, TABLES, Store
+from east_tasks.store import SCHEMA_VERSION, TABLES, Store, as_store_fault
+from east_tasks.store.schema import stored_version
 
 
 def removable(store: Store, checkpoint_dir: Path, keep_last: int | None = None) -> list[Path]:
@@ -85,3 +90,32 @@ def backup(store: Store, dest: Path) -> Path:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     return final
+
+
+@dataclass(frozen=True)
+class Glance:
+    """What a look at a store file found without writing to it or waiting for it (`east doctor`)."""
+
+    version: int | None = None  # the schema version; None for an empty store
+    holder: str | None = None  # the process writing to it, where one is
+    damage: str | None = None  # why it cannot be read, where it cannot
+
+
+def glance(path: Path) -> Glance:
+    """Opens the store file read-only, once: its schema version, or who holds it (DuckDB lets one process write a
+    file, and then no other open it), or the damage that keeps it from being read."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as err:
+        if fault := as_store_fault(err, str(path)):
+            return Glance(damage=str(fault))
+        if holder := re.search(r"held in (.*?\(PID \d+\))", str(err)):
+            return Glance(holder=holder.group(1))
+        return Glance(damage=str(err).strip().splitlines()[0])
+    try:
+        return Glance(version=stored_version(lambda sql, params=(): con.execute(sql, params).fetchall()))
+    except duckdb.Error as err:
+        fault = as_store_fault(err, str(path))
+        return Glance(damage=str(fault) if fault else str(err).strip().splitlines()[0])
+    finally:
+        con.close()

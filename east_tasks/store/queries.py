@@ -216,9 +216,12 @@ class Queries:
         return rows.iloc[0].to_dict() if len(rows) else None
 
     def evaluation(self, eval_key: str) -> dict | None:
-        rows = self.query("SELECT n_questions, k, greedy_acc, maj_acc, pass_acc FROM evaluations WHERE eval_key = ?",
-                          [eval_key])
-        return rows.astype(object).iloc[0].to_dict() if len(rows) else None
+        rows = self.query("SELECT n_questions, k, greedy_acc, maj_acc, pass_acc, pass1, pass1_se, pass_at_k, maj_at_k "
+                          "FROM evaluations WHERE eval_key = ?", [eval_key])
+        if not len(rows):
+            return None
+        row = {c: None if pd.isna(v) else v for c, v in rows.astype(object).iloc[0].items()}  # NULL: None, not NaN
+        return row | {c: json.loads(row[c]) for c in ("pass_at_k", "maj_at_k") if row[c] is not None}
 
     # --- experiments and rounds ---------------------------------------------------------------------------
     def record_round(self, experiment: str, round_: int, **fields: Any) -> None:
@@ -253,6 +256,7 @@ class Queries:
     def round_table(self, experiment: str) -> pd.DataFrame:
         return self.query(
             """SELECT r.round, r.n_kept, e.greedy_acc, e.maj_acc, e.pass_acc, e.k, e.n_questions, e.by_tier,
+                      e.pass1, e.pass1_se, e.pass_at_k, e.maj_at_k, r.config,
                       v.greedy_acc AS val_greedy_acc, r.model_hash, r.model_path, r.weight_key,
                       m.pass_at_n AS pool_pass_at_n, m.balance AS pool_balance, m.label_accuracy
                FROM experiment_rounds r LEFT JOIN evaluations e USING (eval_key)
@@ -285,7 +289,7 @@ class Queries:
         """Every round of every experiment of a sweep, with its grid point, test and validation accuracy."""
         return self.query(
             """SELECT s.*, r.round, r.n_kept, r.gen_key, r.weight_key, e.greedy_acc, e.maj_acc, e.pass_acc, e.by_tier,
-                      v.greedy_acc AS val_greedy_acc
+                      e.pass1, v.greedy_acc AS val_greedy_acc
                FROM sweep_runs s JOIN experiment_rounds r USING (experiment)
                LEFT JOIN evaluations e USING (eval_key)
                LEFT JOIN evaluations v ON v.eval_key = r.val_eval_key

@@ -15,7 +15,7 @@ import re
 from east_tasks.errors import EnvironmentFault, UserError
 from east_tasks.io import fingerprint
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # A sample's text as the monitor compares responses (Python's str.strip on ASCII whitespace), of generations `g`.
 TRIMMED_TEXT = "trim(g.text, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))"
 
@@ -76,9 +76,13 @@ CREATE TABLE IF NOT EXISTS response_logprobs (
 CREATE TABLE IF NOT EXISTS checkpoints (
     ckpt_key VARCHAR PRIMARY KEY, path VARCHAR, model_hash VARCHAR, parent_hash VARCHAR,
     weight_key VARCHAR, train_loss DOUBLE, created_at DOUBLE);
+-- k: samples per question (eval.n; 0 = greedy only); maj_acc and pass_acc are maj@k and pass@k at k = n.
+-- pass1 (± pass1_se), pass_at_k and maj_at_k ({"k": value} for every k in 1..n) are NULL for greedy-only rows,
+-- and in rows from before schema 3 until a run reaches them again (then computed from the stored samples).
 CREATE TABLE IF NOT EXISTS evaluations (
     eval_key VARCHAR PRIMARY KEY, model_hash VARCHAR, dataset_key VARCHAR, n_questions INTEGER, k INTEGER,
-    greedy_acc DOUBLE, maj_acc DOUBLE, pass_acc DOUBLE, by_tier JSON, created_at DOUBLE);
+    greedy_acc DOUBLE, maj_acc DOUBLE, pass_acc DOUBLE, by_tier JSON, created_at DOUBLE,
+    pass1 DOUBLE, pass1_se DOUBLE, pass_at_k JSON, maj_at_k JSON);
 -- One configuration per experiment name, claimed atomically before a run's first step (`claim_experiment`).
 CREATE TABLE IF NOT EXISTS experiments (
     experiment VARCHAR PRIMARY KEY, config JSON, created_at DOUBLE);
@@ -194,6 +198,18 @@ UPDATE experiment_rounds SET model_path = regexp_replace(model_path, '^.*/(check
 """
 
 
+# v2: greedy accuracy, maj@k and pass@k ("any of the k samples") only. Old rows get what they had, as pass@n and
+# maj@n; the evaluation step computes the rest from the stored samples when a run reaches it (`invalid`).
+_V2_TO_V3 = """
+ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS pass1 DOUBLE;
+ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS pass1_se DOUBLE;
+ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS pass_at_k JSON;
+ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS maj_at_k JSON;
+UPDATE evaluations SET pass_at_k = json_object(k::VARCHAR, pass_acc), maj_at_k = json_object(k::VARCHAR, maj_acc)
+    WHERE k > 0 AND pass_at_k IS NULL
+"""
+
+
 def _run(execute, script: str) -> None:
     for statement in filter(str.strip, script.split(";")):
         execute(statement)
@@ -233,6 +249,8 @@ def ensure_schema(execute, location: str, lake: bool = False) -> bool:
         execute(schema)
     if version is not None and version < 2:
         _run(execute, _V1_TO_V2)
+    if version is not None and version < 3:
+        _run(execute, _V2_TO_V3)
     execute("DELETE FROM store_info WHERE name = 'schema_version'")
     execute("INSERT INTO store_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     return True

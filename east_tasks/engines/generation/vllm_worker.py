@@ -3,6 +3,10 @@ and OpenRLHF use for weight sync); called with `llm.collective_rpc("load_checkpo
 
 from __future__ import annotations
 
+from east_tasks.engines.generation.vllm_env import setup_engine_process
+
+setup_engine_process()  # this module is imported in the worker, whatever the command's main module
+
 
 class WeightSync:
     def load_checkpoint(self, path: str) -> None:
