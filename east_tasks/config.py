@@ -47,6 +47,27 @@ SOURCE_DEFAULTS: dict[str, dict] = {
 }
 
 
+# data.answer_style: a built-in, a `module:attr` import path, or an entry point's name in this group. The config
+# checks the form (and that a bare name is registered: installed metadata only); preflight imports the style.
+BUILTIN_ANSWER_STYLES = ("gsm8k", "math", "mcq")
+ANSWER_STYLE_GROUP = "east.answer_styles"
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+
+
+def registered_answer_styles() -> list[str]:
+    """The answer styles installed packages register (their metadata is read; nothing is imported)."""
+    from importlib.metadata import entry_points
+
+    return sorted(ep.name for ep in entry_points(group=ANSWER_STYLE_GROUP))
+
+
+def allowed_answer_styles() -> str:
+    """What data.answer_style takes, for messages."""
+    registered = ", ".join(registered_answer_styles()) or "none registered"
+    return (f"allowed: {', '.join(BUILTIN_ANSWER_STYLES)}, a 'module:function' or 'module:object' import path, or "
+            f"an entry point of group {ANSWER_STYLE_GROUP} ({registered})")
+
+
 class DataConfig(_Strict):
     """Where questions come from: `arith` is the embedded task; `gsm8k`, `math` and `table` (any JSONL / Parquet /
     CSV with a column mapping) read a hub dataset name or a local dir with `<split>.jsonl|.json|.parquet|.csv`."""
@@ -62,7 +83,9 @@ class DataConfig(_Strict):
     test_path: str | None = Field(None, description="take the test split from this dataset instead (e.g. MATH-500)")
     columns: ColumnMap | None = Field(None, description="which columns hold the question, answer, solution and "
                                       "tier; unset names take the source's defaults")
-    answer_style: Literal["gsm8k", "math"] | None = Field(None, description="how answers are extracted and compared")
+    answer_style: str | None = Field(None, description="how answers are extracted and compared: gsm8k, math, mcq, "
+                                     "a 'module:function' or 'module:object' import path, or an entry point of "
+                                     "group east.answer_styles (docs/answer-styles.md)")
     prompt: Literal["auto", "chat", "fewshot", "zeroshot"] = Field(
         "auto", description="zeroshot: 'Q: {q}\\nA:'; fewshot: four worked examples in that format first; chat: "
         "the tokenizer's chat template; auto: chat where the tokenizer has a template, else fewshot")
@@ -99,8 +122,18 @@ class DataConfig(_Strict):
         if self.source != "arith" and not self.path:
             raise ValueError(f"data.path is required for source {self.source!r} (hub name or local dir)")
         if self.answer_style is None:
-            raise ValueError(f"data.answer_style is required for source {self.source!r}: 'gsm8k' or 'math'")
+            raise ValueError(f"data.answer_style is required for source {self.source!r}: "
+                             f"{', '.join(BUILTIN_ANSWER_STYLES)} or a 'module:function' import path")
         return self
+
+    @field_validator("answer_style")
+    @classmethod
+    def _answer_style_form(cls, style: str | None) -> str | None:
+        """The form only: importing the user's code is preflight's (`east_tasks.core.styles.load_style`)."""
+        if style is None or style in BUILTIN_ANSWER_STYLES or _IMPORT_PATH.fullmatch(style) \
+                or style in registered_answer_styles():
+            return style
+        raise ValueError(f"unknown style {style!r}; {allowed_answer_styles()}")
 
 
 class SamplingConfig(_Strict):

@@ -36,11 +36,12 @@ def test_embedded_task_keeps_its_zero_shot_prompt() -> None:
     assert prompter.template == "Q: {q}\nA:"
 
 
-@pytest.mark.parametrize("style", ["gsm8k", "math"])
+@pytest.mark.parametrize("style", ["gsm8k", "math", "mcq"])
 def test_few_shot_examples_end_the_way_the_extractor_reads(style: str) -> None:
     prompt = few_shot_prompt("What is 1 + 1?", style)
     assert prompt.endswith("\n\nQ: What is 1 + 1?\nA:") and prompt.count("Q: ") == len(FEW_SHOT[style]) + 1
-    expected = {"gsm8k": ["12", "110", "30", "6"], "math": ["6", "\\frac{5}{6}", "5\\sqrt{2}", "(-2, 2)"]}[style]
+    expected = {"gsm8k": ["12", "110", "30", "6"], "math": ["6", "\\frac{5}{6}", "5\\sqrt{2}", "(-2, 2)"],
+                "mcq": ["B", "C", "A", "D"]}[style]
     assert [extract_answer(a, style) for _, a in FEW_SHOT[style]] == expected
     assert not any(s in a for _, a in FEW_SHOT[style] for s in PLAIN_STOP)
 

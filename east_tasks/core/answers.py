@@ -1,17 +1,21 @@
 """Final-answer extraction and equivalence, the public API other tools call. No `eval` of model output.
 
-Two styles:
+Every function takes the answer style by its `data.answer_style` value: a built-in below, or a user's style (an
+import path or an entry point: `east_tasks.core.styles`, which also says what a style is). The built-ins:
 - ``gsm8k``: a number, from ``#### N``, ``The answer is N``, ``\\boxed{N}``, ``A: N`` or else the last number in
   the text; normalised (thousands separators, ``$``, trailing ``.0``, fractions) and compared exactly.
 - ``math``: the contents of the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces; ``\\boxed 5`` too),
   compared with math-verify (fractions, radicals, intervals, tuples, matrices, ``\\text{}`` answers, degrees,
   percent, units), each comparison bounded in time.
+- ``mcq``: a choice letter A-J (`extract_letter`), compared exactly in upper case.
 
 math-verify bounds its own work with ``signal.alarm``, which only works in a main thread (Prefect runs tasks in
 worker threads) and cannot stop one long C-level operation: sympy evaluating ``10^{10^{10^{10}}}`` held the GIL
-for minutes. So math comparisons run in worker processes (pebble) with math-verify's own timeouts off: a worker
-past the bound is killed and replaced, and the answer counts as not matching (`timeouts` counts these for the
-step logs). The gsm8k style is plain text and never leaves the process.
+for minutes. So math comparisons, and every function of a user's style, run in worker processes (pebble): a worker
+past the style's bound is killed and replaced, and the call counts as no answer / not equal / incorrect (`timeouts`
+counts these for the step logs; the first of each style and function is logged as a warning). A worker imports a
+user's style by its import path, so the module must be importable there too (PYTHONPATH or an installed package).
+The built-ins' regexes are plain text and never leave the process.
 """
 
 from __future__ import annotations
@@ -22,19 +26,25 @@ import multiprocessing
 import os
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TypeVar
 
 from pebble import ProcessFuture, ProcessPool
 
+from east_tasks.core.styles import FUNCTIONS, AnswerStyle, load_style
+
 NO_ANSWER = "<no-answer>"
-STYLES = ("gsm8k", "math")
+# A check style without `extract` clusters its responses by verdict (`east_tasks.core.styles`).
+CHECK_PASSED, CHECK_FAILED = "<passed>", "<failed>"
 MATH_TIMEOUT_S = 5.0  # per parse and per comparison, as math-verify's own default
+STARTUP_S = 120.0  # how long a fresh pool of workers may take to start before calls are timed anyway
 
 _NUMBER = r"-?[\d,]*\.?\d+(?:/\d+)?"
 _GSM8K_PATTERNS = [
@@ -47,12 +57,6 @@ _BOX = re.compile(r"\\(?:boxed|fbox)\b")
 _LATEX_FRAC = re.compile(r"^-?\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$")
 
 T = TypeVar("T")
-
-
-def check_style(style: str) -> str:
-    if style not in STYLES:
-        raise ValueError(f"unknown answer style {style!r}; allowed: {', '.join(STYLES)}")
-    return style
 
 
 def last_boxed(text: str) -> str | None:
@@ -106,55 +110,164 @@ def _extract_gsm8k(text: str) -> str | None:
     return None
 
 
-def extract_answer(text: str, style: str) -> str | None:
-    """The final answer of a response (gsm8k: normalised number; math: the last box's LaTeX); None if none."""
-    if check_style(style) == "gsm8k":
-        return _extract_gsm8k(text)
+
+# --- mcq: a choice letter ---------------------------------------------------------------------------------------
+# A letter counts only where it is given as the answer: after "answer is" / "answer:", in a box, or alone on its
+# line. A capital stands alone ("B", "**B**", "B." but not "Bob"); a lower-case one only before punctuation or the
+# line's end ("the answer is b." but not "the answer is a number"); "(b)" always.
+_LETTER = r"(?:\(\s*([A-Ja-j])\s*\)|\*{0,2}([A-J])\*{0,2}(?!\w)|([a-j])(?=[\s*]*(?:[.,;:!)]|$)))"
+_LETTER_AFTER_PHRASE = re.compile(r"(?i:\banswer\**\s*(?:is\b|:))[\s:*$]*(?i:(?:option|choice|letter)\s+)?"
+                                  + _LETTER, re.MULTILINE)
+_LETTER_LINE = re.compile(r"^[\s*#>]*\(?\s*([A-Ja-j])\s*\)?\.?[\s*]*$", re.MULTILINE)
+_LETTER_ONLY = re.compile(r"[\s($*]*(?:\\text\{)?[\s(]*([A-Ja-j])[\s)]*\}?[\s).*$]*")
+
+
+def extract_letter(text: str) -> str | None:
+    """The choice letter (upper case) a response ends on: the last of "The answer is (B)", "Answer: C",
+    \\boxed{B} and a line that is only the letter ("B.", "(D)"); None when it names none (a letter inside a
+    sentence, "I think A is wrong", is no answer)."""
+    mentions = [(m.end(), next(g for g in m.groups() if g)) for m in _LETTER_AFTER_PHRASE.finditer(text)]
+    mentions += [(m.end(), m.group(1)) for m in _LETTER_LINE.finditer(text)]
+    boxes = list(_BOX.finditer(text))
+    if boxes and (boxed := last_boxed(text)) and (letter := _LETTER_ONLY.fullmatch(boxed)):
+        mentions.append((boxes[-1].end(), letter.group(1)))
+    return max(mentions)[1].upper() if mentions else None
+
+
+def normalize_letter(answer: str) -> str:
+    """'(b)' -> 'B', ' C. ' -> 'C' (a gold letter in any of those forms); anything else stripped."""
+    letter = _LETTER_ONLY.fullmatch(answer)
+    return letter.group(1).upper() if letter else answer.strip()
+
+
+def _extract_math(text: str) -> str | None:
     return last_boxed(text) or None
 
 
-# --- math-verify in worker processes, bounded in time -----------------------------------------------------------
+# --- styles ------------------------------------------------------------------------------------------------------
+def answer_style(style: str) -> AnswerStyle:
+    """The style `data.answer_style` names: a built-in, or a user's, loaded once per process (a `UserError` in one
+    line if it cannot be)."""
+    return BUILTINS[style] if style in BUILTINS else _user_style(style)
+
+
+@cache
+def _user_style(spec: str) -> AnswerStyle:
+    return load_style(spec)
+
+
+def _call(style: str, fn: str, args: tuple, fallback: T, timeout_s: float | None = None) -> T:
+    """`style`'s function `fn` on `args`: here if it may run here, else in a worker bounded in time."""
+    resolved = answer_style(style)
+    if fn in resolved.in_process:
+        return getattr(resolved, fn)(*args)
+    bound = timeout_s or resolved.timeout_s
+    # The caller's own bound too: a call queued behind a worker that is being replaced still returns in time.
+    return _result(_pool(style).schedule(_apply, (style, fn, args), timeout=bound), fallback, style, fn, bound,
+                   wait_s=bound + 0.5)
+
+
+def _call_many(style: str, fn: str, calls: list[tuple], fallback: T, timeout_s: float | None = None) -> list[T]:
+    """`_call` over many argument tuples; in workers they run in parallel, each bounded alone."""
+    resolved = answer_style(style)
+    if fn in resolved.in_process:
+        return [getattr(resolved, fn)(*args) for args in calls]
+    bound = timeout_s or resolved.timeout_s
+    pool = _pool(style) if calls else None
+    futures = [pool.schedule(_apply, (style, fn, args), timeout=bound) for args in calls]
+    return [_result(f, fallback, style, fn, bound) for f in futures]
+
+
+def _apply(style: str, fn: str, args: tuple) -> object:
+    """In a worker: the style, imported by its name there, applied."""
+    return getattr(answer_style(style), fn)(*args)
+
+
+# --- worker processes, bounded in time --------------------------------------------------------------------------
 _workers: ProcessPool | None = None
 _workers_lock = threading.Lock()
-timeouts: Counter[str] = Counter()  # math checks that timed out or failed (counted as not equal), for step logs
+_started_for: str | None = None  # the style the workers were started for
+timeouts: Counter[str] = Counter()  # calls that timed out or failed (counted as no answer / not equal), for logs
+_warned: set[tuple[str, str]] = set()
+_COUNTS_AS = {"extract": "no answer", "normalize": "the answer as it is", "equivalent": "not equivalent",
+              "check": "incorrect"}
+log = logging.getLogger(__name__)
 
 
-def _pool() -> ProcessPool:
-    """Worker processes for math-verify, started on first use (spawned: the parent may hold vLLM's threads)."""
-    global _workers
+def _pool(style: str) -> ProcessPool:
+    """Worker processes, started on first use (spawned: the parent may hold vLLM's threads) by a call of `style`,
+    which they import (math: warm up) as they start. Another style gets new workers (the old ones finish their queue
+    and exit), which see the module path as it is now: a run grades with one style."""
+    global _workers, _started_for
     with _workers_lock:
+        if style != _started_for and _workers is not None:
+            _workers.close()
+            _workers = None
+        _started_for = style
         if _workers is None or not _workers.active:
-            _workers = ProcessPool(max_workers=os.cpu_count() or 1, initializer=_start_worker,
+            _workers = ProcessPool(max_workers=os.cpu_count() or 1, initializer=_start_worker, initargs=(style,),
                                    context=multiprocessing.get_context("spawn"))
             atexit.register(_workers.stop)
+            _await_workers(_workers, os.cpu_count() or 1)
         return _workers
 
 
-def _start_worker() -> None:
-    """Quiet math-verify's warning that its own timeout is off (by design here: workers are killed instead), and
-    import and warm it up before taking tasks: a task's bound counts from when a worker takes it, and a fresh
-    worker's first check (sympy's import, the grammar) once took past a 1 s bound on a loaded 2-core machine."""
+def _await_workers(pool: ProcessPool, workers: int) -> None:
+    """Every worker started before the first call is timed: a caller's bound counts from scheduling, and starting a
+    worker (spawn, imports, math-verify's warm-up) took past 5 s on a loaded 2-core machine. Each round gives every
+    worker a task that holds it a moment, until each has answered (or `STARTUP_S` has passed)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + STARTUP_S
+    with suppress(Exception):  # a worker that does not start fails the calls it takes, which count it
+        while len(seen) < workers and time.monotonic() < deadline:
+            seen |= {f.result(timeout=STARTUP_S) for f in [pool.schedule(_ready) for _ in range(workers)]}
+
+
+def _ready() -> int:
+    """A started worker's answer (it ran its initializer, `_start_worker`, first)."""
+    time.sleep(0.05)  # holds this worker, so that the round's next task goes to another
+    return os.getpid()
+
+
+def _start_worker(style: str) -> None:
+    """Import the style (math: warm math-verify up) before taking tasks: a task's bound counts from when a worker
+    takes it, and a fresh worker's first math check (sympy's import, the grammar) once took past a 1 s bound on a
+    loaded 2-core machine. math-verify's warning that its own timeout is off is quieted (by design here: workers
+    are killed instead). A style that fails to import here fails in its tasks, which count it."""
     for name in ("math_verify.parser", "math_verify.grader"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    _equal("1/2", "0.5")
+    with suppress(Exception):  # reported by the tasks that need it
+        answer_style(style)
+    if style == "math":
+        _equal("1/2", "0.5")
 
 
-def _in_worker(fn: Callable[..., T], args: tuple, timeout_s: float, fallback: T) -> T:
+def _in_worker(fn: Callable[..., T], args: tuple, style: str, timeout_s: float, fallback: T) -> T:
     """`fn(*args)` in a worker; past `timeout_s` the worker is killed (and replaced) and `fallback` returned."""
-    # The caller's own bound too: a call queued behind a worker that is being replaced still returns in time.
-    return _result(_pool().schedule(fn, args, timeout=timeout_s), fallback, wait_s=timeout_s + 0.5)
+    return _result(_pool(style).schedule(fn, args, timeout=timeout_s), fallback, style, "equivalent", timeout_s,
+                   wait_s=timeout_s + 0.5)
 
 
-def _result(future: ProcessFuture, fallback: T, wait_s: float | None = None) -> T:
-    """A worker's answer; `fallback` if it ran out of time or died (a crash in math-verify is not the run's)."""
+def _result(future: ProcessFuture, fallback: T, style: str, fn: str, bound: float, wait_s: float | None = None) -> T:
+    """A worker's answer; `fallback` if it ran out of time or died (a crash in a checker is not the run's)."""
     try:
         return future.result(timeout=wait_s)
     except FuturesTimeout:
         future.cancel()  # stops (kills) the worker if it is still at it
         timeouts["timed out"] += 1
-    except Exception:  # the worker died (ProcessExpired) or math-verify raised: the answer is not checkable
+        _warn(style, fn, f"ran past its {bound:g} s bound and was killed")
+    except Exception as err:  # the worker died (ProcessExpired) or the function raised: the answer is not checkable
         timeouts["failed"] += 1
+        _warn(style, fn, f"failed ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})")
     return fallback
+
+
+def _warn(style: str, fn: str, what: str) -> None:
+    """The first failure of each style's function, in the log; all of them are counted (`timeouts`)."""
+    if (style, fn) not in _warned:
+        _warned.add((style, fn))
+        log.warning("answer style %r: %s %s; it counts as %s (further ones are counted in the step's "
+                    "answers_unchecked, not logged)", style, fn, what, _COUNTS_AS[fn])
 
 
 # These run inside a worker. math-verify's own timeouts are off there: the worker is killed past the bound, so
@@ -175,81 +288,158 @@ def _equal(gold: str, pred: str) -> bool:
     return bool(gold_p and pred_p and verify(list(gold_p), list(pred_p), timeout_seconds=None))
 
 
-def _representatives(preds: list[str]) -> dict[str, str]:
+def _representatives(preds: list[str], style: str) -> dict[str, str]:
     """Each distinct answer -> the first earlier answer equivalent to it (math-verify's equivalence is not
     transitive in every corner, so an answer joins the first cluster whose first member it matches)."""
+    equal = answer_style(style).equivalent
     reps: list[str] = []
     canon: dict[str, str] = {}
     for p in preds:
         if p not in canon:
-            canon[p] = next((r for r in reps if _equal(p, r)), p)
+            canon[p] = next((r for r in reps if equal(p, r)), p)
             if canon[p] == p:
                 reps.append(p)
     return canon
 
 
-def _clusters_and_gold(preds: list[str], gold: str) -> tuple[dict[str, str], dict[str, bool]]:
-    canon = _representatives(preds)
-    return canon, {r: _equal(gold, r) for r in set(canon.values())}
+def _clusters_and_gold(preds: list[str], gold: str, style: str) -> tuple[dict[str, str], dict[str, bool]]:
+    canon = _representatives(preds, style)
+    equal = answer_style(style).equivalent
+    return canon, {r: equal(gold, r) for r in set(canon.values())}
 
 
-def answers_match(pred: str | None, gold: str, style: str, timeout_s: float = MATH_TIMEOUT_S) -> bool:
-    """Whether an extracted answer equals the gold answer (math: bounded by `timeout_s`; an answer that
-    cannot be checked in time counts as not matching, in `timeouts`)."""
-    if check_style(style) == "gsm8k":
-        return pred is not None and normalize_answer(pred) == normalize_answer(gold)
-    if pred is None:
+BUILTINS: dict[str, AnswerStyle] = {
+    "gsm8k": AnswerStyle(extract=_extract_gsm8k, normalize=normalize_answer, exact_match=True,
+                         in_process=frozenset(FUNCTIONS)),
+    "math": AnswerStyle(extract=_extract_math, equivalent=_equal, timeout_s=MATH_TIMEOUT_S,
+                        in_process=frozenset({"extract"})),
+    "mcq": AnswerStyle(extract=extract_letter, normalize=normalize_letter, exact_match=True,
+                       in_process=frozenset(FUNCTIONS)),
+}
+STYLES = tuple(BUILTINS)  # as `east_tasks.config.BUILTIN_ANSWER_STYLES` (the config imports no layer)
+
+
+# --- extraction and grading --------------------------------------------------------------------------------------
+def extract_answer(text: str, style: str) -> str | None:
+    """The final answer of a response (gsm8k: normalised number; math: the last box's LaTeX; mcq: the letter);
+    None if none, or if the style extracts no answers (a check style without `extract`)."""
+    return None if answer_style(style).extract is None else _call(style, "extract", (text,), None)
+
+
+def extract_answers(texts: list[str], style: str) -> list[str | None]:
+    """`extract_answer` of many responses (a user's style: in parallel on every worker, each bounded alone), as
+    text (a user's `extract` may give a number)."""
+    if answer_style(style).extract is None:
+        return [None] * len(texts)
+    return [None if a is None else str(a) for a in _call_many(style, "extract", [(t,) for t in texts], None)]
+
+
+def _normalized(answers: list[str], style: str) -> dict[str, str]:
+    """Each distinct answer -> its normalised form (itself when the style does not normalise)."""
+    distinct = list(dict.fromkeys(answers))
+    if answer_style(style).normalize is None:
+        return {a: a for a in distinct}
+    normalised = _call_many(style, "normalize", [(a,) for a in distinct], None)
+    return {a: a if n is None else n for a, n in zip(distinct, normalised, strict=True)}
+
+
+def normalize(answer: str, style: str) -> str:
+    """An answer as the style compares it exactly (itself for styles without `normalize`)."""
+    return _normalized([answer], style)[answer]
+
+
+def answers_match(pred: str | None, gold: str, style: str, timeout_s: float | None = None) -> bool:
+    """Whether an extracted answer equals the gold answer, or another answer (math: bounded by `timeout_s`,
+    default the style's; an answer that cannot be checked in time counts as not matching, in `timeouts`). A check
+    style grades responses, not answers (`grade_responses`): here its answers compare as its clusters do."""
+    resolved = answer_style(style)
+    if pred is None or resolved.extract is None:
         return False
-    if pred.strip() == gold.strip():
-        return True
-    return _in_worker(_equal, (gold, pred), timeout_s, False)
+    if resolved.exact_match:
+        norm = _normalized([pred, gold], style)
+        return norm[pred] == norm[gold]
+    return pred.strip() == gold.strip() or bool(_call(style, "equivalent", (gold, pred), False, timeout_s))
 
 
 def answers_match_many(preds: list[str | None], golds: list[str], style: str,
-                       timeout_s: float = MATH_TIMEOUT_S) -> list[bool]:
-    """`answers_match` over many pairs; math comparisons run in parallel on every worker, each bounded alone."""
-    if check_style(style) == "gsm8k":
-        return [answers_match(p, g, style) for p, g in zip(preds, golds, strict=True)]
-    pool = _pool()
-    futures = [None if p is None or p.strip() == g.strip() else pool.schedule(_equal, (g, p), timeout=timeout_s)
-               for p, g in zip(preds, golds, strict=True)]
-    return [p is not None if f is None else bool(_result(f, False)) for p, f in zip(preds, futures, strict=True)]
+                       timeout_s: float | None = None) -> list[bool]:
+    """`answers_match` over many pairs; comparisons in workers run in parallel on every worker, each bounded alone."""
+    resolved = answer_style(style)
+    pairs = list(zip(preds, golds, strict=True))
+    if resolved.extract is None:  # a check style without answers: nothing to compare
+        return [False] * len(pairs)
+    if resolved.exact_match:
+        norm = _normalized([a for pair in pairs for a in pair if a is not None], style)
+        return [p is not None and norm[p] == norm[g] for p, g in pairs]
+    todo = [(g, p) for p, g in pairs if p is not None and p.strip() != g.strip()]
+    matched = iter(_call_many(style, "equivalent", todo, False, timeout_s))
+    return [p is not None and (p.strip() == g.strip() or bool(next(matched))) for p, g in pairs]
+
+
+def grade_responses(preds: list[str | None], golds: list[str], style: str,
+                    texts: list[str] | None = None) -> list[bool]:
+    """Each response against its gold: by its extracted answer (`preds`, from `extract_answers`), or for a check
+    style by `check(response, gold)` on its text (`texts`, which a check style needs)."""
+    if not answer_style(style).grades_responses:
+        return answers_match_many(preds, golds, style)
+    if texts is None:
+        raise ValueError(f"answer style {style!r} grades whole responses with check(): give their texts")
+    return [bool(v) for v in _call_many(style, "check", list(zip(texts, golds, strict=True)), False)]
 
 
 # --- clustering ------------------------------------------------------------------------------------------------
-def canonical_answers(preds: list[str | None], style: str, timeout_s: float = MATH_TIMEOUT_S) -> list[str | None]:
-    """Each answer replaced by a canonical representative: gsm8k, its normalised number; math, the first earlier
-    answer math-verify finds equivalent (the whole question bounded by `timeout_s`; past it, exact strings)."""
-    if check_style(style) == "gsm8k":
-        return [None if p is None else normalize_answer(p) for p in preds]
+def canonical_answers(preds: list[str | None], style: str, timeout_s: float | None = None) -> list[str | None]:
+    """Each answer replaced by a canonical representative: an exact-match style's, its normalised form (gsm8k: the
+    normalised number); else the first earlier answer the style finds equivalent (math: math-verify; the whole
+    question bounded by `timeout_s`, default the style's; past it, exact strings)."""
+    resolved = answer_style(style)
     distinct = list(dict.fromkeys(p for p in preds if p is not None))
-    canon = _in_worker(_representatives, (distinct,), timeout_s, {p: p for p in distinct}) \
-        if len(distinct) > 1 else {p: p for p in distinct}
+    if resolved.exact_match:
+        canon = _normalized(distinct, style)
+    elif len(distinct) > 1:
+        canon = _in_worker(_representatives, (distinct, style), style, timeout_s or resolved.timeout_s,
+                           {p: p for p in distinct})
+    else:
+        canon = {p: p for p in distinct}
     return [None if p is None else canon[p] for p in preds]
 
 
 @dataclass(frozen=True)
 class Cluster:
-    answer: str  # the cluster's first answer, or NO_ANSWER
+    answer: str  # the cluster's first answer, or NO_ANSWER (or a check style's CHECK_PASSED / CHECK_FAILED)
     size: int
     correct: bool
 
 
-def cluster_answers(preds: list[str | None], gold: str, style: str,
-                    timeout_s: float = MATH_TIMEOUT_S) -> list[Cluster]:
+def cluster_answers(preds: list[str | None], gold: str, style: str, timeout_s: float | None = None,
+                    verdicts: list[bool] | None = None) -> list[Cluster]:
     """Groups responses whose answers are equivalent under `answers_match`; answerless ones share one cluster.
     Math: the whole question bounded by `timeout_s` (past it: exact strings, and exact match with the gold).
+    A check style needs the responses' `verdicts` (their `check`): its clusters are its answers, correct when one
+    of their responses passed, or without `extract` the passed and the failed responses (`east_tasks.core.styles`).
 
     Sorted largest first (ties by answer) so the "most common incorrect answer" is well defined.
     """
-    if check_style(style) == "gsm8k":
+    resolved = answer_style(style)
+    if resolved.grades_responses:
+        if verdicts is None:
+            raise ValueError(f"answer style {style!r} grades responses with check(): cluster_answers needs verdicts")
+        if resolved.extract is None:
+            counts = Counter(CHECK_PASSED if v else CHECK_FAILED for v in verdicts)
+            clusters = [Cluster(a, n, a == CHECK_PASSED) for a, n in counts.items()]
+            return sorted(clusters, key=lambda c: (-c.size, c.answer))
+        canon = canonical_answers(preds, style, timeout_s)
+        correct = {a: False for a in canon if a is not None}
+        correct |= {a: True for a, v in zip(canon, verdicts, strict=True) if a is not None and v}
+    elif resolved.exact_match:
         canon = canonical_answers(preds, style)
-        correct = {a: answers_match(a, gold, style) for a in set(canon) if a is not None}
+        norm = _normalized([*(a for a in canon if a is not None), gold], style)  # graded as `answers_match` does
+        correct = {a: norm[a] == norm[gold] for a in canon if a is not None}
     else:
         distinct = list(dict.fromkeys(p for p in preds if p is not None))
         exact = ({p: p for p in distinct}, {p: p.strip() == gold.strip() for p in distinct})
-        mapping, correct = _in_worker(_clusters_and_gold, (distinct, gold), timeout_s, exact) \
-            if distinct else exact
+        mapping, correct = _in_worker(_clusters_and_gold, (distinct, gold, style), style,
+                                      timeout_s or resolved.timeout_s, exact) if distinct else exact
         canon = [None if p is None else mapping[p] for p in preds]
     counts = Counter(NO_ANSWER if p is None else p for p in canon)
     clusters = [Cluster(a, n, a != NO_ANSWER and correct[a]) for a, n in counts.items()]

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from east_tasks.core.answers import NO_ANSWER, answers_match, canonical_answers
+from east_tasks.core.answers import (
+    CHECK_FAILED,
+    CHECK_PASSED,
+    NO_ANSWER,
+    answer_style,
+    answers_match,
+    canonical_answers,
+)
 
 
 def majority_answer(preds: list[str | None]) -> str | None:
@@ -74,13 +81,27 @@ def _scores(greedy: pd.DataFrame, sampled: pd.DataFrame | None, gold: dict[str, 
         # votes go to clusters of equivalent answers (the same equivalence as the EAST clustering); a prefix of
         # the canonical answers is the prefix's own (an answer's representative is an earlier answer)
         canon = canonical_answers([None if pd.isna(p) else p for p in group.pred_answer], style)
-        majorities = prefix_majorities(canon)
-        right = {m: answers_match(m, gold[pid], style) for m in set(majorities)}
+        if answer_style(style).grades_responses:
+            maj = _check_votes(canon, list(group.correct.astype(bool)), answer_style(style).extract is not None)
+        else:
+            majorities = prefix_majorities(canon)
+            right = {m: answers_match(m, gold[pid], style) for m in set(majorities)}
+            maj = [right[m] for m in majorities]
         rows.append({"problem_id": pid, "n": len(group), "c": int(group.correct.sum()),
-                     **{f"maj_{k}": right[m] for k, m in enumerate(majorities, start=1)}})
+                     **{f"maj_{k}": ok for k, ok in enumerate(maj, start=1)}})
     out = pd.DataFrame(rows).set_index("problem_id")
     out["greedy"] = g
     return out
+
+
+def _check_votes(canon: list[str | None], verdicts: list[bool], extracts: bool) -> list[bool]:
+    """A check style's majority vote of the first k responses, k = 1..n, as it clusters them
+    (`east_tasks.core.answers.cluster_answers`): on their answers, right when one of the first k responses giving
+    the winning answer passed; or, without `extract`, on their verdicts (passed or failed). Ties go to the first
+    seen."""
+    keys = canon if extracts else [CHECK_PASSED if v else CHECK_FAILED for v in verdicts]
+    return [m is not None and any(v for key, v in zip(keys[:k], verdicts[:k], strict=True) if key == m)
+            for k, m in enumerate(prefix_majorities(keys), start=1)]
 
 
 def _metrics(s: pd.DataFrame, n: int) -> dict:
@@ -102,7 +123,8 @@ def evaluate(greedy: pd.DataFrame, sampled: pd.DataFrame | None, problems: pd.Da
              style: str) -> EvalResult:
     """`greedy`: one row per question; `sampled`: n rows per question in sample order (columns problem_id,
     pred_answer, correct), or None with n = 0 (greedy only: no sampled metrics). pass@k and maj@k are given for
-    every k in 1..n, so which of them a report shows (eval.ks) needs nothing computed again."""
+    every k in 1..n, so which of them a report shows (eval.ks) needs nothing computed again. A check style votes
+    as it clusters (`_check_votes`)."""
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))
     scores = _scores(greedy, sampled, gold, style).join(problems.set_index("problem_id")[["tier"]])
     by_tier = {str(t): {"n": int(len(s)), **_metrics(s, n)} for t, s in scores.groupby("tier")}

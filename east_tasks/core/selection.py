@@ -34,12 +34,13 @@ Row = tuple[int, bool, int | None]  # (sample_idx, label, rejected_idx) of one t
 
 def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame, style: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cluster rows and per-question stats (without filtering) for every question with generations, question by
-    question with `cluster_answers` (math style: math-verify's equivalence, bounded in time)."""
+    question with `cluster_answers` (math style: math-verify's equivalence, bounded in time; a check style: with
+    the responses' verdicts, `gens.correct`)."""
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))
     cluster_rows, stat_rows = [], []
     for pid, group in gens.groupby("problem_id", sort=True):
         preds = [None if pd.isna(p) else p for p in group.pred_answer]
-        clusters = cluster_answers(preds, gold[pid], style)
+        clusters = cluster_answers(preds, gold[pid], style, verdicts=list(group.correct.astype(bool)))
         cluster_rows += [{"problem_id": pid, "answer": c.answer, "size": c.size, "correct": c.correct}
                          for c in clusters]
         stat_rows.append({"problem_id": pid, **question_stats(clusters).__dict__})

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import pandas as pd
 
 from east_tasks.config import ColumnMap, DataConfig
-from east_tasks.core.answers import extract_answer, normalize_answer
+from east_tasks.core.answers import extract_answer, normalize
 from east_tasks.data.arith import arith_splits
 from east_tasks.data.validation import DataProblems, Finding, LengthLimits, contamination, read_jsonl, too_long
 from east_tasks.errors import UserError
@@ -28,7 +28,7 @@ COLUMNS = ["problem_id", "question", "answer", "tier"]
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # The final-answer form a reference solution must have for its answer to serve as gold, per answer style
 # (stricter than extracting from model output, which falls back to the last number).
-GOLD_FORMS = {"gsm8k": "'#### N'", "math": "\\boxed{}"}
+GOLD_FORMS = {"gsm8k": "'#### N'", "math": "\\boxed{}", "mcq": "choice-letter"}
 
 
 def _arith(cfg: DataConfig) -> dict[str, pd.DataFrame]:
@@ -82,7 +82,9 @@ def _gold(row: dict, columns: ColumnMap, style: str) -> tuple[str | None, str]:
         return None, f"no gold answer ({', and '.join(empty)})"
     answer = extract_answer(solution, style)
     if answer is None or (style == "gsm8k" and "####" not in solution):
-        return None, f"column {columns.solution!r} has no {GOLD_FORMS[style]} final answer"
+        form = f"{GOLD_FORMS[style]} final answer" if style in GOLD_FORMS else \
+            f"final answer that answer style {style!r} extracts"
+        return None, f"column {columns.solution!r} has no {form}"
     return answer, ""
 
 
@@ -104,7 +106,9 @@ def _frame(path: str, split: str, cfg: DataConfig, hub_config: str | None, limit
     if cols.answer not in available and cols.solution is None and gold_required:
         raise UserError(f"{where}: no column {cols.answer!r} (data.columns.answer) and no data.columns.solution "
                         f"to derive the answer from; available columns: {', '.join(sorted(available))}")
-    same = normalize_answer if cfg.answer_style == "gsm8k" else (lambda a: a)
+    def same(answer: str) -> str:  # two gold answers agree when the style compares them exactly equal
+        return normalize(answer, str(cfg.answer_style))
+
     kept: dict[str, dict] = {}
     conflicting: set[str] = set()
     for row, location in zip(ds, locations, strict=True):

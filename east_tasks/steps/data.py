@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from east_tasks.config import ExperimentConfig
+from east_tasks.core.answers import answer_style
 from east_tasks.data.sources import load_splits
 from east_tasks.data.validation import LengthLimits
 from east_tasks.errors import EnvironmentFault, UserError
@@ -27,12 +28,23 @@ def preflight(cfg: ExperimentConfig) -> None:
     """Checks that need the filesystem, before anything expensive: the base model is where it is said to
     be, the trackers asked for are installed, and an experiment name means one configuration (only `rounds`
     may grow), so results never mix."""
+    check_answer_style(cfg)
     tracking.check_trackers(cfg)
     if (local := local_model_dir(cfg.base_model)) is not None:  # a hub name cannot be checked offline
         embedded = local.resolve() == BACKBONE_DIR.resolve()  # its weights are rebuilt when missing (ensure_backbone)
         check_model_dir(local, weights=not embedded or (local / "model.safetensors").exists())
         _check_free_disk(cfg, sum(f.stat().st_size for f in local.glob("*.safetensors")))
     check_experiment(cfg)  # claimed (atomically) once the data is in: flows/self_train.py
+
+
+def check_answer_style(cfg: ExperimentConfig) -> None:
+    """The answer style loads (a user's is imported here: a `UserError` in one line if it cannot be), and suits the
+    rounds: label-free ones vote on the responses' answers, which a style that only checks responses has none of."""
+    style = answer_style(str(cfg.data.answer_style))
+    if cfg.weighting.labels == "majority" and style.extract is None:
+        raise UserError(f"weighting.labels=majority votes on the responses' answers, and answer style "
+                        f"{cfg.data.answer_style!r} extracts none (it only gives check(response, gold)): give the "
+                        "style an extract(response) too, or use weighting.labels=gold")
 
 
 def _check_free_disk(cfg: ExperimentConfig, model_bytes: int) -> None:

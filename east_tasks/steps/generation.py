@@ -17,7 +17,7 @@ import pandas as pd
 
 from east_tasks.config import ExperimentConfig
 from east_tasks.core import answers
-from east_tasks.core.answers import answers_match_many, extract_answer
+from east_tasks.core.answers import extract_answers, grade_responses
 from east_tasks.data.prompts import Prompter, make_prompter
 from east_tasks.engines import generation as engines
 from east_tasks.engines.generation import SampleSpec, get_generator, release_generator
@@ -47,7 +47,7 @@ def prompter_for(cfg: ExperimentConfig, model_path: str, tokenizer: PreTrainedTo
 
 
 def unchecked_answers() -> Callable[[], dict]:
-    """A counter of math answers that could not be checked in time (they count as wrong) from now on, for the
+    """A counter of answers that could not be checked in time (they count as wrong) from now on, for the
     step's log: `{"answers_unchecked": n}`, or nothing while n is 0."""
     before = sum(answers.timeouts.values())
     return lambda: {"answers_unchecked": n} if (n := sum(answers.timeouts.values()) - before) else {}
@@ -58,11 +58,13 @@ def prompt_seed(seed: int, problem_id: str) -> int:
     return int(fingerprint([seed, problem_id]), 16) % (2**31 - 1)
 
 
-def grade(preds: list[str | None], golds: list[str], style: str) -> list[bool]:
-    """Each answer against its gold; against no gold (an unlabelled pool question) it is wrong, unchecked."""
+def grade(preds: list[str | None], golds: list[str], style: str, texts: list[str] | None = None) -> list[bool]:
+    """Each answer (a check style: each of the responses `texts`) against its gold; against no gold (an unlabelled
+    pool question) it is wrong, unchecked."""
     has_gold = [bool(g.strip()) for g in golds]
-    matched = iter(answers_match_many([p for p, h in zip(preds, has_gold, strict=True) if h],
-                                      [g for g, h in zip(golds, has_gold, strict=True) if h], style))
+    labelled = [i for i, h in enumerate(has_gold) if h]
+    matched = iter(grade_responses([preds[i] for i in labelled], [golds[i] for i in labelled], style,
+                                   None if texts is None else [texts[i] for i in labelled]))
     return [h and next(matched) for h in has_gold]
 
 
@@ -75,13 +77,14 @@ def _sample_chunk(cfg: ExperimentConfig, gen_key: str, generator: engines.Genera
     prompt_keys = [hashlib.md5(p.encode()).hexdigest() for p in prompts]
     samples = [(pid, i, pk, c, gold) for pid, pk, gold, completions in zip(
         chunk.problem_id, prompt_keys, chunk.answer, outs, strict=True) for i, c in enumerate(completions)]
-    preds = [extract_answer(c.text, style) for _, _, _, c, _ in samples]
+    texts = [c.text for _, _, _, c, _ in samples]
+    preds = extract_answers(texts, style)
     rows = pd.DataFrame([(gen_key, pid, i, pk, c.text, pred, c.num_tokens)
                          for (pid, i, pk, c, _), pred in zip(samples, preds, strict=True)],
                         columns=["gen_key", "problem_id", "sample_idx", "prompt_key", "text", "pred_answer",
                                  "num_tokens"])
     # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
-    rows["correct"] = grade(preds, [gold for *_, gold in samples], style)
+    rows["correct"] = grade(preds, [gold for *_, gold in samples], style, texts)
     return pd.DataFrame({"prompt_key": prompt_keys, "prompt": prompts}).drop_duplicates("prompt_key"), rows
 
 
@@ -100,7 +103,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
     prompter = prompter_for(cfg, model.path)
     spec = replace(spec, stop=prompter.stop)
     key = keys.gen_key(model.hash, dataset_key, split, spec.__dict__, seed, cfg.backend.backend, prompter.template,
-                       cfg.data.answer_style, limit)
+                       keys.style_key(cfg.data.answer_style), limit)
     # A chunk holds as many sequences as a pool chunk: greedy evaluation in 256-question chunks left vLLM's
     # steps a quarter full (1,500 test answers 13.3 s against 9 s; the output does not depend on chunking).
     per_chunk = max(1, cfg.sampling.chunk_size * cfg.sampling.n // spec.n)

@@ -2,7 +2,7 @@
 
   dataset_key = hash of the problem rows (`east_tasks.data.sources.load_splits`)
   gen_key     = model hash + dataset_key + split + sampling fields + seed + backend + prompt template + answer style
-                (+ the probe's question limit)
+                (`style_key`; + the probe's question limit)
   weight_key  = gen_key + weighting fields + loss (the loss decides the rows: responses, pairs or singles) + the
                 monitor's target
   ckpt_key    = parent model hash + weight_key + train fields (+ the earlier rounds' weight keys, accumulating)
@@ -17,13 +17,32 @@ These payloads are the store's compatibility contract: a change here makes every
 
 from __future__ import annotations
 
+import hashlib
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
+from east_tasks.core.answers import STYLES, answer_style
+from east_tasks.core.styles import style_module
 from east_tasks.io import fingerprint
 from east_tasks.store.schema import record_key
 
 __all__ = ["balance_key", "checkpoint_key", "eval_key", "gen_key", "logprob_key", "record_key", "shard_key",
-           "weight_key"]
+           "style_key", "weight_key"]
+
+
+def style_key(style: str) -> str:
+    """`data.answer_style` as the generation key reads it: a built-in's name (the key every earlier store holds);
+    a user's style, its value and its `version`, or else a hash of the file of the module that defines it, so
+    that an edited checker grades its generations again."""
+    if style in STYLES:
+        return style
+    version, module = answer_style(style).version, style_module(style)
+    if version is None:
+        spec = find_spec(module) if module else None
+        origin = Path(spec.origin) if spec is not None and spec.origin else None
+        version = hashlib.sha256(origin.read_bytes()).hexdigest()[:16] if origin and origin.is_file() else ""
+    return f"{style}@{version}"
 
 
 def gen_key(model_hash: str, dataset_key: str, split: str, spec: dict[str, Any], seed: int, backend: str,

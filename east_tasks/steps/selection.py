@@ -1,8 +1,9 @@
 """Selection + weighting: cluster, score, label (gold or majority), filter, choose the loss's rows, weight them.
 
-Writes clusters, question_stats, pseudo_labels, round_monitor and training_examples. For the gsm8k style with gold
-labels the work stays in the store (`east_tasks.store.selection`); other styles and label-free rounds read the
-pool's answers (not its text) and run the pure rules (`east_tasks.core.selection`). Both draw the same rows.
+Writes clusters, question_stats, pseudo_labels, round_monitor and training_examples. For an exact-match answer
+style (gsm8k, mcq, a user's with `exact_match`) with gold labels the work stays in the store
+(`east_tasks.store.selection`); other styles and label-free rounds read the pool's answers (not its text) and run
+the pure rules (`east_tasks.core.selection`). Both draw the same rows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from east_tasks.config import ExperimentConfig
-from east_tasks.core.answers import NO_ANSWER, canonical_answers
+from east_tasks.core.answers import NO_ANSWER, answer_style, canonical_answers
 from east_tasks.core.monitor import collapsed
 from east_tasks.core.selection import (
     Labelled,
@@ -59,8 +60,10 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, par
 
 
 def in_store(cfg: ExperimentConfig) -> bool:
-    """Whether the selection runs as SQL in the store: answers compared exactly (gsm8k style), against gold."""
-    return cfg.data.answer_style == "gsm8k" and cfg.weighting.labels == "gold"
+    """Whether the selection runs as SQL in the store: answers compared exactly (an exact-match style, normalised in
+    Python: gsm8k, mcq, a user's), against gold."""
+    style = answer_style(str(cfg.data.answer_style))
+    return style.exact_match and not style.grades_responses and cfg.weighting.labels == "gold"
 
 
 def _in_store(ctx: StepContext, cfg: ExperimentConfig, gen_key: str, dataset_key: str, weight_key: str,
@@ -70,10 +73,11 @@ def _in_store(ctx: StepContext, cfg: ExperimentConfig, gen_key: str, dataset_key
     distinct, golds = ctx.prepared
     # Each distinct answer normalised once; a cluster's answer is graded as `answers_match` grades (normalised
     # again), so an answer whose normalisation changes twice is graded alike on both paths.
-    canon = canonical_answers(distinct, "gsm8k")
+    style = str(cfg.data.answer_style)
+    canon = canonical_answers(distinct, style)
     answers = pd.DataFrame({"answer_key": [NO_ANSWER, *distinct], "canon": [None, *canon],
-                            "graded": [None, *canonical_answers(canon, "gsm8k")]})
-    gold = pd.DataFrame({"answer": golds, "gold_canon": canonical_answers(golds, "gsm8k")})
+                            "graded": [None, *canonical_answers(canon, style)]})
+    gold = pd.DataFrame({"answer": golds, "gold_canon": canonical_answers(golds, style)})
     # The generation's clusters are the same for every weighting: committed now, kept if present.
     ctx.commit(lambda store: store.cluster_in_sql(gen_key, dataset_key, POOL, answers, gold))
     with ctx.store() as store:
@@ -160,7 +164,8 @@ def label_pool(cfg: ExperimentConfig, gens: pd.DataFrame, problems: pd.DataFrame
     return labelled, problems
 
 
-_ANSWER_FORMAT = {"gsm8k": "a final '#### N' line", "math": "the final answer in \\boxed{}"}
+_ANSWER_FORMAT = {"gsm8k": "a final '#### N' line", "math": "the final answer in \\boxed{}",
+                  "mcq": "a final 'The answer is (X).' choice letter"}
 
 
 def check_collapse(cfg: ExperimentConfig, round_: int, weight_key: str) -> None:
@@ -174,9 +179,10 @@ def check_collapse(cfg: ExperimentConfig, round_: int, weight_key: str) -> None:
         entropy, now, prev = store.label_free_state(weight_key, cfg.experiment, round_)
     if responses and not answered:
         style = str(cfg.data.answer_style)  # always set once the config is validated
+        form = _ANSWER_FORMAT.get(style, "what its extract() finds")
         raise UserError(f"{cfg.experiment} round {round_}: no response had an extractable answer (answer style "
                         f"{style!r}): 0 of the pool's {responses} responses. The style extracts "
-                        f"{_ANSWER_FORMAT[style]}: check that the prompt asks for that format (data.prompt), and "
+                        f"{form}: check that the prompt asks for that format (data.prompt), and "
                         f"raise sampling.max_tokens (now {cfg.sampling.max_tokens}) if responses are cut off "
                         "before it. Not training on this pool")
     if collapsed(entropy, now, prev, cfg.weighting.collapse_entropy):

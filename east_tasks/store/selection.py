@@ -1,7 +1,8 @@
-"""The round's selection as set-based SQL over the store's tables (the gsm8k style, gold labels): clusters, their
-stats and filters, and B-STaR's monitor are `INSERT ... SELECT`s, so a pool of millions of samples never leaves
-DuckDB (which spills past `store.memory_limit`). What needs Python is small: each distinct answer normalised once,
-and the kept questions' (sample, correct) pairs streamed in order to draw the rows with the weighting seed.
+"""The round's selection as set-based SQL over the store's tables (an exact-match answer style, gold labels):
+clusters, their stats and filters, and B-STaR's monitor are `INSERT ... SELECT`s, so a pool of millions of samples
+never leaves DuckDB (which spills past `store.memory_limit`). What needs Python is small: each distinct answer
+normalised once (by the style's `normalize`), and the kept questions' (sample, correct) pairs streamed in order to
+draw the rows with the weighting seed.
 
 The rules are those of `east_tasks.core.selection` and `east_tasks.core.weighting`, written again in SQL;
 `tests/test_selection_sql.py` holds both to the same rows and floats (the entropy is the core's own
