@@ -17,9 +17,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from east_tasks.config import PRESETS, ExperimentConfig, load_config
+from east_tasks.config import PRESETS, ExperimentConfig, checked_config
 from east_tasks.engines.reaper import ensure_reaper
-from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT
+from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT, UserError, one_line
 from east_tasks.paths import DEFAULT_DATA_DIR
 from flows.operate import PROCESS_POOL
 
@@ -93,18 +93,11 @@ def _failures_in_one_line(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[None]:
         _fail(str(known), known.exit_code)
 
 
-def _one_line(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in err.errors())
-
-
 def _config_or_exit(preset: str, **overrides) -> ExperimentConfig:
     try:
-        return load_config(preset, **overrides)
-    except ValidationError as err:
-        _fail(f"invalid configuration: {_one_line(err)}", USER_ERROR_EXIT)
-    except ValueError as err:
-        _fail(f"invalid configuration: {err}", USER_ERROR_EXIT)
+        return checked_config(preset, **overrides)
+    except UserError as err:
+        _fail(str(err), USER_ERROR_EXIT)
 
 
 @app.command()
@@ -179,7 +172,7 @@ def sweep(
         grid = SweepGrid(**{k: v for k, v in given.items() if v is not None})
         points = sweep_configs(name, grid, preset, rounds, data_dir, overrides)
     except (ValidationError, ValueError) as err:
-        _fail(f"invalid sweep: {_one_line(err) if isinstance(err, ValidationError) else err}", USER_ERROR_EXIT)
+        _fail(f"invalid sweep: {one_line(err) if isinstance(err, ValidationError) else err}", USER_ERROR_EXIT)
     console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
     t0 = time.time()
     ensure_reaper()
