@@ -104,8 +104,8 @@ def start_experiment(
         base_model: Local directory or hub name of an HF causal LM (empty: the preset's).
         source: Dataset: arith (the embedded task), gsm8k, math, or table (any JSONL / Parquet / CSV with the
             columns below).
-        data_path: Hub name (openai/gsm8k) or a directory with <split>.jsonl|.json|.parquet|.csv, relative to the
-            worker's directory; required for every source but arith.
+        data_path: Hub name (openai/gsm8k) or a directory with one file per split (train.jsonl, test.jsonl; or
+            .json, .parquet, .csv), relative to the worker's directory; required for every source but arith.
         hub_config: The hub dataset's config name (gsm8k: main).
         question_column: Column holding the question (empty: the source's default).
         answer_column: Column holding the final answer, where the data has one (empty: the source's default).
