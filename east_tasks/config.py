@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from east_tasks.errors import UserError
+from east_tasks.errors import UserError, one_line
 from east_tasks.io import atomic_write, mask_url
 from east_tasks.paths import BACKBONE_DIR, CHECKPOINTS, DEFAULT_DATA_DIR, STORE_FILE, experiment_config_path
 
@@ -534,6 +534,17 @@ def load_config(preset: str = "tiny", **overrides) -> ExperimentConfig:
     merged.setdefault("preset", preset)
     merged.setdefault("experiment", preset)
     return ExperimentConfig.model_validate(merged)
+
+
+def checked_config(preset: str = "tiny", **overrides) -> ExperimentConfig:
+    """`load_config` for what a person typed (the CLI's options, a deployment's form): bad input is one line, the
+    same from both, naming each field and what it allows (a UserError: exit 2)."""
+    try:
+        return load_config(preset, **overrides)
+    except ValidationError as err:
+        raise UserError(f"invalid configuration: {one_line(err)}") from None
+    except ValueError as err:
+        raise UserError(f"invalid configuration: {err}") from None
 
 
 # --- Config files: an experiment (or a sweep) versioned as YAML, as TRL / axolotl / torchtune users keep theirs ---

@@ -16,6 +16,8 @@ import errno
 import shutil
 from pathlib import Path
 
+from pydantic import ValidationError
+
 USER_ERROR_EXIT = 2
 ENVIRONMENT_EXIT = 3
 INTERRUPTED_EXIT = 130
@@ -27,6 +29,13 @@ class UserError(ValueError):
 
 class EnvironmentFault(RuntimeError):
     exit_code = ENVIRONMENT_EXIT
+
+
+def one_line(err: ValidationError) -> str:
+    """A pydantic validation error as one line: each bad field's dotted path and what is wrong with it (the CLI and
+    the deployments' forms say the same)."""
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in err.errors())
 
 
 def is_disk_full(err: BaseException) -> bool:

@@ -17,10 +17,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from east_tasks.config import PRESETS, ExperimentConfig, config_yaml, load_config, load_config_file
+from east_tasks.config import PRESETS, ExperimentConfig, checked_config, config_yaml, load_config_file
 from east_tasks.engines.generation.vllm_env import setup_engine_process
 from east_tasks.engines.reaper import ensure_reaper
-from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT, UserError
+from east_tasks.errors import ENVIRONMENT_EXIT, USER_ERROR_EXIT, UserError, one_line
 from east_tasks.paths import DEFAULT_DATA_DIR
 from flows.operate import PROCESS_POOL
 
@@ -128,21 +128,16 @@ def _failures_in_one_line(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[None]:
         _fail(str(known), known.exit_code)
 
 
-def _one_line(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in err.errors())
-
-
 def _config_or_exit(preset: str | None, config_file: Path | None = None, **overrides) -> ExperimentConfig:
     """The preset (default tiny), then the config file if any, then `overrides`; exit 2 with one line if invalid."""
     try:
-        if config_file is not None:
-            return load_config_file(config_file, preset, **overrides)
-        return load_config(preset or "tiny", **overrides)
-    except UserError as err:  # the file: missing, or not YAML
+        if config_file is None:
+            return checked_config(preset or "tiny", **overrides)
+        return load_config_file(config_file, preset, **overrides)
+    except UserError as err:  # the file: missing, or not YAML; or an invalid value (checked_config)
         _fail(str(err), USER_ERROR_EXIT)
     except ValidationError as err:
-        _fail(f"invalid configuration: {_one_line(err)}", USER_ERROR_EXIT)
+        _fail(f"invalid configuration: {one_line(err)}", USER_ERROR_EXIT)
     except ValueError as err:
         _fail(f"invalid configuration: {err}", USER_ERROR_EXIT)
 
@@ -235,7 +230,7 @@ def sweep(
     except UserError as err:  # the file: missing, or not YAML
         _fail(str(err), USER_ERROR_EXIT)
     except (ValidationError, ValueError) as err:
-        _fail(f"invalid sweep: {_one_line(err) if isinstance(err, ValidationError) else err}", USER_ERROR_EXIT)
+        _fail(f"invalid sweep: {one_line(err) if isinstance(err, ValidationError) else err}", USER_ERROR_EXIT)
     console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
     t0 = time.time()
     ensure_reaper()

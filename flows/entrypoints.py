@@ -19,11 +19,12 @@ from east_tasks.config import (
     PRESETS,
     BackendConfig,
     DataConfig,
+    EvalConfig,
     ExperimentConfig,
     SamplingConfig,
     TrainConfig,
     WeightingConfig,
-    load_config,
+    checked_config,
 )
 from east_tasks.engines.generation import release_generator
 from east_tasks.paths import DEFAULT_DATA_DIR
@@ -55,9 +56,14 @@ StrategyName = _like(WeightingConfig, "strategy")
 LossName = _like(TrainConfig, "loss")
 BackendName = _like(BackendConfig, "backend")
 SourceName = _like(DataConfig, "source")
+PromptName = _like(DataConfig, "prompt")
 PoolSize = _like(DataConfig, "pool_size")
+ValidationSize = _like(DataConfig, "validation_size")
 TestSize = _like(DataConfig, "test_size")
 SamplesPerQuestion = _like(SamplingConfig, "n")
+Temperature = _like(SamplingConfig, "temperature")
+MaxTokens = _like(SamplingConfig, "max_tokens")
+EvalMaxTokens = _like(EvalConfig, "max_tokens")
 
 
 @flow(name="east-self-train", flow_run_name="{experiment}")
@@ -65,36 +71,74 @@ def start_experiment(
     experiment: ExperimentName = "tiny",
     preset: PresetName = "tiny",
     rounds: Rounds | None = None,
+    base_model: str | None = None,
+    source: SourceName | None = None,
+    data_path: str | None = None,
+    hub_config: str | None = None,
+    question_column: str | None = None,
+    answer_column: str | None = None,
+    solution_column: str | None = None,
+    tier_column: str | None = None,
+    answer_style: str | None = None,
+    prompt: PromptName | None = None,
+    pool_size: PoolSize | None = None,
+    validation_size: ValidationSize | None = None,
+    test_size: TestSize | None = None,
+    samples_per_question: SamplesPerQuestion | None = None,
+    temperature: Temperature | None = None,
+    max_tokens: MaxTokens | None = None,
+    eval_max_tokens: EvalMaxTokens | None = None,
     a: Sharpness = _WEIGHTING.a,
     mapping: MappingName = _WEIGHTING.mapping,
     strategy: StrategyName = _WEIGHTING.strategy,
     loss: LossName = _TRAIN.loss,
     backend: BackendName = _BACKEND.backend,
-    pool_size: PoolSize | None = None,
-    samples_per_question: SamplesPerQuestion | None = None,
-    base_model: str | None = None,
     data_dir: str = str(DEFAULT_DATA_DIR),
 ) -> list[dict]:
     """EAST self-training: evaluate the base model, then `rounds` rounds, each from the last checkpoint.
 
     Args:
         experiment: Name of the experiment; one name is one configuration (raising `rounds` continues it).
-        preset: Starting configuration (east_tasks/config.py); the fields below override it.
+        preset: Starting configuration (east_tasks/config.py); the fields below override it, empty ones keep it.
         rounds: Self-training rounds (empty: the preset's).
+        base_model: Local directory or hub name of an HF causal LM (empty: the preset's).
+        source: Dataset: arith (the embedded task), gsm8k, math, or table (any JSONL / Parquet / CSV with the
+            columns below).
+        data_path: Hub name (openai/gsm8k) or a directory with one file per split (train.jsonl, test.jsonl; or
+            .json, .parquet, .csv), relative to the worker's directory; required for every source but arith.
+        hub_config: The hub dataset's config name (gsm8k: main).
+        question_column: Column holding the question (empty: the source's default).
+        answer_column: Column holding the final answer, where the data has one (empty: the source's default).
+        solution_column: Column holding a worked solution whose final answer is the gold answer where there is
+            no answer column (gsm8k: its `#### N`; math: its last \\boxed{}).
+        tier_column: Optional difficulty column (e.g. MATH's `level`), for accuracy per tier.
+        answer_style: How answers are extracted and compared, e.g. gsm8k or math (empty: the source's default).
+        prompt: zeroshot ("Q: ...\\nA:"), fewshot (worked examples first), chat (the tokenizer's chat template) or
+            auto (chat when the tokenizer has a template, else fewshot).
+        pool_size: Unlabelled questions sampled each round (empty: the preset's).
+        validation_size: Held-out questions every choice is made on, greedy only (empty: the preset's).
+        test_size: Test questions (empty: the preset's).
+        samples_per_question: Responses sampled per pool question (empty: the preset's).
+        temperature: Sampling temperature of the pool (empty: the preset's).
+        max_tokens: Most tokens sampled per pool response; prompt + max_tokens must fit backend.max_model_len
+            (empty: the preset's).
+        eval_max_tokens: Most tokens generated per validation / test answer (empty: the preset's).
         a: Sharpness of the entropy-to-weight mapping; 0 is vanilla self-training, > 0 favours uncertain questions.
         mapping: Entropy-to-weight mapping family: power (H^a) or exp (e^(aH)).
         strategy: What a question's weight comes from: entropy (EAST) or a baseline (local, accuracy, rejected).
         loss: Fine-tuning loss.
         backend: Generation backend: vllm or hf (transformers generate).
-        pool_size: Unlabelled questions sampled each round (empty: the preset's).
-        samples_per_question: Responses sampled per question (empty: the preset's).
-        base_model: Local directory or hub name of an HF causal LM (empty: the preset's).
         data_dir: Where the DuckDB store, checkpoints and plots live, relative to the worker's directory.
     """
-    cfg = load_config(preset, experiment=experiment, rounds=rounds, base_model=base_model, data_dir=data_dir,
-                      weighting={"a": a, "mapping": mapping, "strategy": strategy}, train={"loss": loss},
-                      backend={"backend": backend}, data=_given(pool_size=pool_size),
-                      sampling=_given(n=samples_per_question))
+    columns = _given(question=question_column, answer=answer_column, solution=solution_column, tier=tier_column)
+    data = _given(source=source, path=data_path, hub_config=hub_config, columns=columns or None,
+                  answer_style=answer_style, prompt=prompt, pool_size=pool_size, validation_size=validation_size,
+                  test_size=test_size)
+    cfg = checked_config(preset, experiment=experiment, rounds=rounds, base_model=base_model, data_dir=data_dir,
+                         data=data, weighting={"a": a, "mapping": mapping, "strategy": strategy}, train={"loss": loss},
+                         backend={"backend": backend},
+                         sampling=_given(n=samples_per_question, temperature=temperature, max_tokens=max_tokens),
+                         eval=_given(max_tokens=eval_max_tokens))
     return self_train.fn(cfg)
 
 
@@ -143,7 +187,7 @@ def next_round(experiment: ExperimentName = "tiny", max_rounds: Rounds | None = 
     steps.preflight(cfg)
     progress = RoundProgress(experiment, state.last_round, max_rounds or round_)
     try:
-        east_round(cfg, round_, state.model, prepare_data(cfg))
+        east_round(cfg, round_, state.model, prepare_data(cfg).result())
     finally:
         release_generator()
     progress.update(round_)
@@ -177,13 +221,13 @@ def evaluate_checkpoint(
         model_path = round_checkpoint(data_dir, experiment, int(round_)).model.path
     else:
         model_path = checkpoint
-    cfg = load_config(preset, experiment=f"evaluate-{artifact_key(Path(checkpoint).name)}", data_dir=data_dir,
-                      base_model=model_path, data=_given(source=source, path=data_path, test_size=test_size),
-                      backend={"backend": backend})
+    cfg = checked_config(preset, experiment=f"evaluate-{artifact_key(Path(checkpoint).name)}", data_dir=data_dir,
+                         base_model=model_path, data=_given(source=source, path=data_path, test_size=test_size),
+                         backend={"backend": backend})
     steps.preflight(cfg)
     try:
-        dataset_key = prepare_data(cfg)
-        eval_key = evaluate(cfg, resolve_model(model_path), dataset_key).test
+        dataset_key = prepare_data(cfg).result()
+        eval_key = evaluate(cfg, resolve_model(model_path), dataset_key).result().test
     finally:
         release_generator()
     with open_store(cfg) as store:

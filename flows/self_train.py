@@ -2,7 +2,7 @@
 
 The DuckDB store is the cache (keys in `east_tasks.steps.keys`), so Prefect's own task caching is off:
 a retried or re-triggered run recomputes nothing the store already holds, and each task logs whether it
-computed or skipped.
+computed or skipped, and ends Cached when it skipped (`flows.states`; its caller takes the value with `.result()`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.runtime import flow_run
-from prefect.states import State
+from prefect.states import Completed, State
 
 from east_tasks import steps
 from east_tasks.config import ExperimentConfig
@@ -40,6 +40,7 @@ from flows.artifacts import RoundProgress, artifact_key, entropy_plot_path, publ
 from flows.faults import fail_once_if_asked
 from flows.interrupts import interrupted
 from flows.operate import run_deployments
+from flows.states import CACHED, ended, supersede_earlier_attempts
 
 
 def _retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -107,12 +108,14 @@ def _log(results: StepResult | list[StepResult]) -> None:
 
 
 @task(name="ensure-backbone", cache_policy=NO_CACHE)
-def ensure_backbone(cfg: ExperimentConfig) -> None:
-    _log(steps.ensure_backbone(cfg))
+def ensure_backbone(cfg: ExperimentConfig) -> State[None]:
+    result = steps.ensure_backbone(cfg)
+    _log(result)
+    return ended(result, None)
 
 
 @task(name="prepare-data", cache_policy=NO_CACHE)
-def prepare_data(cfg: ExperimentConfig) -> str:
+def prepare_data(cfg: ExperimentConfig) -> State[str]:
     result = steps.prepare_data(cfg)
     _log(result)
     if "dropped" in result.info:  # data.on_invalid = "skip" left rows out: say which, where the run is seen
@@ -124,7 +127,7 @@ def prepare_data(cfg: ExperimentConfig) -> str:
                                  "", "| where | problem | detail |", "|---|---|---|",
                                  *(f"| {r.location} | {r.kind} | {r.detail} |" for r in dropped.itertuples())]),
             description="Rows of the data that failed validation and were dropped")
-    return result.key
+    return ended(result, result.key)
 
 
 @task(name="resolve-model", cache_policy=NO_CACHE)
@@ -135,8 +138,8 @@ def resolve_model(path: str) -> ModelRef:
 
 
 @task(name="choose-sampling", cache_policy=NO_CACHE, **RETRY)
-def choose_sampling(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int) -> tuple[SampleSpec,
-                                                                                                      list[str]]:
+def choose_sampling(cfg: ExperimentConfig, model: ModelRef, dataset_key: str,
+                    round_: int) -> State[tuple[SampleSpec, list[str]]]:
     """Auto-balance's probes and choice (balance.auto), published as the round's probe artifact."""
     spec, probes = steps.choose_sampling(cfg, model, dataset_key, round_)
     _log(probes)
@@ -146,7 +149,7 @@ def choose_sampling(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, ro
     get_run_logger().info(f"auto-balance chose temperature {spec.temperature:g}, n = {spec.n}")
     create_markdown_artifact(key=f"{artifact_key(name)}-auto-balance", markdown=probes_markdown(rows, name),
                              description=f"The sampling candidates probed before round {round_}, and the choice")
-    return spec, [p.key for p in probes]
+    return ended(probes, (spec, [p.key for p in probes]))
 
 
 SHARD_DEPLOYMENT = "east-generate-shard/generate-shard"  # flows/entrypoints.py:generate_shard
@@ -160,15 +163,17 @@ def run_shard_flow_runs(jobs: list[dict]) -> str:
 
 
 @task(name="generate-pool", cache_policy=NO_CACHE, **RETRY)
-def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int, spec: SampleSpec) -> str:
+def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int,
+                  spec: SampleSpec) -> State[str]:
     result = steps.generate(cfg, model, dataset_key, "pool", spec, cfg.sampling.seed + round_,
                                f"generate pool round {round_}", run_shards=run_shard_flow_runs)
     _log(result)
-    return result.key
+    return ended(result, result.key)
 
 
 @task(name="select-and-weight", cache_policy=NO_CACHE)
-def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int, parent: ModelRef) -> str:
+def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int,
+                      parent: ModelRef) -> State[str]:
     fail_once_if_asked("select-and-weight", cfg.data_dir)  # test hook, see flows/faults.py
     result = steps.select_and_weight(cfg, gen_key, dataset_key, parent)
     _log(result)
@@ -183,22 +188,23 @@ def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, rou
         markdown=selection_markdown(selection_summary(stats, examples), name, png),
         description=f"Which pool questions round {round_} trained on, and their weights",
     )
-    return result.key
+    return ended(result, result.key)
 
 
 @task(name="train", cache_policy=NO_CACHE, **RETRY)
-def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> StepResult[ModelRef]:
+def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> State[StepResult[ModelRef]]:
     result = steps.train(cfg, parent, weight_key, steps.earlier_weight_keys(cfg, round_),
                          run_name=f"{cfg.experiment}-round-{round_}")
     _log(result)
-    return result
+    return ended(result, result)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, **RETRY)
-def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> EvalKeys:
+def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> State[EvalKeys]:
+    """Cached only when every split's generations and scores were."""
     results, keys = steps.evaluate_model(cfg, model, dataset_key)
     _log(results)
-    return keys
+    return ended(results, keys)
 
 
 def _round_run_name() -> str:
@@ -207,19 +213,22 @@ def _round_run_name() -> str:
 
 
 @flow(name="east-round", flow_run_name=_round_run_name)
-def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef:
+def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef | State[ModelRef]:
     """One EAST round: sample the pool with the parent (at the auto-balanced temperature with balance.auto),
-    weight (entropy or a baseline), fine-tune, evaluate."""
-    spec, probe_keys = (choose_sampling(cfg, parent, dataset_key, round_) if cfg.balance.auto
+    weight (entropy or a baseline), fine-tune, evaluate. Ends Cached when the round's record was found in the
+    store (its key holds every step key of the round); the caller gets the model either way."""
+    supersede_earlier_attempts()  # a retried parent run: this run replaces the round's failed one
+    spec, probe_keys = (choose_sampling(cfg, parent, dataset_key, round_).result() if cfg.balance.auto
                         else (steps.pool_spec(cfg), []))
-    gen_key = generate_pool(cfg, parent, dataset_key, round_, spec)
-    weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent)
-    trained = train(cfg, parent, weight_key, round_)
+    gen_key = generate_pool(cfg, parent, dataset_key, round_, spec).result()
+    weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent).result()
+    trained = train(cfg, parent, weight_key, round_).result()
     model = trained.value
-    evals = evaluate(cfg, model, dataset_key)
-    _log(steps.record_round(cfg, round_, model, evals, gen_key, weight_key, trained.key, probe_keys))
+    evals = evaluate(cfg, model, dataset_key).result()
+    record = steps.record_round(cfg, round_, model, evals, gen_key, weight_key, trained.key, probe_keys)
+    _log(record)
     publish_round(cfg, round_, weight_key)
-    return model
+    return Completed(data=model, name=CACHED) if record.cached else model
 
 
 def publish_results(cfg: ExperimentConfig) -> list[dict]:
@@ -245,11 +254,11 @@ def self_train(cfg: ExperimentConfig, keep_engine: bool = False) -> list[dict]:
     `keep_engine` leaves the sampling engine up for a caller that runs more experiments (a sweep)."""
     steps.preflight(cfg)  # before anything is loaded or written
     try:
-        dataset_key = prepare_data(cfg)  # bad data is refused before any model is built or loaded
+        dataset_key = prepare_data(cfg).result()  # bad data is refused before any model is built or loaded
         steps.claim_experiment(cfg)  # the name is this configuration's now, also against runs started with it
         ensure_backbone(cfg)
         model = resolve_model(cfg.base_model)
-        evals = evaluate(cfg, model, dataset_key)
+        evals = evaluate(cfg, model, dataset_key).result()
         _log(steps.record_round(cfg, 0, model, evals))
         progress = RoundProgress(cfg.experiment, 0, cfg.rounds)
         for r in range(1, cfg.rounds + 1):

@@ -77,9 +77,31 @@ class Live:
         raise TimeoutError(f"flow-run process {pid} still alive after {timeout}s")
 
     def subflow(self, parent_id: str, name: str) -> dict:
-        runs = self.api.post("/flow_runs/filter", json={"flow_runs": {"name": {"any_": [name]}}}).json()
-        [run] = [r for r in runs if r["parent_task_run_id"] and self._parent_run(r) == parent_id]
+        [run] = self.subflows(parent_id, name)
         return run
+
+    def subflows(self, parent_id: str, name: str) -> list[dict]:
+        """The runs of a subflow named `name` under a flow run (a retried parent run has one per attempt)."""
+        runs = self.api.post("/flow_runs/filter", json={"flow_runs": {"name": {"any_": [name]}}}).json()
+        return [r for r in runs if r["parent_task_run_id"] and self._parent_run(r) == parent_id]
+
+    def task_states(self, flow_run_id: str, timeout: float = 60) -> dict[str, list[str]]:
+        """{task name: the state names of its runs, oldest first} for a flow run's task runs (a retried run has one
+        per attempt; a subflow's is its tracking task's), once all are final: task runs report their states as
+        events, which reach the API a moment after the flow run ends."""
+        deadline, seen = time.time() + timeout, None
+        while True:
+            runs = self.api.post("/task_runs/filter", json={"task_runs": {"flow_run_id": {"any_": [flow_run_id]}}}
+                                 ).json()
+            final = [(r["id"], r["state_name"]) for r in runs if r["state_type"] in TERMINAL]
+            if (runs and len(final) == len(runs) and sorted(final) == seen) or time.time() > deadline:
+                break  # all final, and the same a second later
+            seen = sorted(final)
+            time.sleep(1)
+        states: dict[str, list[str]] = {}
+        for run in sorted(runs, key=lambda r: r["start_time"] or r["expected_start_time"]):
+            states.setdefault(run["name"].rsplit("-", 1)[0], []).append(run["state_name"])
+        return states
 
     def _parent_run(self, run: dict) -> str:
         return self.api.get(f"/task_runs/{run['parent_task_run_id']}").json()["flow_run_id"]

@@ -4,12 +4,15 @@ continues from (or stops at) what the store recorded."""
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 from east_tasks import steps
 from east_tasks.config import load_config
+from east_tasks.errors import UserError
 from east_tasks.steps import EvalKeys, ModelRef
 from east_tasks.steps.experiments import round_checkpoint
 from east_tasks.store import Store
+from flows.cli import app
 from flows.entrypoints import next_round, start_experiment
 
 
@@ -58,3 +61,36 @@ def test_form_fields_reach_the_config_before_anything_loads(tmp_path, prefect_se
                                ("samples_per_question", 4, "sampling.n: 8 -> 4")):
         with pytest.raises(ValueError, match=f"{diff}.*choose a new experiment name"):
             start_experiment(experiment="form", preset="tiny-test", data_dir=str(tmp_path), **{field: value})
+
+
+def test_the_forms_data_and_sampling_fields_reach_the_config(tmp_path, prefect_server) -> None:
+    cfg = load_config("tiny-test", experiment="form", data_dir=tmp_path)
+    _record(cfg, 0, tmp_path)
+    form = {"source": "table", "data_path": "/data/q", "hub_config": "main", "question_column": "problem",
+            "answer_column": "final", "solution_column": "worked", "tier_column": "level", "answer_style": "math",
+            "prompt": "fewshot", "validation_size": 4, "test_size": 5, "temperature": 1.1, "max_tokens": 40,
+            "eval_max_tokens": 50}
+    with pytest.raises(UserError) as err:  # the refusal's diff: every field, where it went
+        start_experiment(experiment="form", preset="tiny-test", data_dir=str(tmp_path), **form)
+    assert ("another configuration (data.answer_style: 'gsm8k' -> 'math'; data.columns.answer: None -> 'final'; "
+            "data.columns.question: None -> 'problem'; data.columns.solution: None -> 'worked'; data.columns.tier: "
+            "None -> 'level'; data.hub_config: None -> 'main'; data.path: None -> '/data/q'; data.prompt: 'zeroshot' "
+            "-> 'fewshot'; data.source: 'arith' -> 'table'; data.test_size: 90 -> 5; data.validation_size: 40 -> 4; "
+            "eval.max_tokens: 96 -> 50; sampling.max_tokens: 96 -> 40; sampling.temperature: 0.8 -> 1.1); choose a "
+            "new experiment name") in str(err.value)
+
+
+@pytest.mark.parametrize(("sets", "form"), [
+    (["data.source=gsm8k"], {"source": "gsm8k"}),
+    (["data.source=table", "data.path=/q", "data.answer_style=latex"],
+     {"source": "table", "data_path": "/q", "answer_style": "latex"}),
+])
+def test_bad_form_input_is_the_clis_one_line(tmp_path, prefect_server, sets: list[str], form: dict) -> None:
+    cli = CliRunner().invoke(app, ["run", "--preset", "tiny-test", "--data-dir", str(tmp_path),
+                                   *(f"--set={s}" for s in sets)], env={"COLUMNS": "1000"})
+    assert cli.exit_code == 2, cli.output
+    (line,) = cli.output.strip().splitlines()
+    assert line.startswith("invalid configuration: data")
+    with pytest.raises(UserError) as err:
+        start_experiment(preset="tiny-test", data_dir=str(tmp_path), **form)
+    assert str(err.value) == line

@@ -8,6 +8,7 @@ fail, unless EAST_SKIP_BROWSER=1 says to skip only the browser test.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -68,10 +69,13 @@ def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) ->
     assert props["loss"]["enum"] == ["sft", "dpo", "kto"]
     assert props["strategy"]["enum"] == ["entropy", "local", "accuracy", "rejected"]
     assert "vanilla" in props["a"]["description"]
+    assert props["prompt"]["anyOf"][0]["enum"] == ["auto", "chat", "fewshot", "zeroshot"]
+    assert props["answer_style"]["anyOf"][0] == {"type": "string"}  # any style the config knows, checked there
+    assert all(props[name]["description"] for name in FORM)  # every field of the form says what it is
     good = {"experiment": "x", "preset": "tiny-test", "rounds": 3, "a": 1.5, "mapping": "exp", "loss": "dpo"}
     jsonschema.validate(good, schema)
     for bad in ({"preset": "huge"}, {"a": 11}, {"rounds": -1}, {"mapping": "linear"}, {"experiment": "a b"},
-                {"samples_per_question": 0}):
+                {"samples_per_question": 0}, {"max_tokens": 0}, {"temperature": 6}, {"source": "csv"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
     # The server enforces the same schema when a run is created (the UI's "Run" form, the API, schedules).
@@ -117,6 +121,19 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     assert done["state_type"] == "COMPLETED" and done["run_count"] == 2
     assert live.worker.poll() is None  # the worker took the retried run and is still serving
     live.wait_process_exit(done)  # its last log lines are sent as the process ends
+
+    # Prefect reran the failed round as a new subflow run; the failed attempt says it was superseded, and by which.
+    attempts = {r["state_name"]: r for r in live.subflows(run["id"], "ui-round-1")}
+    assert sorted(attempts) == ["Completed", "Superseded"] and attempts["Superseded"]["state_type"] == "CANCELLED"
+    assert f"superseded by flow run ui-round-1 ({attempts['Completed']['id']})" in \
+        attempts["Superseded"]["state"]["message"]
+    # What the retry found in the store ends Cached; what it computed, Completed (a run per attempt and task).
+    assert live.task_states(run["id"]) == {
+        "ensure-backbone": ["Cached", "Cached"], "prepare-data": ["Completed", "Cached"],
+        "resolve-model": ["Completed", "Completed"], "evaluate": ["Completed", "Cached"], "east-round": ["Completed"]}
+    assert live.task_states(attempts["Completed"]["id"]) == {
+        "generate-pool": ["Cached"], "select-and-weight": ["Completed"], "train": ["Completed"],
+        "evaluate": ["Completed"]}
 
     # Nothing generated twice: only the new checkpoint's evaluation was added.
     assert _count(cfg, "generations") == generated + evaluation
@@ -171,6 +188,71 @@ def test_next_round_then_the_run_page_in_chromium(live: Live) -> None:
         "entropy histogram", "accuracy per round", "exploration and exploitation per round"}, images
 
 
+# A real-data run as a person fills the self-train form: three GSM8K test rows and five train rows (the tiny
+# arithmetic backbone solves none of them; rounds = 0 evaluates it), as a table with columns of other names.
+FORM = {"experiment": "gsm8k-form", "preset": "tiny-test", "rounds": 0, "source": "table",
+        "question_column": "problem", "solution_column": "worked", "tier_column": "level", "answer_style": "gsm8k",
+        "prompt": "zeroshot", "pool_size": 5, "validation_size": 0, "test_size": 3, "samples_per_question": 2,
+        "temperature": 1.1, "max_tokens": 32, "eval_max_tokens": 32, "backend": "hf"}
+
+
+def _gsm8k_table(dest: Path) -> Path:
+    """tests/fixtures/gsm8k as a table source: question -> problem, answer -> worked, and a `level` (1 or 2)."""
+    dest.mkdir()
+    for split in ("train", "test"):
+        rows = [json.loads(line) for line in (REPO / "tests" / "fixtures" / "gsm8k" / f"{split}.jsonl").open()]
+        (dest / f"{split}.jsonl").write_text("".join(json.dumps({"problem": r["question"], "worked": r["answer"],
+                                                                 "level": 1 + i % 2}) + "\n"
+                                                     for i, r in enumerate(rows)))
+    return dest
+
+
+@pytest.mark.skipif(os.environ.get("EAST_SKIP_BROWSER") == "1", reason="EAST_SKIP_BROWSER=1")
+def test_a_cached_rerun_and_a_real_data_run_from_the_form_in_chromium(live: Live, tmp_path: Path) -> None:
+    if not (live.data_dir / "east.duckdb").exists():
+        pytest.skip("needs the experiment test_retry_from_the_ui_resumes_from_the_cache made")
+    # The retried experiment again: every step is in the store (the worker takes this run first, the form's next).
+    params = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "backend": "hf", "data_dir": str(live.data_dir)}
+    rerun_id = live.trigger("east-self-train/self-train", params).raise_for_status().json()["id"]
+    form = {**FORM, "data_path": str(_gsm8k_table(tmp_path / "gsm8k-table")), "data_dir": str(live.data_dir)}
+    with _chromium() as driver:
+        form_run = _submit_form(driver, live, "east-self-train/self-train", form)
+        assert {name: form_run["parameters"][name] for name in form} == form  # as typed, types and all
+
+        rerun = live.wait(rerun_id)
+        assert rerun["state_type"] == "COMPLETED", rerun["state"]
+        round_run = live.subflow(rerun_id, "ui-round-1")
+        assert (round_run["state_type"], round_run["state_name"]) == ("COMPLETED", "Cached")
+        assert live.task_states(rerun_id) == {"ensure-backbone": ["Cached"], "prepare-data": ["Cached"],
+                                              "resolve-model": ["Completed"], "evaluate": ["Cached"],
+                                              "east-round": ["Cached"]}  # resolve-model is no step: it hashes
+        assert live.task_states(round_run["id"]) == {name: ["Cached"] for name in (
+            "generate-pool", "select-and-weight", "train", "evaluate")}
+        _cached_run_page(driver, live, rerun_id)  # its task runs and its round say Cached in the UI too
+
+    done = live.wait(form_run["id"])
+    assert done["state_type"] == "COMPLETED", done["state"]
+    with Store(live.data_dir / "east.duckdb") as store:
+        (config,), = store.execute("SELECT config FROM experiments WHERE experiment = 'gsm8k-form'")
+        (n_questions, dataset_key), = store.execute(
+            "SELECT e.n_questions, e.dataset_key FROM experiment_rounds r JOIN evaluations e USING (eval_key) "
+            "WHERE r.experiment = 'gsm8k-form'")
+        gold = dict(store.execute("SELECT split, list(answer ORDER BY answer) FROM problems WHERE dataset_key = ? "
+                                  "GROUP BY split", [dataset_key]))
+    cfg = json.loads(config)
+    assert cfg["rounds"] == 0 and cfg["backend"]["backend"] == "hf"
+    assert {k: cfg["data"][k] for k in ("source", "path", "answer_style", "prompt", "pool_size", "validation_size",
+                                         "test_size")} == {
+        "source": "table", "path": form["data_path"], "answer_style": "gsm8k", "prompt": "zeroshot", "pool_size": 5,
+        "validation_size": 0, "test_size": 3}
+    assert cfg["data"]["columns"] == {"question": "problem", "answer": "answer", "solution": "worked", "tier": "level"}
+    assert {k: cfg["sampling"][k] for k in ("n", "temperature", "max_tokens")} == {"n": 2, "temperature": 1.1,
+                                                                                 "max_tokens": 32}
+    assert cfg["eval"]["max_tokens"] == 32  # the default 96 would not fit the longest prompt (216 tokens) in 256
+    # the gold answers are the worked solutions' `#### N`, as the gsm8k style reads them
+    assert n_questions == 3 and gold == {"test": ["18", "3", "70000"], "pool": ["10", "42", "5", "624", "72"]}
+
+
 @pytest.mark.skipif(os.environ.get("EAST_SKIP_BROWSER") == "1", reason="EAST_SKIP_BROWSER=1")
 def test_bad_input_is_the_clis_one_line_in_the_run_page_logs(live: Live) -> None:
     missing = str(live.data_dir / "no-such-model")
@@ -207,6 +289,9 @@ def _chromium() -> Iterator:
         driver.quit()
 
 
+_BADGE = "//*[contains(@class, 'state-badge') and normalize-space(.)='{}']"
+
+
 def _run_page(driver, live: Live, run_id: str, state: str):
     """Opens a run's page and waits for its state badge; returns a 90-second wait."""
     from selenium.webdriver.common.by import By
@@ -215,9 +300,61 @@ def _run_page(driver, live: Live, run_id: str, state: str):
 
     driver.get(f"{live.url}/runs/flow-run/{run_id}")
     wait = WebDriverWait(driver, 90)
-    badge = f"//*[contains(@class, 'state-badge') and normalize-space(.)='{state}']"
-    wait.until(ec.visibility_of_element_located((By.XPATH, badge)))
+    wait.until(ec.visibility_of_element_located((By.XPATH, _BADGE.format(state))))
     return wait
+
+
+def _cached_run_page(driver, live: Live, run_id: str) -> None:
+    """A cached rerun's page: its tabs of task runs (3 found in the store) and of subflow runs (its round) show
+    Cached badges; saves a screenshot of the first (docs/screenshots/cached-rerun.png)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    wait = _run_page(driver, live, run_id, "Completed")
+    for tab, cached in (("Task Runs", 3), ("Subflow Runs", 1)):
+        tab_xpath = f"//li[contains(@class, 'p-tab') and normalize-space(.)='{tab}']"
+        wait.until(ec.element_to_be_clickable((By.XPATH, tab_xpath))).click()
+        wait.until(lambda d, n=cached: len(d.find_elements(By.XPATH, _BADGE.format("Cached"))) == n)
+        if tab == "Task Runs":
+            driver.set_window_size(1400, 1500)  # the graph and every task run
+            driver.save_screenshot(str(SCREENSHOTS / "cached-rerun.png"))
+            driver.set_window_size(1400, 1000)
+
+
+def _submit_form(driver, live: Live, deployment: str, form: dict) -> dict:
+    """Fills a deployment's custom-run form (Deployments, the deployment, Run, Custom run) field by field as a
+    person does and submits it; returns the flow run it created."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    deployment_id = live.deployment(deployment)["id"]
+    driver.get(f"{live.url}/deployments/deployment/{deployment_id}/run")
+    wait = WebDriverWait(driver, 90)
+
+    def field(name: str):
+        return driver.find_element(By.XPATH, "//div[contains(concat(' ', @class, ' '), ' schema-form-property ')]"
+                                             "[.//span[contains(@class, 'schema-form-property__label') and "
+                                             f"starts-with(normalize-space(.), '{name} (')]]")
+
+    wait.until(lambda _: field("experiment"))
+    for name, value in form.items():
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", field(name))
+        kind = {int: "int", float: "float", str: "str"}[type(value)]
+        if kinds := field(name).find_elements(By.XPATH, f".//button[normalize-space(.)='{kind}']"):
+            kinds[0].click()  # an optional field starts as None: its type first
+        control = wait.until(lambda _, n=name: field(n).find_elements(
+            By.CSS_SELECTOR, "fieldset select, fieldset textarea, fieldset input"))[0]
+        if control.tag_name == "select":
+            Select(control).select_by_value(str(value))
+        else:
+            control.clear()
+            control.send_keys(str(value))
+    driver.find_element(By.XPATH, "//button[@type='submit' and normalize-space(.)='Submit']").click()
+    wait.until(ec.url_matches(f"/deployments/deployment/{deployment_id}$"))  # back on the deployment's page
+    runs = live.api.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment_id]}}}).json()
+    [run] = [r for r in runs if r["parameters"].get("experiment") == form["experiment"]]
+    return run
 
 
 def _open_run_page(live: Live, run_id: str, artifact: str = "ui-round-2") -> tuple[str, list[tuple[str, int, int]]]:
