@@ -40,8 +40,8 @@ def _plural(unit: str) -> str:
 
 class Progress:
     """`update(n, **latest)` as the work goes; `latest` (a loss) is shown beside the count. Off a terminal a line
-    comes at a tenth of the way crossed, at most one every `every_s` seconds: a loop of a few seconds shows none,
-    and the step's own log line says when it is done."""
+    comes at a tenth of the way crossed, at most one every `every_s` seconds: a loop of one item or of a few seconds
+    shows none, and the step's own log line says when it is done."""
 
     def __init__(self, desc: str, total: int, unit: str, enabled: bool = True, every_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -59,7 +59,7 @@ class Progress:
             self.bar.update(n)
             return
         tenths = self.done * 10 // max(self.total, 1)
-        if self.enabled and tenths > self._tenths and self.clock() - self._said >= self.every_s:
+        if self.enabled and self.total > 1 and tenths > self._tenths and self.clock() - self._said >= self.every_s:
             self._tenths, self._said = tenths, self.clock()
             log.info(self.line())
 

@@ -47,6 +47,7 @@ def test_off_a_terminal_progress_is_a_line_at_every_tenth(off_terminal) -> None:
     assert _percents(off_terminal) == [14, 28, 42, 57, 71, 85, 100] and "(1/7 batches)" in off_terminal.text
     off_terminal.clear()
     list(progress.progress(range(40), "train", "step"))  # under 5 s: the step's own line says it is done
+    list(progress.progress(range(1), "generate test greedy", "chunk", every_s=0))  # one chunk: so does this one's
     assert off_terminal.records == []
 
 
