@@ -104,7 +104,8 @@ def test_model_card_says_what_the_model_is_how_it_was_made_and_how_it_does(model
     for section in ("## Base model", "## Method and weighting", "## Rounds", "## Data", "## Accuracy per round",
                     "## Compute", "## How it was produced"):
         assert section in body
-    assert "loss `sft`" in body and "a = 0.0" in body and "a = 0 is vanilla self-training" in body
+    cfg, _ = finished_run
+    assert "loss `sft`" in body and f"a = {cfg.weighting.a}" in body and "a = 0 is vanilla self-training" in body
     assert "pool 160 questions, validation 40, test 90" in body and "answer style `gsm8k`" in body
     # the accuracy table: one row per round 0..2, test greedy, maj@k, pass@k (eval.n = 4) and validation greedy
     accuracy = _table(body, "| round | test greedy |")
