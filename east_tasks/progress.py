@@ -1,5 +1,5 @@
 """A long loop's progress: tqdm's bar on a terminal; anywhere else (a log file, CI, a pipe) one plain line at every
-tenth of the way (at most one every 5 s), because a bar redrawn with carriage returns becomes hundreds of fragments
+tenth of the way (at most one a second), because a bar redrawn with carriage returns becomes hundreds of fragments
 of one line there.
 
 Generation (its chunks), training (the Trainer's steps), reference scoring and the bootstrap report through here.
@@ -43,7 +43,7 @@ class Progress:
     comes at a tenth of the way crossed, at most one every `every_s` seconds: a loop of one item or of a few seconds
     shows none, and the step's own log line says when it is done."""
 
-    def __init__(self, desc: str, total: int, unit: str, enabled: bool = True, every_s: float = 5.0,
+    def __init__(self, desc: str, total: int, unit: str, enabled: bool = True, every_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         self.desc, self.total, self.unit, self.enabled, self.every_s = desc, total, unit, enabled, every_s
         self.done, self.latest, self._tenths, self.clock = 0, {}, 0, clock
@@ -77,7 +77,7 @@ class Progress:
             self.bar.close()
 
 
-def progress(items: Iterable[T], desc: str, unit: str, total: int | None = None, every_s: float = 5.0) -> Iterator[T]:
+def progress(items: Iterable[T], desc: str, unit: str, total: int | None = None, every_s: float = 1.0) -> Iterator[T]:
     """`items`, reporting progress as they are consumed (`total`: len(items) unless given)."""
     meter = Progress(desc, len(items) if total is None else total, unit, every_s=every_s)  # type: ignore[arg-type]
     try:

@@ -46,14 +46,14 @@ def test_off_a_terminal_progress_is_a_line_at_every_tenth(off_terminal) -> None:
     list(progress.progress(range(7), "score responses", "batch", every_s=0))  # every item crosses a tenth
     assert _percents(off_terminal) == [14, 28, 42, 57, 71, 85, 100] and "(1/7 batches)" in off_terminal.text
     off_terminal.clear()
-    list(progress.progress(range(40), "train", "step"))  # under 5 s: the step's own line says it is done
+    list(progress.progress(range(40), "train", "step"))  # under a second: the step's own line says it is done
     list(progress.progress(range(1), "generate test greedy", "chunk", every_s=0))  # one chunk: so does this one's
     assert off_terminal.records == []
 
 
-def test_off_a_terminal_progress_says_at_most_a_line_every_5_s(off_terminal) -> None:
+def test_off_a_terminal_progress_says_at_most_a_line_every_few_seconds(off_terminal) -> None:
     now = [0.0]
-    meter = progress.Progress("train", 20, "step", clock=lambda: now[0])
+    meter = progress.Progress("train", 20, "step", every_s=5, clock=lambda: now[0])
     for _ in range(20):  # a step a second
         now[0] += 1.0
         meter.update(1)

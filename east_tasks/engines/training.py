@@ -153,7 +153,7 @@ class PlainProgress(TrainerCallback):
     """Off a terminal, the Trainer's progress as a line at every tenth of its steps with the last logged loss, in
     place of its bar and of the dict it prints at every logging step (`east_tasks.progress`)."""
 
-    def __init__(self, every_s: float = 5.0) -> None:
+    def __init__(self, every_s: float = 1.0) -> None:
         self.meter: Progress | None = None
         self.loss: float | None = None
         self.every_s = every_s  # at most a line this often (east_tasks.progress)
