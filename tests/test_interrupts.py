@@ -30,7 +30,8 @@ STOPPED_AT_ONCE = f"interrupted again: stopped at once; {RESUME}"
 # chunk; the trainer's, past its first step
 POOL = re.compile(r"generate pool round 1: [1-9]\d?% \(")
 TRAINING = re.compile(r"train: [1-9]\d?% \([1-9]\d*/\d+ steps")
-TRAINED = re.compile(r"train \[\w+\]: computed in")  # the train step's line: the trained model's evaluation is next
+# the trained model's greedy test answers done (one chunk: one line): its sampled ones are under way
+EVALUATING = re.compile(r"generate test greedy: 100% \(")
 
 
 def _east_run(data_dir: Path, out: int | IO = subprocess.PIPE) -> subprocess.Popen:
@@ -107,7 +108,7 @@ def test_ctrl_c_stops_the_run_within_seconds_and_the_rerun_resumes_to_the_uninte
     rows = r"generate pool round 1 \[\w+\]: computed in [\d.]+s \(rows=\d+, resumed_questions=(\d+)"
     for case, at in (("generation", lambda line: POOL.search(line) is not None),
                      ("training", lambda line: TRAINING.search(line) is not None),
-                     ("evaluation", lambda line: TRAINED.search(line) is not None)):
+                     ("evaluation", lambda line: EVALUATING.search(line) is not None)):
         code, gone, out, started = _ctrl_c(_east_run(data_dir), at)
         assert code == INTERRUPTED_EXIT and gone < 10, (case, code, gone, out[-3000:])
         assert "VLLM::EngineCore" in started, (case, started)
