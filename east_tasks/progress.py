@@ -1,5 +1,5 @@
 """A long loop's progress: tqdm's bar on a terminal; anywhere else (a log file, CI, a pipe) one plain line at every
-tenth of the way (at most one every 5 s), because a bar redrawn with carriage returns becomes hundreds of fragments
+tenth of the way, because a bar redrawn with carriage returns becomes hundreds of fragments
 of one line there.
 
 Generation (its chunks), training (the Trainer's steps), reference scoring and the bootstrap report through here.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -40,14 +40,12 @@ def _plural(unit: str) -> str:
 
 class Progress:
     """`update(n, **latest)` as the work goes; `latest` (a loss) is shown beside the count. Off a terminal a line
-    comes at a tenth of the way crossed, at most one every `every_s` seconds: a loop of one item or of a few seconds
-    shows none, and the step's own log line says when it is done."""
+    comes at each tenth of the way crossed (a loop of one item: its one line when it is done)."""
 
-    def __init__(self, desc: str, total: int, unit: str, enabled: bool = True, every_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.desc, self.total, self.unit, self.enabled, self.every_s = desc, total, unit, enabled, every_s
-        self.done, self.latest, self._tenths, self.clock = 0, {}, 0, clock
-        self.started = self._said = clock()
+    def __init__(self, desc: str, total: int, unit: str, enabled: bool = True):
+        self.desc, self.total, self.unit, self.enabled = desc, total, unit, enabled
+        self.done, self.latest, self._tenths = 0, {}, 0
+        self.started = time.monotonic()
         self.bar = tqdm(total=total, desc=desc, unit=unit) if enabled and on_terminal() else None
 
     def update(self, n: int = 1, **latest: object) -> None:
@@ -59,27 +57,27 @@ class Progress:
             self.bar.update(n)
             return
         tenths = self.done * 10 // max(self.total, 1)
-        if self.enabled and self.total > 1 and tenths > self._tenths and self.clock() - self._said >= self.every_s:
-            self._tenths, self._said = tenths, self.clock()
+        if self.enabled and tenths > self._tenths:
+            self._tenths = tenths
             log.info(self.line())
 
     def line(self) -> str:
         """e.g. `generate pool round 1: 40% (2/5 chunks) in 2m19s, about 3m28s left`."""
-        elapsed = self.clock() - self.started
+        elapsed = time.monotonic() - self.started
         latest = "".join(f", {k} {v}" for k, v in self.latest.items())
         left = f", about {_duration(elapsed * (self.total - self.done) / self.done)} left" \
             if 0 < self.done < self.total else ""
         return (f"{self.desc}: {self.done * 100 // max(self.total, 1)}% ({self.done}/{self.total} "
-                f"{_plural(self.unit)}{latest}) in {_duration(elapsed)}{left}")
+                f"{self.unit if self.total == 1 else _plural(self.unit)}{latest}) in {_duration(elapsed)}{left}")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def progress(items: Iterable[T], desc: str, unit: str, total: int | None = None, every_s: float = 5.0) -> Iterator[T]:
+def progress(items: Iterable[T], desc: str, unit: str, total: int | None = None) -> Iterator[T]:
     """`items`, reporting progress as they are consumed (`total`: len(items) unless given)."""
-    meter = Progress(desc, len(items) if total is None else total, unit, every_s=every_s)  # type: ignore[arg-type]
+    meter = Progress(desc, len(items) if total is None else total, unit)  # type: ignore[arg-type]
     try:
         for item in items:
             yield item

@@ -36,29 +36,21 @@ def _percents(caplog) -> list[int]:
 
 
 def test_off_a_terminal_progress_is_a_line_at_every_tenth(off_terminal) -> None:
-    assert list(progress.progress(range(25), "generate pool round 1", "chunk", every_s=0)) == list(range(25))
+    assert list(progress.progress(range(25), "generate pool round 1", "chunk")) == list(range(25))
     # 25 chunks: the tenths are crossed at chunks 3, 5, 8, 10, 13, 15, 18, 20, 23 and 25
     assert _percents(off_terminal) == [12, 20, 32, 40, 52, 60, 72, 80, 92, 100]
     first, last = off_terminal.records[0].getMessage(), off_terminal.records[-1].getMessage()
     assert re.fullmatch(r"generate pool round 1: 12% \(3/25 chunks\) in \d+s, about \d+s left", first)
     assert "(25/25 chunks)" in last and "left" not in last
     off_terminal.clear()
-    list(progress.progress(range(7), "score responses", "batch", every_s=0))  # every item crosses a tenth
+    list(progress.progress(range(7), "score responses", "batch"))  # every item crosses a tenth
     assert _percents(off_terminal) == [14, 28, 42, 57, 71, 85, 100] and "(1/7 batches)" in off_terminal.text
     off_terminal.clear()
-    list(progress.progress(range(40), "train", "step"))  # under 5 s: the step's own line says it is done
-    list(progress.progress(range(1), "generate test greedy", "chunk", every_s=0))  # one chunk: so does this one's
+    list(progress.progress(range(1), "generate test greedy", "chunk"))  # one chunk: one line, when it is done
+    assert [r.getMessage()[:45] for r in off_terminal.records] == ["generate test greedy: 100% (1/1 chunk) in 0s"]
+    off_terminal.clear()
+    list(progress.progress([], "generate test greedy", "chunk"))  # nothing to do (all cached): nothing to say
     assert off_terminal.records == []
-
-
-def test_off_a_terminal_progress_says_at_most_a_line_every_5_s(off_terminal) -> None:
-    now = [0.0]
-    meter = progress.Progress("train", 20, "step", clock=lambda: now[0])
-    for _ in range(20):  # a step a second
-        now[0] += 1.0
-        meter.update(1)
-    # a tenth is crossed every 2 steps; said at 5 s (step 5: 25 %), 10 s, 15 s and 20 s
-    assert _percents(off_terminal) == [25, 50, 75, 100]
 
 
 def test_on_a_terminal_progress_is_tqdm_s_bar_and_no_log_line(monkeypatch, caplog) -> None:
@@ -78,7 +70,7 @@ def test_durations_read_as_a_person_writes_them() -> None:
 def test_training_off_a_terminal_is_a_line_at_every_tenth_with_the_last_loss(off_terminal, tmp_path) -> None:
     args, control = TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerControl()
     state = TrainerState(max_steps=20)
-    callback = PlainProgress(every_s=0)
+    callback = PlainProgress()
     callback.on_train_begin(args, state, control)
     for step in range(1, 21):
         if step % 10 == 0:  # the Trainer logs every logging_steps (10)

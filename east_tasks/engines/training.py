@@ -153,14 +153,12 @@ class PlainProgress(TrainerCallback):
     """Off a terminal, the Trainer's progress as a line at every tenth of its steps with the last logged loss, in
     place of its bar and of the dict it prints at every logging step (`east_tasks.progress`)."""
 
-    def __init__(self, every_s: float = 5.0) -> None:
+    def __init__(self) -> None:
         self.meter: Progress | None = None
         self.loss: float | None = None
-        self.every_s = every_s  # at most a line this often (east_tasks.progress)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
-        self.meter = Progress("train", state.max_steps, "step", enabled=state.is_local_process_zero,
-                              every_s=self.every_s)
+        self.meter = Progress("train", state.max_steps, "step", enabled=state.is_local_process_zero)
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict | None = None,
                **kwargs) -> None:
