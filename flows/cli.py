@@ -422,9 +422,9 @@ def worker(
 Column = tuple[str, list[str]]  # a result table's header and its cells, one per round
 
 
-def _result_columns(records: list[dict]) -> tuple[list[Column], list[Column]]:
-    """The columns of an experiment's result table: the round and its results, and the test accuracy by tier (the
-    table of its own on a terminal too narrow for both)."""
+def _result_columns(records: list[dict]) -> tuple[list[Column], list[Column], list[Column]]:
+    """The columns of an experiment's result table: the round and its results, the sampled test metrics, and the
+    test accuracy by tier (the latter two tables of their own on a terminal too narrow for one)."""
     from east_tasks.report.results import fmt
     from east_tasks.report.results import tiers as tiers_of
 
@@ -438,13 +438,12 @@ def _result_columns(records: list[dict]) -> tuple[list[Column], list[Column]]:
     pool = [m for m in names if any(r.get(m) is not None for r in records)]
     main = [col("round", lambda r: "backbone" if r["round"] == 0 else str(r["round"])),
             col("test", lambda r: f"{r['greedy_acc']:.3f}"),
-            *(col(header, lambda r, m=m: fmt(r[m])) for header, m in sampled),
             col("val", lambda r: fmt(r.get("val_greedy_acc"))),
             col("kept", lambda r: str(r["n_kept"] or "-")),
             *(col(names[m], lambda r, m=m: fmt(r.get(m))) for m in pool)]
     by_tier = [col(f"t{t}", lambda r, t=t: fmt(r["by_tier"].get(t, {}).get("greedy_acc")))
                for t in tiers_of(r["by_tier"] for r in records)]
-    return main, by_tier
+    return main, [col(header, lambda r, m=m: fmt(r[m])) for header, m in sampled], by_tier
 
 
 def _rich_table(title: str, columns: list[Column]) -> Table:
@@ -467,15 +466,18 @@ def _print_table(name: str, records: list[dict]) -> None:
     cuts."""
     from rich.measure import Measurement
 
-    main, by_tier = _result_columns(records)
+    main, sampled, by_tier = _result_columns(records)
     n = max((r["k"] or 0 for r in records), default=0)
     title = (f"{name}: greedy test accuracy, overall{' and by tier (t1 easiest)' if by_tier else ''}; "
              + (f"from {n} samples per test question: pass@1 ± SE, maj@{n}, pass@{n}; " if n else "")
              + "validation greedy; questions kept for training; the round's pool: pass@n, B-STaR balance score, "
              "pseudo-label accuracy (label-free)")
-    columns = [main[0], main[1], *by_tier, *main[2:]]  # the tiers beside the overall test accuracy
+    columns = [main[0], main[1], *by_tier, *sampled, *main[2:]]  # tiers and samples beside the greedy accuracy
     layouts = [[_rich_table(title, columns)],
-               [_rich_table(title.replace(" and by tier (t1 easiest)", ""), main),
+               [_rich_table(f"{name}: greedy test accuracy; validation greedy; questions kept for training; the "
+                            "round's pool: pass@n, B-STaR balance score, pseudo-label accuracy (label-free)", main),
+                *([_rich_table(f"{name}: from {n} samples per test question: pass@1 ± SE, maj@{n}, pass@{n}",
+                               [main[0], *sampled])] if sampled else []),
                 *([_rich_table(f"{name}: greedy test accuracy by tier (t1 easiest)", [main[0], *by_tier])]
                   if by_tier else [])]]
     natural = console.options.update(max_width=10**6)

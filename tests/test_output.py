@@ -153,12 +153,14 @@ def test_the_engine_starts_with_the_preloads_and_this_process_keeps_its_environm
 
 # Two rounds with every column a table can have: 6 tiers, k > 0, the pool's monitor (numbers checked by hand).
 TIERS = {str(t): {"greedy_acc": round(0.95 - 0.125 * t, 3)} for t in range(1, 7)}
-RECORDS = [dict(round=0, greedy_acc=0.5111, maj_acc=0.5, pass_acc=0.6222, val_greedy_acc=0.4, n_kept=None,
-                by_tier=TIERS, pool_pass_at_n=None, pool_balance=None, label_accuracy=None),
-           dict(round=1, greedy_acc=0.3778, maj_acc=0.3556, pass_acc=0.4444, val_greedy_acc=0.375, n_kept=54,
-                by_tier=TIERS, pool_pass_at_n=0.7125, pool_balance=0.0581, label_accuracy=None)]
-NUMBERS = ["0.511", "0.378", "0.500", "0.356", "0.622", "0.444", "0.400", "0.375", "54", "0.713", "0.058",
-           "0.825", "0.700", "0.575", "0.450", "0.325", "0.200"]
+RECORDS = [dict(round=0, greedy_acc=0.5111, k=4, pass1=0.4667, pass1_se=0.0456, maj_acc=0.5, pass_acc=0.6222,
+                val_greedy_acc=0.4, n_kept=None, by_tier=TIERS, pool_pass_at_n=None, pool_balance=None,
+                label_accuracy=None),
+           dict(round=1, greedy_acc=0.3778, k=4, pass1=0.3056, pass1_se=0.0431, maj_acc=0.3556, pass_acc=0.4444,
+                val_greedy_acc=0.375, n_kept=54, by_tier=TIERS, pool_pass_at_n=0.7125, pool_balance=0.0581,
+                label_accuracy=None)]
+NUMBERS = ["0.511", "0.378", "0.467", "0.046", "0.306", "0.043", "0.500", "0.356", "0.622", "0.444", "0.400",
+           "0.375", "54", "0.713", "0.058", "0.825", "0.700", "0.575", "0.450", "0.325", "0.200"]
 
 
 def _printed(monkeypatch, width: int) -> str:
@@ -171,11 +173,13 @@ def _printed(monkeypatch, width: int) -> str:
 def test_a_terminal_of_80_columns_gets_the_tiers_in_a_table_of_their_own(monkeypatch) -> None:
     wide, narrow = _printed(monkeypatch, 200), _printed(monkeypatch, 80)
     headers = [len(re.findall(r"^ +round ", text, re.M)) for text in (wide, narrow)]
-    assert headers == [1, 2]  # one table, then two
+    assert headers == [1, 3]  # one table, then three: results, sampled metrics, tiers
     for text, width in ((wide, 200), (narrow, 80)):
         assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
         assert all(n in text for n in NUMBERS), text
-    assert re.search(r"round +t1 +t2 +t3 +t4 +t5 +t6", narrow) and "maj@k   pass@k     val   kept   pass@n" in narrow
+    assert re.search(r"round +t1 +t2 +t3 +t4 +t5 +t6", narrow)
+    assert re.search(r"round +test +val +kept +pass@n +balance", narrow), narrow
+    assert re.search(r"round +pass@1 +±SE +maj@4 +pass@4", narrow), narrow
     assert "### " in _printed(monkeypatch, 40)  # narrower than either: Markdown, whose numbers no width cuts
 
 
@@ -183,9 +187,14 @@ def test_report_off_a_terminal_is_markdown_with_every_number(tmp_path) -> None:
     with Store(tmp_path / "east.duckdb") as store:
         for r in RECORDS:
             eval_key = f"e{r['round']}"
-            store.execute("INSERT INTO evaluations VALUES (?, 'h', 'd', 90, 4, ?, ?, ?, ?, 0)",
-                          [eval_key, r["greedy_acc"], r["maj_acc"], r["pass_acc"], json.dumps(r["by_tier"])])
-            store.execute("INSERT INTO evaluations VALUES (?, 'h', 'd', 40, 0, ?, NULL, NULL, '{}', 0)",
+            store.execute("INSERT INTO evaluations (eval_key, model_hash, dataset_key, n_questions, k, greedy_acc, "
+                          "maj_acc, pass_acc, by_tier, created_at, pass1, pass1_se, pass_at_k, maj_at_k) "
+                          "VALUES (?, 'h', 'd', 90, 4, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                          [eval_key, r["greedy_acc"], r["maj_acc"], r["pass_acc"], json.dumps(r["by_tier"]),
+                           r["pass1"], r["pass1_se"], json.dumps({"4": r["pass_acc"]}),
+                           json.dumps({"4": r["maj_acc"]})])
+            store.execute("INSERT INTO evaluations (eval_key, model_hash, dataset_key, n_questions, k, greedy_acc, "
+                          "by_tier, created_at) VALUES (?, 'h', 'd', 40, 0, ?, '{}', 0)",
                           [f"v{r['round']}", r["val_greedy_acc"]])
             store.execute("INSERT INTO experiment_rounds (experiment, round, eval_key, val_eval_key, n_kept, "
                           "weight_key) VALUES ('exp', ?, ?, ?, ?, ?)",
@@ -195,12 +204,12 @@ def test_report_off_a_terminal_is_markdown_with_every_number(tmp_path) -> None:
     out = CliRunner().invoke(cli.app, ["report", "--data-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
     rows = [line for line in out.output.splitlines() if line.startswith("| ")]
-    assert rows[0] == ("| round | test | t1 | t2 | t3 | t4 | t5 | t6 | maj@k | pass@k | val | kept | pass@n | "
-                       "balance |")
-    assert rows[1:] == ["| backbone | 0.511 | 0.825 | 0.700 | 0.575 | 0.450 | 0.325 | 0.200 | 0.500 | 0.622 | 0.400 "
-                        "| - | - | - |",
-                        "| 1 | 0.378 | 0.825 | 0.700 | 0.575 | 0.450 | 0.325 | 0.200 | 0.356 | 0.444 | 0.375 | 54 | "
-                        "0.713 | 0.058 |"]
+    assert rows[0] == ("| round | test | t1 | t2 | t3 | t4 | t5 | t6 | pass@1 | ±SE | maj@4 | pass@4 | val | kept | "
+                       "pass@n | balance |")
+    assert rows[1:] == ["| backbone | 0.511 | 0.825 | 0.700 | 0.575 | 0.450 | 0.325 | 0.200 | 0.467 | 0.046 | 0.500 | "
+                        "0.622 | 0.400 | - | - | - |",
+                        "| 1 | 0.378 | 0.825 | 0.700 | 0.575 | 0.450 | 0.325 | 0.200 | 0.306 | 0.043 | 0.356 | 0.444 | "
+                        "0.375 | 54 | 0.713 | 0.058 |"]
     assert "…" not in out.output
 
 
