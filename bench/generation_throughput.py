@@ -27,31 +27,31 @@ from east_tasks.engines.generation import SampleSpec, get_generator, release_gen
 from east_tasks.paths import BACKBONE_DIR
 
 
-def measure(backend: BackendConfig, model: str, prompts: list[str], spec: SampleSpec) -> tuple[float, float, float]:
-    """(start-up s, samples/s once started, samples/s counting the start-up)."""
+def _timed(backend: BackendConfig, model: str, prompts: list[str], spec: SampleSpec) -> tuple[float, float, list]:
+    """(engine start-up s, sampling s after a warm-up, the samples); the engine is released afterwards."""
     t0 = time.time()
     gen = get_generator(model, backend)
     startup = time.time() - t0
     gen.generate(prompts[:4], list(range(4)), spec)  # warm-up
     t0 = time.time()
     out = gen.generate(prompts, list(range(len(prompts))), spec)
-    seconds, samples = time.time() - t0, sum(len(o) for o in out)
+    seconds = time.time() - t0
     release_generator()
+    return startup, seconds, out
+
+
+def measure(backend: BackendConfig, model: str, prompts: list[str], spec: SampleSpec) -> tuple[float, float, float]:
+    """(start-up s, samples/s once started, samples/s counting the start-up)."""
+    startup, seconds, out = _timed(backend, model, prompts, spec)
+    samples = sum(len(o) for o in out)
     return startup, samples / seconds, samples / (seconds + startup)
 
 
 def preload_side(model: str, prompts: list[str], spec: SampleSpec) -> dict:
     """One side of the preload pair, in this (fresh) process: start-up, samples/s, and a digest of the samples."""
-    t0 = time.time()
-    gen = get_generator(model, BackendConfig())
-    startup = time.time() - t0
-    gen.generate(prompts[:4], list(range(4)), spec)  # warm-up
-    t0 = time.time()
-    out = gen.generate(prompts, list(range(len(prompts))), spec)
-    seconds, samples = time.time() - t0, sum(len(o) for o in out)
-    release_generator()
+    startup, seconds, out = _timed(BackendConfig(), model, prompts, spec)
     digest = hashlib.sha256(json.dumps([[c.text for c in o] for o in out]).encode()).hexdigest()
-    return {"startup": startup, "rate": samples / seconds, "digest": digest}
+    return {"startup": startup, "rate": sum(len(o) for o in out) / seconds, "digest": digest}
 
 
 def preload_pair(args: argparse.Namespace) -> list[str]:
