@@ -9,13 +9,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from east_tasks.core.registry import IMPORT_PATH
+from east_tasks.core.styles import BUILTIN_ANSWER_STYLES, allowed_answer_styles, registered_answer_styles
+from east_tasks.core.weighting import MAPPINGS, MEASURES
 from east_tasks.errors import UserError, one_line
 from east_tasks.io import atomic_write, mask_url
 from east_tasks.paths import BACKBONE_DIR, CHECKPOINTS, DEFAULT_DATA_DIR, STORE_FILE, experiment_config_path
 
 Loss = Literal["sft", "dpo", "kto"]
-Strategy = Literal["entropy", "local", "accuracy", "rejected"]
-Mapping = Literal["power", "exp"]
 Tracker = Literal["mlflow", "wandb", "tensorboard"]
 
 
@@ -45,27 +46,6 @@ SOURCE_DEFAULTS: dict[str, dict] = {
                                                  "tier": "level"}},
     "table": {"columns": {"question": "question", "answer": "answer"}},
 }
-
-
-# data.answer_style: a built-in, a `module:attr` import path, or an entry point's name in this group. The config
-# checks the form (and that a bare name is registered: installed metadata only); preflight imports the style.
-BUILTIN_ANSWER_STYLES = ("gsm8k", "math", "mcq")
-ANSWER_STYLE_GROUP = "east.answer_styles"
-_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
-
-
-def registered_answer_styles() -> list[str]:
-    """The answer styles installed packages register (their metadata is read; nothing is imported)."""
-    from importlib.metadata import entry_points
-
-    return sorted(ep.name for ep in entry_points(group=ANSWER_STYLE_GROUP))
-
-
-def allowed_answer_styles() -> str:
-    """What data.answer_style takes, for messages."""
-    registered = ", ".join(registered_answer_styles()) or "none registered"
-    return (f"allowed: {', '.join(BUILTIN_ANSWER_STYLES)}, a 'module:function' or 'module:object' import path, or "
-            f"an entry point of group {ANSWER_STYLE_GROUP} ({registered})")
 
 
 class DataConfig(_Strict):
@@ -98,6 +78,12 @@ class DataConfig(_Strict):
                            "test split)")
     seed: int = Field(0, description="arith: the seed its questions are generated with (real data takes the "
                       "first rows of each split)")
+    pool_tiers: tuple[int, ...] | None = Field(None, description="arith: the tiers the pool's questions cycle "
+                                               "through, repeated to skew it (1,1,2,2,3 is 40 % tier 1); null: "
+                                               "every tier evenly")
+    pool_answers: tuple[int, int] | None = Field(None, description="arith: only pool questions whose answer lies in "
+                                                 "[lo, hi] (a small range makes answers guessable, so wrong "
+                                                 "steps often land on the right number); null: any answer")
     on_invalid: Literal["error", "skip"] = Field("error", description="data with malformed lines, empty "
                                                  "questions or answers, conflicting duplicates, test questions "
                                                  "in the pool or prompts too long for backend.max_model_len: "
@@ -121,6 +107,13 @@ class DataConfig(_Strict):
     def _check(self) -> DataConfig:
         if self.source != "arith" and not self.path:
             raise ValueError(f"data.path is required for source {self.source!r} (hub name or local dir)")
+        if self.source != "arith" and (self.pool_tiers is not None or self.pool_answers is not None):
+            raise ValueError("data.pool_tiers and data.pool_answers shape the embedded task's pool (source arith); "
+                             f"not source {self.source!r}")
+        if self.pool_tiers is not None and not set(self.pool_tiers) <= set(range(1, 7)):
+            raise ValueError(f"data.pool_tiers: tiers are 1 to 6, not {list(self.pool_tiers)}")
+        if self.pool_answers is not None and self.pool_answers[0] > self.pool_answers[1]:
+            raise ValueError(f"data.pool_answers must be [lo, hi] with lo <= hi, not {list(self.pool_answers)}")
         if self.answer_style is None:
             raise ValueError(f"data.answer_style is required for source {self.source!r}: "
                              f"{', '.join(BUILTIN_ANSWER_STYLES)} or a 'module:function' import path")
@@ -130,7 +123,7 @@ class DataConfig(_Strict):
     @classmethod
     def _answer_style_form(cls, style: str | None) -> str | None:
         """The form only: importing the user's code is preflight's (`east_tasks.core.styles.load_style`)."""
-        if style is None or style in BUILTIN_ANSWER_STYLES or _IMPORT_PATH.fullmatch(style) \
+        if style is None or style in BUILTIN_ANSWER_STYLES or IMPORT_PATH.fullmatch(style) \
                 or style in registered_answer_styles():
             return style
         raise ValueError(f"unknown style {style!r}; {allowed_answer_styles()}")
@@ -155,11 +148,11 @@ class SamplingConfig(_Strict):
 class WeightingConfig(_Strict):
     """Which questions and responses a round trains on, and each one's weight (east_tasks.core.weighting)."""
 
-    strategy: Strategy = Field("entropy", description="what the weight measures: entropy (EAST), or the paper's "
-                               "baselines local (minus the response's own mean token log-prob), accuracy (1 - "
-                               "fraction correct), rejected (number of incorrect responses)")
-    mapping: Mapping = Field("power", description="uncertainty f to weight: power `max(f, eps) ** a`, or exp "
-                             "`exp(a * f)`; then normalised to mean 1")
+    strategy: str = Field("entropy", description="what the weight measures: " + MEASURES.describe() + "; or a "
+                          "'module:function' of the rows' statistics frame, or an entry point of group "
+                          "east.weightings (docs/concepts/algorithm.md)")
+    mapping: str = Field("power", description="uncertainty f to weight, then normalised to mean 1: "
+                         + MAPPINGS.describe())
     a: float = Field(0.0, ge=-10.0, le=10.0, description="sharpness; 0 = vanilla self-training")
     eps: float = Field(1e-6, gt=0.0, description="power mapping: f is floored at eps, so a question of entropy 0 "
                        "keeps a finite weight when a < 0")
@@ -167,6 +160,9 @@ class WeightingConfig(_Strict):
                                    "(nothing left to learn)")
     require_wellformed_incorrect: bool = Field(True, description="drop questions whose incorrect responses all "
                                                "lack an answer (the authors' filter)")
+    keep_pass_rate: tuple[float, float] | None = Field(None, description="keep only questions whose pass rate "
+                                                       "(fraction of correct samples) lies in [lo, hi]; the others "
+                                                       "are dropped as outside_pass_band. null keeps every rate")
     responses_per_question: Literal["one", "all"] = Field("one", description="SFT rows per kept question: one "
                                                           "random correct response, or every correct one")
     max_pairs_per_question: int = Field(4, ge=1, description="DPO pairs (KTO: singles of each kind) per question")
@@ -184,6 +180,23 @@ class WeightingConfig(_Strict):
                                     "pool's mean answer entropy (bits) falls to this while the pseudo-labels' "
                                     "accuracy against gold (where there is gold) falls too")
     seed: int = Field(0, description="draws the training responses of each question (and DPO / KTO's order)")
+
+    @field_validator("strategy")
+    @classmethod
+    def _registered_strategy(cls, name: str) -> str:
+        return MEASURES.check_name(name)
+
+    @field_validator("mapping")
+    @classmethod
+    def _registered_mapping(cls, name: str) -> str:
+        return MAPPINGS.check_name(name)
+
+    @field_validator("keep_pass_rate")
+    @classmethod
+    def _band(cls, band: tuple[float, float] | None) -> tuple[float, float] | None:
+        if band is not None and not 0.0 <= band[0] <= band[1] <= 1.0:
+            raise ValueError(f"keep_pass_rate must be [lo, hi] with 0 <= lo <= hi <= 1, not {list(band)}")
+        return band
 
 
 # The learning rate a loss gets unless the config sets one. SFT: chosen on validation on the embedded task (1 round,
@@ -454,10 +467,20 @@ class SweepGrid(_Strict):
     """A grid of EAST settings, run as one experiment per point; `a = 0` is vanilla whatever the rest says."""
 
     a_values: list[float] = Field([0.0, 0.5, 1.0, 2.0], min_length=1, description="weighting.a values")
-    mappings: list[Mapping] = Field(["power"], min_length=1, description="weighting.mapping values")
+    mappings: list[str] = Field(["power"], min_length=1, description="weighting.mapping values")
     losses: list[Loss] = Field(["sft"], min_length=1, description="train.loss values")
-    strategies: list[Strategy] = Field(["entropy"], min_length=1, description="weighting.strategy values")
+    strategies: list[str] = Field(["entropy"], min_length=1, description="weighting.strategy values")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="each sets the sampling, selection and training seed")
+
+    @field_validator("strategies")
+    @classmethod
+    def _registered_strategies(cls, names: list[str]) -> list[str]:
+        return [MEASURES.check_name(n) for n in names]
+
+    @field_validator("mappings")
+    @classmethod
+    def _registered_mappings(cls, names: list[str]) -> list[str]:
+        return [MAPPINGS.check_name(n) for n in names]
 
 
 PRESETS: dict[str, dict] = {
@@ -469,6 +492,22 @@ PRESETS: dict[str, dict] = {
         # lr: DEFAULT_LR for the loss. Accumulating the rounds' data (docs/results/testbed.md, 5 seeds, vanilla):
         # test 0.586 after 3 rounds against 0.576 training on each round's data alone; validation cannot tell them
         # apart (-0.3 +- 1.9 points).
+        "train": {"accumulate": True},
+        "eval": {"n": 0},
+    },
+    # Regimes of the embedded task for the rules study (docs/results/rules.md), each the demo's with another pool.
+    # Skewed: two thirds of the pool from tiers 1-2, as a real pool is mostly easy for a tuned model.
+    "tiny-skewed": {
+        "rounds": 3,
+        "data": {"pool_size": 1000, "validation_size": 500, "test_size": 1500,
+                 "pool_tiers": (1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 5, 6)},
+        "train": {"accumulate": True},
+        "eval": {"n": 0},
+    },
+    # Guessable: pool answers from 0 to 9, so a wrong chain of steps often lands on the right number.
+    "tiny-guessable": {
+        "rounds": 3,
+        "data": {"pool_size": 1000, "validation_size": 500, "test_size": 1500, "pool_answers": (0, 9)},
         "train": {"accumulate": True},
         "eval": {"n": 0},
     },

@@ -41,7 +41,8 @@ def test_todays_key_rules_give_the_recorded_keys(tmp_path) -> None:
             continue
         parent = rounds[r["round"] - 1]["model_hash"]
         gen_key = gen(parent, "pool", pool_spec(cfg), cfg.sampling.seed + r["round"])
-        weight_key = keys.weight_key(gen_key, cfg.weighting.model_dump(), cfg.train.loss, cfg.balance.target_correct)
+        weight_key = keys.weight_key(gen_key, keys.weighting_fields(cfg.weighting), cfg.train.loss,
+                                     cfg.balance.target_correct)
         earlier = [e["weight_key"] for e in rounds[1:r["round"]]]  # tiny-test accumulates the rounds' data
         ckpt_key = keys.checkpoint_key(parent, weight_key, cfg.train.model_dump(), earlier)
         assert (gen_key, weight_key, ckpt_key) == (r["gen_key"], r["weight_key"], r["ckpt_key"])

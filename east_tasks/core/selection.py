@@ -19,17 +19,27 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from east_tasks.config import WeightingConfig
 from east_tasks.core.answers import Cluster, answers_match_many, cluster_answers
 from east_tasks.core.monitor import pseudo_labels, question_monitor, summarise_monitor
-from east_tasks.core.weighting import drop_reason, question_stats
+from east_tasks.core.weighting import WeightingOptions, drop_reasons, stats_frame, stats_row
 
 EXAMPLE_COLUMNS = ["problem_id", "sample_idx", "label", "rejected_idx"]
 Row = tuple[int, bool, int | None]  # (sample_idx, label, rejected_idx) of one training row
+
+
+class SelectionOptions(WeightingOptions, Protocol):
+    """What the selection reads of `weighting` (east_tasks.config.WeightingConfig)."""
+
+    labels: str
+    min_agreement: float
+    responses_per_question: str
+    max_pairs_per_question: int
+    seed: int
 
 
 def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame, style: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -43,8 +53,8 @@ def cluster_and_score(gens: pd.DataFrame, problems: pd.DataFrame, style: str) ->
         clusters = cluster_answers(preds, gold[pid], style, verdicts=list(group.correct.astype(bool)))
         cluster_rows += [{"problem_id": pid, "answer": c.answer, "size": c.size, "correct": c.correct}
                          for c in clusters]
-        stat_rows.append({"problem_id": pid, **question_stats(clusters).__dict__})
-    return pd.DataFrame(cluster_rows, columns=["problem_id", "answer", "size", "correct"]), pd.DataFrame(stat_rows)
+        stat_rows.append(stats_row(pid, clusters))
+    return pd.DataFrame(cluster_rows, columns=["problem_id", "answer", "size", "correct"]), stats_frame(stat_rows)
 
 
 def stats_from_clusters(clusters: pd.DataFrame) -> pd.DataFrame:
@@ -54,8 +64,8 @@ def stats_from_clusters(clusters: pd.DataFrame) -> pd.DataFrame:
         ordered = sorted((Cluster(a, int(s), bool(c)) for a, s, c in zip(group.answer, group["size"], group.correct,
                                                                             strict=True)),
                          key=lambda c: (-c.size, c.answer))
-        rows.append({"problem_id": pid, **question_stats(ordered).__dict__})
-    return pd.DataFrame(rows)
+        rows.append(stats_row(pid, ordered))
+    return stats_frame(rows)
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ class Labelled:
     labels: pd.DataFrame | None = None
 
 
-def label_and_score(gens: pd.DataFrame, problems: pd.DataFrame, cfg: WeightingConfig, style: str) -> Labelled:
+def label_and_score(gens: pd.DataFrame, problems: pd.DataFrame, cfg: SelectionOptions, style: str) -> Labelled:
     """Clusters and stats against gold; with `cfg.labels = "majority"` the majority answer replaces the gold
     one for selection: the clusters are the same, the pseudo-label's cluster is the "correct" one, and a response
     is pseudo-correct when its answer matches the pseudo-label."""
@@ -90,10 +100,9 @@ def label_and_score(gens: pd.DataFrame, problems: pd.DataFrame, cfg: WeightingCo
     return Labelled(gens.assign(correct=correct), clusters, stats_from_clusters(pseudo), labels)
 
 
-def mark_drops(stats: pd.DataFrame, cfg: WeightingConfig) -> pd.DataFrame:
+def mark_drops(stats: pd.DataFrame, cfg: SelectionOptions) -> pd.DataFrame:
     """Adds `drop_reason` (None = kept) to `stats` in place; label-free questions without a label are `no_label`."""
-    stats["drop_reason"] = [drop_reason(s, cfg.drop_all_correct, cfg.require_wellformed_incorrect)
-                            for s in stats.itertuples(index=False)]
+    stats["drop_reason"] = drop_reasons(stats, cfg)
     if cfg.labels == "majority":
         stats.loc[stats.drop_reason == "no_correct", "drop_reason"] = "no_label"
     return stats
@@ -114,7 +123,7 @@ def monitor_selection(labelled: Labelled, problems: pd.DataFrame, target_correct
     return summarise_monitor(per_question, problems, labelled.labels)
 
 
-def choose_rows(correct: list[int], wrong: list[int], cfg: WeightingConfig, loss: str, rng: random.Random,
+def choose_rows(correct: list[int], wrong: list[int], cfg: SelectionOptions, loss: str, rng: random.Random,
                 ranked: bool = False) -> list[Row]:
     """One kept question's training rows from its correct and (well-formed, where any) wrong samples, in sample
     order, or `correct` best first when `ranked` (a self-reward's order). Draws from `rng` in a fixed sequence,
@@ -150,7 +159,7 @@ def examples_frame(rows: list[tuple[str, int, bool, int | None]]) -> pd.DataFram
     return examples
 
 
-def select_examples(gens: pd.DataFrame, stats: pd.DataFrame, cfg: WeightingConfig, loss: str = "sft",
+def select_examples(gens: pd.DataFrame, stats: pd.DataFrame, cfg: SelectionOptions, loss: str = "sft",
                     preference: pd.Series | None = None) -> pd.DataFrame:
     """Kept questions' training rows for `loss` (no weights yet). Adds `drop_reason` to `stats` in place.
     `preference` (a score per (problem_id, sample_idx) of the correct responses, higher better) picks the correct

@@ -26,8 +26,23 @@ from importlib.metadata import entry_points
 
 from east_tasks.errors import UserError
 
-# The config's names, imported where used: the grading workers import this module, and pydantic (which the config
-# brings) would add seconds to a worker's start on a loaded machine.
+# data.answer_style: a built-in, a `module:attr` import path, or an entry point's name in this group. The config
+# checks the form (and that a bare name is registered: installed metadata only); preflight imports the style.
+BUILTIN_ANSWER_STYLES = ("gsm8k", "math", "mcq")
+ANSWER_STYLE_GROUP = "east.answer_styles"
+
+
+def registered_answer_styles() -> list[str]:
+    """The answer styles installed packages register (their metadata is read; nothing is imported)."""
+    return sorted(ep.name for ep in entry_points(group=ANSWER_STYLE_GROUP))
+
+
+def allowed_answer_styles() -> str:
+    """What data.answer_style takes, for messages."""
+    registered = ", ".join(registered_answer_styles()) or "none registered"
+    return (f"allowed: {', '.join(BUILTIN_ANSWER_STYLES)}, a 'module:function' or 'module:object' import path, or "
+            f"an entry point of group {ANSWER_STYLE_GROUP} ({registered})")
+
 
 FUNCTIONS = ("extract", "normalize", "equivalent", "check")
 
@@ -74,8 +89,6 @@ def load_style(spec: str) -> AnswerStyle:
     """A user's style from `module:attr` (attr may be dotted) or an entry point's name: an `AnswerStyle`, a
     function `check(response, gold)`, or an object with the style's attributes (a module, a class instance).
     Raises `UserError` in one line that names the value and what is allowed."""
-    from east_tasks.config import ANSWER_STYLE_GROUP, allowed_answer_styles
-
     try:
         if ":" in spec:
             module, _, attr = spec.partition(":")
@@ -117,8 +130,6 @@ def as_style(obj: object) -> AnswerStyle:
 
 def style_module(spec: str) -> str | None:
     """The module a user's style (`module:attr` or an entry point's name) is defined in, to fingerprint its code."""
-    from east_tasks.config import ANSWER_STYLE_GROUP
-
     if ":" in spec:
         return spec.partition(":")[0]
     found = [ep for ep in entry_points(group=ANSWER_STYLE_GROUP) if ep.name == spec]

@@ -84,8 +84,10 @@ def split_of(question: str) -> str:
     return next(name for name, (lo, hi) in SPLIT_SHARES.items() if lo <= bucket < hi)
 
 
-def make_split(split: str, size: int, seed: int = 0, tiers: tuple[int, ...] = TIERS) -> list[Problem]:
-    """`size` distinct problems of `split`, tiers cycling through `tiers` (so balanced), deterministic by seed."""
+def make_split(split: str, size: int, seed: int = 0, tiers: tuple[int, ...] = TIERS,
+               answers: tuple[int, int] | None = None) -> list[Problem]:
+    """`size` distinct problems of `split`, tiers cycling through `tiers` (so balanced), deterministic by seed;
+    with `answers = (lo, hi)`, only problems whose answer lies in that range."""
     if split not in SPLIT_SHARES:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLIT_SHARES)}")
     rng = random.Random(f"{split}-{seed}")
@@ -93,6 +95,8 @@ def make_split(split: str, size: int, seed: int = 0, tiers: tuple[int, ...] = TI
     out: list[Problem] = []
     while len(out) < size:
         p = make_problem(rng, tiers[len(out) % len(tiers)])
+        if answers is not None and not answers[0] <= int(p.answer) <= answers[1]:
+            continue
         if p.question not in seen and split_of(p.question) == split:
             seen.add(p.question)
             out.append(p)
@@ -106,10 +110,12 @@ class ArithSplits:
     test: list[Problem]
 
 
-def arith_splits(pool_size: int, validation_size: int, test_size: int, seed: int = 0) -> ArithSplits:
+def arith_splits(pool_size: int, validation_size: int, test_size: int, seed: int = 0,
+                 pool_tiers: tuple[int, ...] | None = None, pool_answers: tuple[int, int] | None = None) -> ArithSplits:
     """The unlabelled pool, validation and test splits: every tier, easy to hard (the backbone's labelled set
-    is `labelled_set`)."""
-    return ArithSplits(pool=make_split("pool", pool_size, seed),
+    is `labelled_set`). `pool_tiers` and `pool_answers` reshape the pool alone (the study's regimes), so every
+    regime is measured on the same validation and test questions."""
+    return ArithSplits(pool=make_split("pool", pool_size, seed, pool_tiers or TIERS, pool_answers),
                        validation=make_split("validation", validation_size, seed),
                        test=make_split("test", test_size, seed))
 

@@ -32,7 +32,8 @@ GOLD_FORMS = {"gsm8k": "'#### N'", "math": "\\boxed{}", "mcq": "choice-letter"}
 
 
 def _arith(cfg: DataConfig) -> dict[str, pd.DataFrame]:
-    splits = arith_splits(cfg.pool_size, cfg.validation_size, cfg.test_size, seed=cfg.seed)
+    splits = arith_splits(cfg.pool_size, cfg.validation_size, cfg.test_size, seed=cfg.seed,
+                          pool_tiers=cfg.pool_tiers, pool_answers=cfg.pool_answers)
     return {name: pd.DataFrame([{**{c: getattr(p, c) for c in COLUMNS}, "location": f"arith {name} question {i}"}
                                 for i, p in enumerate(rows, 1)], columns=[*COLUMNS, "location"])
             for name, rows in (("pool", splits.pool), ("validation", splits.validation), ("test", splits.test))}

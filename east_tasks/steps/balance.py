@@ -40,7 +40,7 @@ def choose_sampling(cfg: ExperimentConfig, parent: ModelRef, dataset_key: str,
     probes = [generate(cfg, parent, dataset_key, POOL, spec, cfg.sampling.seed + round_,
                        f"probe pool round {round_} T={spec.temperature:g} n={spec.n}", limit=b.probe_size)
               for spec in candidates]
-    key = keys.balance_key(cfg.experiment, round_, [p.key for p in probes], cfg.weighting.model_dump(),
+    key = keys.balance_key(cfg.experiment, round_, [p.key for p in probes], keys.weighting_fields(cfg.weighting),
                            b.target_correct)
 
     def compute(ctx: StepContext) -> Output[int]:

@@ -24,11 +24,12 @@ from typing import Any
 
 from east_tasks.core.answers import STYLES, answer_style
 from east_tasks.core.styles import style_module
+from east_tasks.core.weighting import MEASURES
 from east_tasks.io import fingerprint
 from east_tasks.store.schema import record_key
 
 __all__ = ["balance_key", "checkpoint_key", "eval_key", "gen_key", "logprob_key", "record_key", "shard_key",
-           "style_key", "weight_key"]
+           "style_key", "weight_key", "weighting_fields"]
 
 
 def style_key(style: str) -> str:
@@ -54,6 +55,21 @@ def gen_key(model_hash: str, dataset_key: str, split: str, spec: dict[str, Any],
 
 def shard_key(gen_key: str, shard: int, shards: int) -> str:
     return f"{gen_key}/shard-{shard}-of-{shards}"
+
+
+# Weighting fields added after keys were first recorded: they enter a key only when set, so every stored result of
+# a config that leaves them at their default is found.
+_ADDED_WEIGHTING = {"keep_pass_rate": None}
+
+
+def weighting_fields(weighting: Any) -> dict[str, Any]:
+    """`weighting` (a WeightingConfig) as keys read it: later fields only when set, and a user's strategy
+    (`module:function` or an entry point) with its version, so an edited function weights again."""
+    fields = {k: v for k, v in weighting.model_dump().items()
+              if k not in _ADDED_WEIGHTING or v != _ADDED_WEIGHTING[k]}
+    if (version := MEASURES.version(weighting.strategy)) is not None:
+        fields["strategy_version"] = version
+    return fields
 
 
 def weight_key(gen_key: str, weighting: dict[str, Any], loss: str, monitor_target: int) -> str:

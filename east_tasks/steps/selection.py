@@ -27,7 +27,7 @@ from east_tasks.core.selection import (
     select_examples,
     split_samples,
 )
-from east_tasks.core.weighting import assign_weights
+from east_tasks.core.weighting import FILTERS, assign_weights
 from east_tasks.errors import UserError
 from east_tasks.steps import keys
 from east_tasks.steps.generation import unchecked_answers
@@ -42,7 +42,8 @@ POOL = "pool"
 def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, parent: ModelRef) -> StepResult:
     """The round's training rows from its pool generation. `parent` (the sampling model) scores responses for the
     `local` baseline and for the label-free self-reward."""
-    weight_key = keys.weight_key(gen_key, cfg.weighting.model_dump(), cfg.train.loss, cfg.balance.target_correct)
+    weight_key = keys.weight_key(gen_key, keys.weighting_fields(cfg.weighting), cfg.train.loss,
+                                 cfg.balance.target_correct)
 
     sql = in_store(cfg)
 
@@ -68,8 +69,6 @@ def in_store(cfg: ExperimentConfig) -> bool:
 
 def _in_store(ctx: StepContext, cfg: ExperimentConfig, gen_key: str, dataset_key: str, weight_key: str,
               parent: ModelRef):
-    w = cfg.weighting
-    drops = (w.drop_all_correct, w.require_wellformed_incorrect)
     distinct, golds = ctx.prepared
     # Each distinct answer normalised once; a cluster's answer is graded as `answers_match` grades (normalised
     # again), so an answer whose normalisation changes twice is graded alike on both paths.
@@ -81,13 +80,13 @@ def _in_store(ctx: StepContext, cfg: ExperimentConfig, gen_key: str, dataset_key
     # The generation's clusters are the same for every weighting: committed now, kept if present.
     ctx.commit(lambda store: store.cluster_in_sql(gen_key, dataset_key, POOL, answers, gold))
     with ctx.store() as store:
-        rows = _draw_rows(store.kept_samples(gen_key, *drops), cfg)
-        stats = store.kept_stats(gen_key, *drops)
-    examples = examples_frame(rows)
-    examples = _weighted(cfg, examples, stats, parent, gen_key)
+        stats = mark_drops(store.question_stats_frame(gen_key), cfg.weighting)
+        rows = _draw_rows(store.kept_samples(gen_key, stats[stats.drop_reason.isna()]), cfg)
+    examples = _weighted(cfg, examples_frame(rows), stats, parent, gen_key)
 
     def write(store: Store) -> dict:
-        store.stats_in_sql(weight_key, gen_key, *drops)
+        store.replace_rows("question_stats", "weight_key", weight_key,
+                           stats.assign(weight_key=weight_key, gen_key=gen_key))
         store.monitor_in_sql(weight_key, gen_key, dataset_key, POOL, cfg.balance.target_correct)
         store.replace_rows("pseudo_labels", "weight_key", weight_key, None)
         store.replace_rows("training_examples", "weight_key", weight_key,
@@ -195,19 +194,14 @@ def check_collapse(cfg: ExperimentConfig, round_: int, weight_key: str) -> None:
                         "weighting.collapse_entropy=0 to train anyway")
 
 
-_DROP_HINTS = {
-    "no_correct": "no sample was correct: raise sampling.n or sampling.temperature, or start from a stronger model",
-    "all_correct": "every sample was correct: weighting.drop_all_correct=false keeps them",
-    "no_wellformed_incorrect": "no incorrect sample had an answer: weighting.require_wellformed_incorrect=false "
-                               "keeps them",
-    "no_label": "no answer was given by weighting.min_agreement of the samples (or two tied): lower it, or raise "
-                "sampling.n",
-}
+_NO_LABEL = ("no answer was given by weighting.min_agreement of the samples (or two tied): lower it, or raise "
+             "sampling.n")
 
 
 def nothing_to_train_on(cfg: ExperimentConfig, reasons: dict[str, int]) -> str:
     """Why a round has no training example, filter by filter (`reasons`: questions per drop reason), and what to
     change."""
     total = sum(reasons.values())
-    why = "; ".join(f"{n} {_DROP_HINTS.get(r, r)}" for r, n in reasons.items())
+    hint = {name: FILTERS.get(name).description for name in FILTERS} | {"no_label": _NO_LABEL}
+    why = "; ".join(f"{n} {hint.get(r, r)}" for r, n in reasons.items())
     return f"{cfg.experiment}: no training examples: every one of the {total} pool questions was filtered out ({why})"

@@ -15,7 +15,7 @@ import re
 from east_tasks.errors import EnvironmentFault, UserError
 from east_tasks.io import fingerprint
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # A sample's text as the monitor compares responses (Python's str.strip on ASCII whitespace), of generations `g`.
 TRIMMED_TEXT = "trim(g.text, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))"
 
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS prompts (
 CREATE TABLE IF NOT EXISTS generations (
     gen_key VARCHAR, problem_id VARCHAR, sample_idx INTEGER, prompt_key VARCHAR, text VARCHAR,
     pred_answer VARCHAR, correct BOOLEAN, num_tokens INTEGER,
+    steps_valid BOOLEAN,  -- embedded task: every `x op y = z` step right and chained to the answer; else NULL
     PRIMARY KEY (gen_key, problem_id, sample_idx));
 CREATE TABLE IF NOT EXISTS clusters (
     gen_key VARCHAR, problem_id VARCHAR, answer VARCHAR, size INTEGER, correct BOOLEAN,
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS question_stats (
     weight_key VARCHAR, gen_key VARCHAR, problem_id VARCHAR, entropy DOUBLE, frac_correct DOUBLE,
     rejected_share DOUBLE, n_clusters INTEGER, n_correct INTEGER, n_incorrect INTEGER, n_wellformed_incorrect INTEGER,
     drop_reason VARCHAR,  -- NULL = kept; depends on the weighting options, hence keyed by weight_key
+    majority_share DOUBLE, n_samples INTEGER,
     PRIMARY KEY (weight_key, problem_id));
 -- A round's training rows; their prompt and text are the generations' (gen_key, problem_id, sample_idx).
 CREATE TABLE IF NOT EXISTS training_examples (
@@ -96,7 +98,8 @@ CREATE TABLE IF NOT EXISTS experiment_rounds (
 -- One row per (sweep, experiment): which grid point an experiment is (results: experiment_rounds).
 CREATE TABLE IF NOT EXISTS sweep_runs (
     sweep VARCHAR, experiment VARCHAR, seed INTEGER, loss VARCHAR, strategy VARCHAR, mapping VARCHAR,
-    a DOUBLE, PRIMARY KEY (sweep, experiment));
+    a DOUBLE, keep_pass_rate VARCHAR,  -- '[lo, hi]', or NULL for every pass rate
+    PRIMARY KEY (sweep, experiment));
 -- The one rule for "done": a step's key is here with status 'done', written with its rows in one transaction.
 CREATE TABLE IF NOT EXISTS step_status (
     step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, status VARCHAR, wall_s DOUBLE,
@@ -210,6 +213,16 @@ UPDATE evaluations SET pass_at_k = json_object(k::VARCHAR, pass_acc), maj_at_k =
 """
 
 
+# v3: no per-sample check of the steps, the two newest question statistics, or a sweep's pass-rate band. Old rows
+# stay NULL: their lucky share is unknown, and their statistics are computed again when a run reaches them.
+_V3_TO_V4 = """
+ALTER TABLE generations ADD COLUMN IF NOT EXISTS steps_valid BOOLEAN;
+ALTER TABLE question_stats ADD COLUMN IF NOT EXISTS majority_share DOUBLE;
+ALTER TABLE question_stats ADD COLUMN IF NOT EXISTS n_samples INTEGER;
+ALTER TABLE sweep_runs ADD COLUMN IF NOT EXISTS keep_pass_rate VARCHAR
+"""
+
+
 def _run(execute, script: str) -> None:
     for statement in filter(str.strip, script.split(";")):
         execute(statement)
@@ -251,6 +264,8 @@ def ensure_schema(execute, location: str, lake: bool = False) -> bool:
         _run(execute, _V1_TO_V2)
     if version is not None and version < 3:
         _run(execute, _V2_TO_V3)
+    if version is not None and version < 4:
+        _run(execute, _V3_TO_V4)
     execute("DELETE FROM store_info WHERE name = 'schema_version'")
     execute("INSERT INTO store_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     return True

@@ -1,14 +1,15 @@
 """The round's selection as set-based SQL over the store's tables (an exact-match answer style, gold labels):
-clusters, their stats and filters, and B-STaR's monitor are `INSERT ... SELECT`s, so a pool of millions of samples
-never leaves DuckDB (which spills past `store.memory_limit`). What needs Python is small: each distinct answer
-normalised once (by the style's `normalize`), and the kept questions' (sample, correct) pairs streamed in order to
-draw the rows with the weighting seed.
+clusters, the per-question statistics and B-STaR's monitor, so a pool of millions of samples never leaves DuckDB
+(which spills past `store.memory_limit`). What needs Python is small: each distinct answer normalised once (by the
+style's `normalize`), the one-row-per-question statistics frame the rules read, and the kept questions' (sample,
+correct) pairs streamed in order to draw the rows with the weighting seed.
 
-The rules are those of `east_tasks.core.selection` and `east_tasks.core.weighting`, written again in SQL;
-`tests/test_selection_sql.py` holds both to the same rows and floats (the entropy is the core's own
-`cluster_entropy` of each distinct histogram of cluster sizes). Responses are told apart by a 64-bit hash of their
-text after trimming ASCII whitespace (a question's n samples never collide in practice), so the distinct count holds
-no text in memory.
+The store computes the statistics (`_QUESTION_STATS`, the frame `east_tasks.core.weighting` defines); the filters
+and weights that read them are the core's, run on that frame, never written here. `tests/test_selection_sql.py`
+holds this frame to the core's own over the same clusters, row for row and float for float (the entropy is the
+core's `cluster_entropy` of each distinct histogram of cluster sizes). Responses are told apart by a 64-bit hash of
+their text after trimming ASCII whitespace (a question's n samples never collide in practice), so the distinct count
+holds no text in memory.
 """
 
 from __future__ import annotations
@@ -46,21 +47,18 @@ _HISTOGRAMS = "SELECT DISTINCT histogram(size)::VARCHAR AS sizes FROM clusters W
 _COUNTS = f"""
 SELECT problem_id, histogram(size)::VARCHAR AS sizes, sum(size)::BIGINT AS n,
        coalesce(sum(size) FILTER (correct), 0)::BIGINT AS n_correct,
-       coalesce(max(size) FILTER (NOT correct), 0)::BIGINT AS max_wrong, count(*)::INTEGER AS n_clusters,
+       coalesce(max(size) FILTER (NOT correct), 0)::BIGINT AS max_wrong, max(size)::BIGINT AS max_size,
+       count(*)::INTEGER AS n_clusters,
        coalesce(sum(size) FILTER (NOT correct AND answer != '{NO_ANSWER}'), 0)::INTEGER AS n_wellformed_incorrect
 FROM clusters WHERE gen_key = ? GROUP BY problem_id
 """
-_DROP_REASON = """CASE WHEN n_correct = 0 THEN 'no_correct'
-                       WHEN ? AND n_correct = n THEN 'all_correct'
-                       WHEN ? AND n_correct < n AND n_wellformed_incorrect = 0 THEN 'no_wellformed_incorrect' END"""
-# Parameters: gen_key, drop_all_correct, require_wellformed_incorrect.
-_KEPT = f"WITH k AS (SELECT problem_id FROM ({_COUNTS}) WHERE ({_DROP_REASON}) IS NULL) "
-# Parameters: weight_key, gen_key, drop_all_correct, require_wellformed_incorrect, gen_key.
+# The statistics frame every rule reads (`east_tasks.core.weighting.STATISTICS`), as the core computes it from
+# clusters. Parameter: gen_key.
 _QUESTION_STATS = f"""
-SELECT ? AS weight_key, ? AS gen_key, problem_id, e.entropy, n_correct / n AS frac_correct,
-       max_wrong / n AS rejected_share, n_clusters, n_correct::INTEGER AS n_correct,
-       (n - n_correct)::INTEGER AS n_incorrect, n_wellformed_incorrect, {_DROP_REASON} AS drop_reason
-FROM ({_COUNTS}) JOIN _entropies e USING (sizes)
+SELECT problem_id, e.entropy, n_correct / n AS frac_correct, max_wrong / n AS rejected_share,
+       max_size / n AS majority_share, n_clusters, n::INTEGER AS n_samples, n_correct::INTEGER AS n_correct,
+       (n - n_correct)::INTEGER AS n_incorrect, n_wellformed_incorrect
+FROM ({_COUNTS}) JOIN _entropies e USING (sizes) ORDER BY problem_id
 """
 
 # Per question: gold-correct samples, distinct correct texts, accepted samples (correct, of a kept question) and
@@ -101,8 +99,6 @@ SELECT ? AS weight_key, tier, count(*)::INTEGER AS questions,
 FROM t GROUP BY tier
 """
 
-_STATS_COLUMNS = ["weight_key", "gen_key", "problem_id", "entropy", "frac_correct", "rejected_share", "n_clusters",
-                  "n_correct", "n_incorrect", "n_wellformed_incorrect", "drop_reason"]
 _MONITOR_COLUMNS = ["weight_key", "tier", "questions", "pass_at_n", "distinct_correct", "kept_questions", "accepted",
                     "precision", "recall", "balance", "labelled", "label_accuracy"]
 
@@ -145,32 +141,27 @@ class SelectionQueries:
         finally:
             self.unregister("_entropies")
 
-    def stats_in_sql(self, weight_key: str, gen_key: str, drop_all_correct: bool,
-                     require_wellformed_incorrect: bool) -> None:
-        self.execute("DELETE FROM question_stats WHERE weight_key = ?", [weight_key])
+    def question_stats_frame(self, gen_key: str) -> pd.DataFrame:
+        """Every statistic of every clustered question of the generation, one row per question (the rules run on
+        it in the core: `east_tasks.core.weighting.drop_reasons`)."""
         with self._entropies(gen_key):
-            self.insert_select("question_stats", _STATS_COLUMNS, _QUESTION_STATS,
-                               [weight_key, gen_key, drop_all_correct, require_wellformed_incorrect, gen_key])
+            return self.query(_QUESTION_STATS, [gen_key])
 
     def monitor_in_sql(self, weight_key: str, gen_key: str, dataset_key: str, split: str, target_correct: int) -> None:
         self.execute("DELETE FROM round_monitor WHERE weight_key = ?", [weight_key])
         self.insert_select("round_monitor", _MONITOR_COLUMNS, _MONITOR,
                            [weight_key, gen_key, gen_key, target_correct, dataset_key, split, weight_key])
 
-    def kept_samples(self, gen_key: str, drop_all_correct: bool, require_wellformed_incorrect: bool,
-                     rows: int = 100_000) -> Iterator[pa.RecordBatch]:
-        """The kept questions' samples (problem_id, sample_idx, correct, wellformed) in order, batch by batch."""
-        return self.batches(_KEPT + "SELECT g.problem_id, g.sample_idx, g.correct, g.pred_answer IS NOT NULL AS "
-                            "wellformed FROM generations g JOIN k USING (problem_id) WHERE g.gen_key = ? "
-                            "ORDER BY g.problem_id, g.sample_idx",
-                            [gen_key, drop_all_correct, require_wellformed_incorrect, gen_key], rows)
-
-    def kept_stats(self, gen_key: str, drop_all_correct: bool, require_wellformed_incorrect: bool) -> pd.DataFrame:
-        """The kept questions' entropy and the baselines' measures, by question."""
-        with self._entropies(gen_key):
-            return self.query("SELECT problem_id, entropy, frac_correct, n_incorrect FROM (" + _QUESTION_STATS + ") "
-                              "WHERE drop_reason IS NULL ORDER BY problem_id",
-                              ["", gen_key, drop_all_correct, require_wellformed_incorrect, gen_key])
+    def kept_samples(self, gen_key: str, kept: pd.DataFrame, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """The samples (problem_id, sample_idx, correct, wellformed) of the `kept` questions (a frame of
+        problem_ids) in order, batch by batch."""
+        self.register("_kept", kept[["problem_id"]])
+        try:
+            yield from self.batches("SELECT g.problem_id, g.sample_idx, g.correct, g.pred_answer IS NOT NULL AS "
+                                    "wellformed FROM generations g JOIN _kept k USING (problem_id) "
+                                    "WHERE g.gen_key = ? ORDER BY g.problem_id, g.sample_idx", [gen_key], rows)
+        finally:
+            self.unregister("_kept")
 
 
 def _sizes(histogram: str) -> list[int]:
