@@ -143,6 +143,23 @@ class Queries:
                                                            strict=True) if v is not None}
         return info
 
+    def lucky_shares(self, weight_keys: list[str]) -> pd.DataFrame:
+        """Per round's weight key, overall (tier 'all') and by tier: its training rows (the chosen response of each:
+        SFT rows, DPO's chosen, KTO's desirable), those right by luck (correct against gold, steps not valid), and
+        their share. Rows without a steps check (real data, stores from before it) are not counted."""
+        return self.query(
+            """WITH r AS (
+                 SELECT t.weight_key, p.tier::VARCHAR AS tier, g.correct AND NOT g.steps_valid AS lucky
+                 FROM training_examples t
+                 JOIN generations g USING (gen_key, problem_id, sample_idx)
+                 JOIN (SELECT DISTINCT problem_id, tier FROM problems WHERE split = 'pool') p USING (problem_id)
+                 WHERE list_contains(?, t.weight_key) AND t.label AND g.steps_valid IS NOT NULL)
+               SELECT weight_key, tier, count(*)::INTEGER AS rows, (count(*) FILTER (lucky))::INTEGER AS lucky,
+                      avg(lucky::INTEGER) AS lucky_share
+               FROM (SELECT * FROM r UNION ALL SELECT weight_key, 'all' AS tier, lucky FROM r)
+               GROUP BY weight_key, tier ORDER BY weight_key, tier != 'all', tier""",
+            [weight_keys])
+
     def example_weights(self, weight_key: str) -> pd.DataFrame:
         return self.query("SELECT weight FROM training_examples WHERE weight_key = ? ORDER BY example_idx",
                           [weight_key])
