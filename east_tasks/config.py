@@ -470,6 +470,8 @@ class SweepGrid(_Strict):
     mappings: list[str] = Field(["power"], min_length=1, description="weighting.mapping values")
     losses: list[Loss] = Field(["sft"], min_length=1, description="train.loss values")
     strategies: list[str] = Field(["entropy"], min_length=1, description="weighting.strategy values")
+    bands: list[tuple[float, float] | None] = Field([None], min_length=1, description="weighting.keep_pass_rate "
+                                                    "values: [lo, hi] pass-rate bands, or null for every rate")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="each sets the sampling, selection and training seed")
 
     @field_validator("strategies")
@@ -481,6 +483,11 @@ class SweepGrid(_Strict):
     @classmethod
     def _registered_mappings(cls, names: list[str]) -> list[str]:
         return [MAPPINGS.check_name(n) for n in names]
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, bands: list[tuple[float, float] | None]) -> list[tuple[float, float] | None]:
+        return [WeightingConfig._band(b) for b in bands]
 
 
 PRESETS: dict[str, dict] = {
