@@ -26,6 +26,7 @@ from east_tasks.config import (
     WeightingConfig,
     checked_config,
 )
+from east_tasks.core.weighting import MAPPINGS, MEASURES
 from east_tasks.engines.generation import release_generator
 from east_tasks.paths import DEFAULT_DATA_DIR
 from east_tasks.steps.experiments import round_checkpoint
@@ -51,8 +52,9 @@ PresetName = Literal[tuple(PRESETS)]
 ExperimentName = _like(ExperimentConfig, "experiment")
 Rounds = _like(ExperimentConfig, "rounds")
 Sharpness = _like(WeightingConfig, "a")
-MappingName = _like(WeightingConfig, "mapping")
-StrategyName = _like(WeightingConfig, "strategy")
+MappingName = Literal[tuple(MAPPINGS)]  # the registries' built-ins (a user's own: `east run --set`)
+StrategyName = Literal[tuple(MEASURES)]
+PassBand = _like(WeightingConfig, "keep_pass_rate")
 LossName = _like(TrainConfig, "loss")
 BackendName = _like(BackendConfig, "backend")
 SourceName = _like(DataConfig, "source")
@@ -91,6 +93,7 @@ def start_experiment(
     a: Sharpness = _WEIGHTING.a,
     mapping: MappingName = _WEIGHTING.mapping,
     strategy: StrategyName = _WEIGHTING.strategy,
+    keep_pass_rate: PassBand = None,
     loss: LossName = _TRAIN.loss,
     backend: BackendName = _BACKEND.backend,
     data_dir: str = str(DEFAULT_DATA_DIR),
@@ -125,7 +128,9 @@ def start_experiment(
         eval_max_tokens: Most tokens generated per validation / test answer (empty: the preset's).
         a: Sharpness of the entropy-to-weight mapping; 0 is vanilla self-training, > 0 favours uncertain questions.
         mapping: Entropy-to-weight mapping family: power (H^a) or exp (e^(aH)).
-        strategy: What a question's weight comes from: entropy (EAST) or a baseline (local, accuracy, rejected).
+        strategy: What a question's weight comes from: entropy (EAST), learnability (p(1 - p), p the pass rate) or
+            a baseline (local, accuracy, rejected).
+        keep_pass_rate: Keep only questions whose pass rate lies in [lo, hi] (empty: every rate).
         loss: Fine-tuning loss.
         backend: Generation backend: vllm or hf (transformers generate).
         data_dir: Where the DuckDB store, checkpoints and plots live, relative to the worker's directory.
@@ -135,7 +140,8 @@ def start_experiment(
                   answer_style=answer_style, prompt=prompt, pool_size=pool_size, validation_size=validation_size,
                   test_size=test_size)
     cfg = checked_config(preset, experiment=experiment, rounds=rounds, base_model=base_model, data_dir=data_dir,
-                         data=data, weighting={"a": a, "mapping": mapping, "strategy": strategy}, train={"loss": loss},
+                         data=data, train={"loss": loss},
+                         weighting=_given(a=a, mapping=mapping, strategy=strategy, keep_pass_rate=keep_pass_rate),
                          backend={"backend": backend},
                          sampling=_given(n=samples_per_question, temperature=temperature, max_tokens=max_tokens),
                          eval=_given(max_tokens=eval_max_tokens))
