@@ -1,21 +1,25 @@
-"""Checked reasoning on the embedded task: each step recomputed, chained, and ending at the final answer."""
+"""Checked reasoning on the embedded task: the question's steps, each recomputed, chained, ending at the answer."""
 
-from east_tasks.core.reasoning import steps_valid
-from east_tasks.data.arith import TIERS, arith_splits, make_split
+from east_tasks.data.arith import TIERS, arith_splits, make_split, question_chain, steps_valid
+
+Q = "Tom has 17 cards. Tom buys 6 more cards. Tom loses 4 cards. How many cards does Tom have now?"
 
 
 def test_hand_checked_solutions() -> None:
-    assert steps_valid("17 + 6 = 23. 23 - 4 = 19. #### 19")
-    assert steps_valid("3 × 4 = 12. 12 + 1 = 13. #### 13")
-    assert not steps_valid("17 + 6 = 24. 24 - 5 = 19. #### 19")  # right answer, a wrong step: lucky
-    assert not steps_valid("17 + 6 = 23. 22 - 3 = 19. #### 19")  # each step right, but the chain breaks
-    assert not steps_valid("17 + 6 = 23. 23 - 4 = 19. #### 18")  # the chain ends elsewhere
-    assert not steps_valid("#### 19")  # no steps at all
-    assert not steps_valid("17 + 6 = 23. 23 - 4 = 19.")  # no final answer
+    assert question_chain(Q) == (17, [("+", 6), ("-", 4)])
+    assert steps_valid(Q, "17 + 6 = 23. 23 - 4 = 19. #### 19")
+    assert not steps_valid(Q, "17 + 6 = 24. 24 - 5 = 19. #### 19")  # right answer, wrong steps: lucky
+    assert not steps_valid(Q, "17 + 5 = 22. 22 - 3 = 19. #### 19")  # right arithmetic, not the question's numbers
+    assert not steps_valid(Q, "17 - 6 = 11. 11 + 8 = 19. #### 19")  # wrong operations
+    assert not steps_valid(Q, "17 + 6 = 23. 22 - 3 = 19. #### 19")  # the chain breaks
+    assert not steps_valid(Q, "17 + 6 = 23. 23 - 4 = 19. #### 18")  # the chain ends elsewhere
+    assert not steps_valid(Q, "17 + 6 = 23. #### 23")  # a step left out
+    assert not steps_valid(Q, "#### 19") and not steps_valid(Q, "17 + 6 = 23. 23 - 4 = 19.")
+    assert steps_valid("What is 2 + 2?", "2 + 2 = 4. #### 4") is None  # not a question of this task
 
 
 def test_every_reference_solution_is_valid() -> None:
-    assert all(steps_valid(p.solution) for p in make_split("test", 120, seed=3))
+    assert all(steps_valid(p.question, p.solution) for p in make_split("test", 120, seed=3))
 
 
 def test_regimes_reshape_the_pool_alone() -> None:

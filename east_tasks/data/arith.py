@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 
 NAMES = ["Tom", "Anna", "Ben", "Lily", "Omar", "Mia", "Sam", "Zoe", "Leo", "Ivy", "Max", "Ada"]
@@ -125,3 +126,48 @@ def labelled_set(per_tier: tuple[int, ...], seed: int = 0) -> list[Problem]:
     if len(per_tier) != len(TIERS):
         raise ValueError(f"labelled set: {len(per_tier)} sizes given for {len(TIERS)} tiers {TIERS}")
     return [p for tier, n in zip(TIERS, per_tier, strict=True) for p in make_split("labelled", n, seed + tier, (tier,))]
+
+
+# --- Checked reasoning: a solution's steps recomputed against its question ---------------------------------------
+def _sentence(template: str) -> re.Pattern[str]:
+    pattern = re.escape(template).replace(r"\{n\}", r"\w+").replace(r"\{item\}", r"\w+").replace(r"\{k\}", r"(\d+)")
+    return re.compile(pattern)
+
+
+_CHANGES = [(_sentence(t), "+") for t in ADD] + [(_sentence(t), "-") for t in SUB]
+_START = re.compile(r"has (\d+) ")
+_STEP = re.compile(r"(-?\d+)\s*([+-])\s*(-?\d+)\s*=\s*(-?\d+)")
+_FINAL = re.compile(r"####\s*(-?\d+)")
+
+
+def question_chain(question: str) -> tuple[int, list[tuple[str, int]]] | None:
+    """The start value and the (op, k) steps a question of this task asks for; None for any other text."""
+    sentences = re.split(r"(?<=[.?])\s+", question.strip())
+    start = _START.search(sentences[0]) if sentences else None
+    steps = []
+    for sentence in sentences[1:-1]:
+        found = next(((op, int(m.group(1))) for pattern, op in _CHANGES if (m := pattern.fullmatch(sentence))), None)
+        if found is None:
+            return None
+        steps.append(found)
+    return (int(start.group(1)), steps) if start and steps else None
+
+
+def steps_valid(question: str, response: str) -> bool | None:
+    """Whether `response` takes exactly the question's steps, each computed right, from its start value to its final
+    answer: `17 + 6 = 23. 23 - 4 = 19. #### 19`. A right final answer without valid steps is right by luck. None
+    when `question` is not one of this task's."""
+    chain = question_chain(question)
+    if chain is None:
+        return None
+    value, wanted = chain
+    final = _FINAL.search(response)
+    steps = _STEP.findall(response[: final.start()] if final else response)
+    if final is None or len(steps) != len(wanted):
+        return False
+    for (x, op, y, z), (want_op, want_k) in zip(steps, wanted, strict=True):
+        x, y, z = int(x), int(y), int(z)
+        if (x, op, y) != (value, want_op, want_k) or z != _apply(x, op, y):
+            return False
+        value = z
+    return value == int(final.group(1))

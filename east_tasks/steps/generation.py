@@ -18,7 +18,7 @@ import pandas as pd
 from east_tasks.config import ExperimentConfig
 from east_tasks.core import answers
 from east_tasks.core.answers import extract_answers, grade_responses
-from east_tasks.core.reasoning import steps_valid
+from east_tasks.data.arith import steps_valid
 from east_tasks.data.prompts import Prompter, make_prompter
 from east_tasks.engines import generation as engines
 from east_tasks.engines.generation import SampleSpec, get_generator, release_generator
@@ -87,7 +87,8 @@ def _sample_chunk(cfg: ExperimentConfig, gen_key: str, generator: engines.Genera
     # graded from the Python values: pandas' string columns hold a missing answer as NaN, not None
     rows["correct"] = grade(preds, [gold for *_, gold in samples], style, texts)
     if cfg.data.source == "arith":  # the embedded task's steps can be recomputed
-        rows["steps_valid"] = [steps_valid(t) for t in texts]
+        question = dict(zip(chunk.problem_id, chunk.question, strict=True))
+        rows["steps_valid"] = [steps_valid(question[pid], t) for pid, t in zip(rows.problem_id, texts, strict=True)]
     return pd.DataFrame({"prompt_key": prompt_keys, "prompt": prompts}).drop_duplicates("prompt_key"), rows
 
 
