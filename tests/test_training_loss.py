@@ -46,3 +46,13 @@ def test_dataset_masks_prompt_tokens(tiny_tokenizer) -> None:
     assert item["labels"][:n_prompt] == [IGNORE] * n_prompt
     assert item["labels"][n_prompt:] == item["input_ids"][n_prompt:]
     assert item["input_ids"][-1] == tiny_tokenizer.eos_token_id
+
+
+def test_the_configs_losses_are_the_registry() -> None:
+    from typing import get_args
+
+    from east_tasks.config import Loss
+    from east_tasks.core.losses import LOSSES
+
+    assert get_args(Loss) == tuple(LOSSES) == ("sft", "dpo", "kto")
+    assert [LOSSES.get(n).needs for n in LOSSES] == [(), ("reference",), ("reference",)]

@@ -11,7 +11,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from east_tasks.core.registry import Registry
+
 IGNORE = -100
+# train.loss: each loss's per-batch value from the model's logits, the labels, the weights and the batch's extra
+# tensors. The config lists these names itself (`east_tasks.config.Loss`) so that it need not import torch;
+# tests/test_training_loss.py holds the two equal.
+LOSSES = Registry("train.loss")
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,3 +60,22 @@ def weighted_kto_loss(policy: torch.Tensor, ref: torch.Tensor, desirable: torch.
     ratio = policy - ref
     value = torch.where(desirable, torch.sigmoid(beta * (ratio - z_ref)), torch.sigmoid(beta * (z_ref - ratio)))
     return (weights.float() * (1 - value)).mean()
+
+
+@LOSSES.register("sft", "weighted SFT: mean response-token cross-entropy per example")
+def _sft(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, batch: dict, beta: float) -> torch.Tensor:
+    return weighted_sft_loss(logits, labels, weights)
+
+
+@LOSSES.register("dpo", "weighted DPO over (chosen, rejected) pairs", needs=("reference",))
+def _dpo(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, batch: dict, beta: float) -> torch.Tensor:
+    policy, _ = sequence_logps(logits, labels)
+    (pc, pr), (rc, rr) = policy.chunk(2), batch["ref_logps"].chunk(2)
+    return weighted_dpo_loss(pc, pr, rc, rr, weights, beta)
+
+
+@LOSSES.register("kto", "weighted KTO over desirable and undesirable singles", needs=("reference",))
+def _kto(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, batch: dict, beta: float) -> torch.Tensor:
+    policy, _ = sequence_logps(logits, labels)
+    ref = batch["ref_logps"]
+    return weighted_kto_loss(policy, ref, batch["desirable"], weights, beta, kto_reference_point(policy, ref))

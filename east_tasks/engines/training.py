@@ -33,14 +33,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from east_tasks.config import TrainConfig
-from east_tasks.core.losses import (
-    IGNORE,
-    kto_reference_point,
-    sequence_logps,
-    weighted_dpo_loss,
-    weighted_kto_loss,
-    weighted_sft_loss,
-)
+from east_tasks.core.losses import IGNORE, LOSSES, sequence_logps
 from east_tasks.engines.lora import add_lora, merge_lora
 from east_tasks.faults import disk_full_if_asked, pause_if_asked
 from east_tasks.io import atomic_dir, hash_dir
@@ -135,17 +128,9 @@ class WeightedTrainer(Trainer):
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor | tuple:
         weights, labels = inputs.pop("weights"), inputs.pop("labels")
-        ref, desirable = inputs.pop("ref_logps", None), inputs.pop("desirable", None)
+        extras = {k: inputs.pop(k) for k in ("ref_logps", "desirable") if k in inputs}
         outputs = model(**inputs)
-        if self.loss_type == "sft":
-            loss = weighted_sft_loss(outputs.logits, labels, weights)
-        else:
-            policy, _ = sequence_logps(outputs.logits, labels)
-            if self.loss_type == "dpo":
-                (pc, pr), (rc, rr) = policy.chunk(2), ref.chunk(2)
-                loss = weighted_dpo_loss(pc, pr, rc, rr, weights, self.beta)
-            else:
-                loss = weighted_kto_loss(policy, ref, desirable, weights, self.beta, kto_reference_point(policy, ref))
+        loss = LOSSES.get(self.loss_type).fn(outputs.logits, labels, weights, extras, self.beta)
         return (loss, outputs) if return_outputs else loss
 
 
