@@ -113,7 +113,7 @@ def test_site_builds_strictly(tmp_path):
     assert "weighting.require_wellformed_incorrect" in config_html and "gsm8k-8b-lora" in config_html
     assert "east store backup" in (site / "reference" / "cli" / "index.html").read_text()
     api = (site / "reference" / "api" / "weighting" / "index.html").read_text()
-    assert "entropy_weights" in api and "Weights normalised to mean 1" in api  # mkdocstrings read the docstrings
+    assert "normalised_weights" in api and "Weights normalised to mean 1" in api  # mkdocstrings read the docstrings
 
 
 def _tracked_files() -> list[Path]:
