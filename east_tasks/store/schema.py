@@ -102,8 +102,8 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 CREATE TABLE IF NOT EXISTS step_status (
     step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, status VARCHAR, wall_s DOUBLE,
     detail JSON, updated_at DOUBLE,
-    -- what computing the step cost (east_tasks.cost); NULL in migrated rows. gpu_s is the step's wall time
-    -- wherever a GPU is visible (0 without one), whether or not the step used it
+    -- what computing the step cost (east_tasks.cost); NULL in stores from before it was recorded. gpu_s is the
+    -- step's wall time wherever a GPU is visible (0 without one), whether or not the step used it
     cpu_s DOUBLE, gpu_s DOUBLE, tokens_generated BIGINT, tokens_trained BIGINT);
 -- Leases on the steps being computed (DuckLake backend, `Claim`): one worker computes a key while others wait.
 CREATE TABLE IF NOT EXISTS claims (
