@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from east_tasks.core.answers import answers_match, extract_answer
+from east_tasks.engines import grading
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 MARKER_LINE = re.compile(r"\n?####[^\n]*$")
@@ -41,6 +42,7 @@ def load_rows(data_dir: Path) -> list[tuple[str, str]]:
 
 
 def main() -> None:
+    grading.install()
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--limit", type=int, default=None, help="first N rows only (quick look)")

@@ -1,5 +1,6 @@
 """Math-style grading: math-verify called in the calling thread (the naive way, unbounded against C-level
-work) vs `east_tasks.core.answers` (worker processes, each call bounded), on the same pairs, in one run.
+work) vs `east_tasks.core.answers` with `east_tasks.engines.grading` (worker processes, each call bounded), on
+the same pairs, in one run.
 
     .venv/bin/python bench/grading.py [--data-dir /path/to/gsm8k] [--gsm8k 5276] [--math 500]
 
@@ -13,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
 from pathlib import Path
 
 from benchmarks import record
 
-from east_tasks.core import answers
 from east_tasks.core.answers import answers_match, answers_match_many
+from east_tasks.engines import grading
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 
@@ -76,14 +78,12 @@ def naive(pairs: list[tuple[str, str, bool]]) -> list[bool]:
 
 def fresh_workers() -> None:
     """New worker processes (empty parse caches), started outside the timings."""
-    if answers._workers is not None:
-        answers._workers.stop()
-        answers._workers.join()
-        answers._workers = None
+    grading.WORKERS.stop()
     answers_match_many(["1"] * 8, ["1.0"] * 8, "math")
 
 
 def main() -> None:
+    grading.install()
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--gsm8k", type=int, default=5276, help="GSM8K gold answers (3 pairs each, most of them)")
@@ -107,9 +107,9 @@ def main() -> None:
         right = sum(a == b for a, b in zip(expected, batched, strict=True)) / len(pairs)
         assert one_by_one == batched
         lines.append(f"{name}: {len(pairs)} pairs | in-thread {t_naive:.2f}s | bounded, one call at a time "
-                     f"{t_one:.2f}s ({t_one / t_naive:.2f}x) | bounded, batched over {answers.os.cpu_count()} "
+                     f"{t_one:.2f}s ({t_one / t_naive:.2f}x) | bounded, batched over {os.cpu_count()} "
                      f"workers {t_many:.2f}s ({t_many / t_naive:.2f}x) | verdicts equal to in-thread "
-                     f"{100 * agree:.1f} %, to expected {100 * right:.1f} % | timeouts {dict(answers.timeouts)}")
+                     f"{100 * agree:.1f} %, to expected {100 * right:.1f} % | timeouts {dict(grading.timeouts)}")
     record("grading", "Math grading: bounded worker processes vs math-verify in the calling thread", lines)
 
 

@@ -53,8 +53,8 @@ def _store(data_dir: Path, where: StoreConfig) -> Store:
 
 
 def results(experiment: str | ExperimentConfig, data_dir: Path | str | None = None) -> pd.DataFrame:
-    """One row per recorded round (0 = the base model): test accuracy (greedy; maj@k, pass@k with eval.k),
-    validation accuracy, accuracy by tier, kept questions, the pool's monitor, the round's model."""
+    """One row per recorded round (0 = the base model): test accuracy (greedy; with eval.n > 0, pass@1, pass@k and
+    maj@k), validation accuracy, accuracy by tier, kept questions, the pool's monitor, the round's model."""
     from east_tasks.report.results import round_results
 
     name, data_dir, where = _where(experiment, data_dir)

@@ -1,14 +1,14 @@
 """Ctrl-C of `east run` and `east sweep`: the first stops the run within seconds, a second at once, and either way
 the rerun of the same command resumes from the store (every finished step, every committed chunk).
 
-A terminal's Ctrl-C is a SIGINT to every process of its foreground group. That group held Prefect's ephemeral API
-server, which died with it, and the run then spent minutes retrying to report its crash to a server that was gone.
-So the server is started here, before the flow, with SIGINT blocked: the block is inherited across fork and exec
-and uvicorn never lifts it, so the server hears the flow report Crashed, and Prefect stops it at exit (SIGTERM).
-vLLM's engine gets the SIGINT too and shuts itself down in about 6 s (it waits out its workers' grace period), so
+A terminal's Ctrl-C is a SIGINT to every process of its foreground group. Were Prefect's ephemeral API server in
+that group, it would die with it, and the run would spend minutes retrying to report its crash to a server that is
+gone. So the server is started here, before the flow, with SIGINT blocked: the block is inherited across fork and
+exec and uvicorn never lifts it, so the server hears the flow report Crashed, and Prefect stops it at exit
+(SIGTERM). vLLM's engine gets the SIGINT too and would shut itself down only after its workers' grace period, so
 the first Ctrl-C kills it, and every other child but the server and multiprocessing's resource tracker, at once;
-the flow's `finally` then closes what is left of the engine in about a second. A library may turn the
-KeyboardInterrupt into an error of its own on the way out; `interrupted()` keeps the flows from retrying it.
+the flow's `finally` then closes what is left of the engine. A library may turn the KeyboardInterrupt into an
+error of its own on the way out; `interrupted()` keeps the flows from retrying it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _start_prefect_server() -> SubprocessASGIServer | None:
     a server), started from this thread with SIGINT blocked. A Ctrl-C meanwhile waits until it is up."""
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
         return None
-    from prefect.server.api.server import SubprocessASGIServer  # 2 s of imports: only where a server is started
+    from prefect.server.api.server import SubprocessASGIServer  # slow to import: only where a server is started
 
     server = SubprocessASGIServer()  # one per process: the flow's clients get this one
     PREFECT_HOME.value().mkdir(parents=True, exist_ok=True)  # its database's; Prefect makes it without parents

@@ -10,7 +10,10 @@ import pytest
 
 from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
+from east_tasks.engines import grading
 from east_tasks.models.tiny import build_tokenizer
+
+grading.install()  # the core's math comparisons and users' styles run in the engines' bounded workers, as in a run
 
 
 @pytest.fixture(scope="session")

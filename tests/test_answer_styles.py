@@ -31,6 +31,7 @@ from east_tasks.core.answers import (
 from east_tasks.core.metrics import evaluate
 from east_tasks.core.selection import cluster_and_score
 from east_tasks.data.prompts import instruction, make_prompter
+from east_tasks.engines import grading
 from east_tasks.errors import UserError
 from east_tasks.steps import ModelRef, keys, preflight, select_and_weight
 from east_tasks.steps import selection as selection_step
@@ -197,15 +198,15 @@ def test_a_check_only_style_grades_responses_and_clusters_by_verdict(checkers, t
 def test_a_hanging_checker_is_killed_at_its_bound_and_counts_as_incorrect(checkers, caplog) -> None:
     style = f"{checkers}:HANGING"
     assert grade_responses([None], ["42"], style, ["42"]) == [True]  # the workers are up, the style imported
-    before = answers.timeouts["timed out"]
+    before = grading.timeouts["timed out"]
     t0 = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="east_tasks.core.answers"):
+    with caplog.at_level(logging.WARNING, logger="east_tasks.engines.grading"):
         verdicts = grade_responses([None] * 4, ["42"] * 4, style, ["42", "41", "spin 42", "sleep 42"])
     elapsed = time.monotonic() - t0
     assert verdicts == [True, False, False, False]
     assert elapsed < 1.0 + 2.0  # two workers: each hang costs its bound (1 s) once, side by side
-    assert answers.timeouts["timed out"] == before + 2  # for the step's answers_unchecked
-    warnings = [r.getMessage() for r in caplog.records if r.name == "east_tasks.core.answers"]
+    assert grading.timeouts["timed out"] == before + 2  # for the step's answers_unchecked
+    warnings = [r.getMessage() for r in caplog.records if r.name == "east_tasks.engines.grading"]
     assert warnings == [f"answer style '{style}': check ran past its 1 s bound and was killed; it counts as "
                         "incorrect (further ones are counted in the step's answers_unchecked, not logged)"]
     assert grade_responses([None], ["42"], style, ["42"]) == [True]  # the killed workers were replaced

@@ -16,6 +16,7 @@ from east_tasks.core.answers import (
     extract_answer,
     normalize_answer,
 )
+from east_tasks.engines import grading
 
 
 @pytest.mark.parametrize(
@@ -136,12 +137,12 @@ TOWER = "10^{10^{10^{10}}}"  # sympy evaluates it in C with the GIL held: minute
 def test_an_uncheckable_answer_is_no_match_within_its_bound_from_any_thread() -> None:
     """The input that once stalled a run: bounded now, in a worker thread too, and the workers recover."""
     assert answers_match("2", "\\frac{4}{2}", "math")  # the workers are up
-    before = answers.timeouts["timed out"]
+    before = grading.timeouts["timed out"]
     with ThreadPoolExecutor(1) as pool:
         t0 = time.time()
         assert not pool.submit(answers_match, TOWER, "5", "math", 1.0).result()
         assert time.time() - t0 < 1.0 + 1.0
-    assert answers.timeouts["timed out"] == before + 1  # counted, for the step's log
+    assert grading.timeouts["timed out"] == before + 1  # counted, for the step's log
     t0 = time.time()
     clusters = cluster_answers([TOWER, "5", "5", None], "5", "math", timeout_s=1.0)
     assert time.time() - t0 < 2.0
@@ -150,6 +151,15 @@ def test_an_uncheckable_answer_is_no_match_within_its_bound_from_any_thread() ->
     assert answers_match("0.5", "\\frac{1}{2}", "math")  # a killed worker was replaced
     assert answers_match_many(["0.5", TOWER, None, "1/2"], ["\\frac{1}{2}"] * 4, "math", timeout_s=1.0) == \
         [True, False, False, True]
+
+
+def test_the_core_starts_no_process_and_says_so_without_a_grader(monkeypatch) -> None:
+    """The core hands bounded checks to the grader the engines register; without one it refuses, never hangs."""
+    monkeypatch.setattr(answers, "_grader", None)
+    assert answers_match("0.5", "1/2", "gsm8k")  # in-process styles need none
+    assert answers_match("\\frac{1}{2}", "\\frac{1}{2}", "math")  # identical strings are never sent
+    with pytest.raises(RuntimeError, match=r"call east_tasks.engines.grading.install\(\) first"):
+        answers_match("0.5", "\\frac{1}{2}", "math")
 
 
 def test_cluster_answers_groups_and_orders() -> None:

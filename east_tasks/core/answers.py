@@ -9,34 +9,21 @@ import path or an entry point: `east_tasks.core.styles`, which also says what a 
   percent, units), each comparison bounded in time.
 - ``mcq``: a choice letter A-J (`extract_letter`), compared exactly in upper case.
 
-math-verify bounds its own work with ``signal.alarm``, which only works in a main thread (Prefect runs tasks in
-worker threads) and cannot stop one long C-level operation: sympy evaluating ``10^{10^{10^{10}}}`` held the GIL
-for minutes. So math comparisons, and every function of a user's style, run in worker processes (pebble): a worker
-past the style's bound is killed and replaced, and the call counts as no answer / not equal / incorrect (`timeouts`
-counts these for the step logs; the first of each style and function is logged as a warning). A worker imports a
-user's style by its import path, so the module must be importable there too (PYTHONPATH or an installed package).
-The built-ins' regexes are plain text and never leave the process.
+Math comparisons, and every function of a user's style, may not end (sympy on ``10^{10^{10^{10}}}``), so the core
+hands them to a bounded grader (`Grader`, registered with `set_grader`): the engines' worker processes
+(`east_tasks.engines.grading`), which kill a call past the style's bound; it then counts as no answer / not equal /
+incorrect. The built-ins' regexes are plain text and run in the calling process.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import multiprocessing
-import os
 import re
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import TimeoutError as FuturesTimeout
-from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache, lru_cache
-from typing import TypeVar
-
-from pebble import ProcessFuture, ProcessPool
+from typing import Protocol, TypeVar
 
 from east_tasks.core.styles import FUNCTIONS, AnswerStyle, load_style
 
@@ -44,7 +31,6 @@ NO_ANSWER = "<no-answer>"
 # A check style without `extract` clusters its responses by verdict (`east_tasks.core.styles`).
 CHECK_PASSED, CHECK_FAILED = "<passed>", "<failed>"
 MATH_TIMEOUT_S = 5.0  # per parse and per comparison, as math-verify's own default
-STARTUP_S = 120.0  # how long a fresh pool of workers may take to start before calls are timed anyway
 
 _NUMBER = r"-?[\d,]*\.?\d+(?:/\d+)?"
 _GSM8K_PATTERNS = [
@@ -156,26 +142,57 @@ def _user_style(spec: str) -> AnswerStyle:
     return load_style(spec)
 
 
+# --- the bounded grader ------------------------------------------------------------------------------------------
+class Grader(Protocol):
+    """Runs functions of answers where a runaway one can be stopped, each call bounded in time; past its bound a
+    call gives its `fallback`. `style` is the style the call's worker must have loaded; `fn` names the style's
+    function, for the logs (`east_tasks.engines.grading.WorkerPool`)."""
+
+    def run(self, style: str, fn: str, target: Callable[..., T], args: tuple, fallback: T, bound_s: float) -> T:
+        """`target(*args)`, or `fallback` past `bound_s`."""
+        ...
+
+    def run_many(self, style: str, fn: str, target: Callable[..., T], calls: list[tuple], fallback: T,
+                 bound_s: float) -> list[T]:
+        """`target(*args)` for each of `calls`, in parallel, each bounded alone."""
+        ...
+
+
+_grader: Grader | None = None
+
+
+def set_grader(grader: Grader | None) -> None:
+    """Registers the grader that bounded calls go to (`east_tasks.engines.grading.install`): the core is the
+    bottom layer, so the engines hand it their worker processes rather than it importing them."""
+    global _grader
+    _grader = grader
+
+
+def _registered_grader() -> Grader:
+    """The grader `set_grader` registered; refuses rather than run an unbounded check here."""
+    if _grader is None:
+        raise RuntimeError("answers that need a bounded check (math, a user's style) need the worker processes: "
+                           "call east_tasks.engines.grading.install() first (importing east_tasks.steps does)")
+    return _grader
+
+
 def _call(style: str, fn: str, args: tuple, fallback: T, timeout_s: float | None = None) -> T:
-    """`style`'s function `fn` on `args`: here if it may run here, else in a worker bounded in time."""
+    """`style`'s function `fn` on `args`: here if it may run here, else by the bounded grader."""
     resolved = answer_style(style)
     if fn in resolved.in_process:
         return getattr(resolved, fn)(*args)
-    bound = timeout_s or resolved.timeout_s
-    # The caller's own bound too: a call queued behind a worker that is being replaced still returns in time.
-    return _result(_pool(style).schedule(_apply, (style, fn, args), timeout=bound), fallback, style, fn, bound,
-                   wait_s=bound + 0.5)
+    return _registered_grader().run(style, fn, _apply, (style, fn, args), fallback, timeout_s or resolved.timeout_s)
 
 
 def _call_many(style: str, fn: str, calls: list[tuple], fallback: T, timeout_s: float | None = None) -> list[T]:
-    """`_call` over many argument tuples; in workers they run in parallel, each bounded alone."""
+    """`_call` over many argument tuples; bounded ones run in parallel, each bounded alone."""
     resolved = answer_style(style)
     if fn in resolved.in_process:
         return [getattr(resolved, fn)(*args) for args in calls]
-    bound = timeout_s or resolved.timeout_s
-    pool = _pool(style) if calls else None
-    futures = [pool.schedule(_apply, (style, fn, args), timeout=bound) for args in calls]
-    return [_result(f, fallback, style, fn, bound) for f in futures]
+    if not calls:
+        return []
+    return _registered_grader().run_many(style, fn, _apply, [(style, fn, args) for args in calls], fallback,
+                                         timeout_s or resolved.timeout_s)
 
 
 def _apply(style: str, fn: str, args: tuple) -> object:
@@ -183,95 +200,15 @@ def _apply(style: str, fn: str, args: tuple) -> object:
     return getattr(answer_style(style), fn)(*args)
 
 
-# --- worker processes, bounded in time --------------------------------------------------------------------------
-_workers: ProcessPool | None = None
-_workers_lock = threading.Lock()
-_started_for: str | None = None  # the style the workers were started for
-timeouts: Counter[str] = Counter()  # calls that timed out or failed (counted as no answer / not equal), for logs
-_warned: set[tuple[str, str]] = set()
-_COUNTS_AS = {"extract": "no answer", "normalize": "the answer as it is", "equivalent": "not equivalent",
-              "check": "incorrect"}
-log = logging.getLogger(__name__)
-
-
-def _pool(style: str) -> ProcessPool:
-    """Worker processes, started on first use (spawned: the parent may hold vLLM's threads) by a call of `style`,
-    which they import (math: warm up) as they start. Another style gets new workers (the old ones finish their queue
-    and exit), which see the module path as it is now: a run grades with one style."""
-    global _workers, _started_for
-    with _workers_lock:
-        if style != _started_for and _workers is not None:
-            _workers.close()
-            _workers = None
-        _started_for = style
-        if _workers is None or not _workers.active:
-            _workers = ProcessPool(max_workers=os.cpu_count() or 1, initializer=_start_worker, initargs=(style,),
-                                   context=multiprocessing.get_context("spawn"))
-            atexit.register(_workers.stop)
-            _await_workers(_workers, os.cpu_count() or 1)
-        return _workers
-
-
-def _await_workers(pool: ProcessPool, workers: int) -> None:
-    """Every worker started before the first call is timed: a caller's bound counts from scheduling, and starting a
-    worker (spawn, imports, math-verify's warm-up) took past 5 s on a loaded 2-core machine. Each round gives every
-    worker a task that holds it a moment, until each has answered (or `STARTUP_S` has passed)."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + STARTUP_S
-    with suppress(Exception):  # a worker that does not start fails the calls it takes, which count it
-        while len(seen) < workers and time.monotonic() < deadline:
-            seen |= {f.result(timeout=STARTUP_S) for f in [pool.schedule(_ready) for _ in range(workers)]}
-
-
-def _ready() -> int:
-    """A started worker's answer (it ran its initializer, `_start_worker`, first)."""
-    time.sleep(0.05)  # holds this worker, so that the round's next task goes to another
-    return os.getpid()
-
-
-def _start_worker(style: str) -> None:
-    """Import the style (math: warm math-verify up) before taking tasks: a task's bound counts from when a worker
-    takes it, and a fresh worker's first math check (sympy's import, the grammar) once took past a 1 s bound on a
-    loaded 2-core machine. math-verify's warning that its own timeout is off is quieted (by design here: workers
-    are killed instead). A style that fails to import here fails in its tasks, which count it."""
-    for name in ("math_verify.parser", "math_verify.grader"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    with suppress(Exception):  # reported by the tasks that need it
-        answer_style(style)
+def warm_up(style: str) -> None:
+    """Loads `style` and, for math, parses and compares once (sympy's import, math-verify's grammar): a worker
+    does this before its first call is timed."""
+    answer_style(style)
     if style == "math":
         _equal("1/2", "0.5")
 
 
-def _in_worker(fn: Callable[..., T], args: tuple, style: str, timeout_s: float, fallback: T) -> T:
-    """`fn(*args)` in a worker; past `timeout_s` the worker is killed (and replaced) and `fallback` returned."""
-    return _result(_pool(style).schedule(fn, args, timeout=timeout_s), fallback, style, "equivalent", timeout_s,
-                   wait_s=timeout_s + 0.5)
-
-
-def _result(future: ProcessFuture, fallback: T, style: str, fn: str, bound: float, wait_s: float | None = None) -> T:
-    """A worker's answer; `fallback` if it ran out of time or died (a crash in a checker is not the run's)."""
-    try:
-        return future.result(timeout=wait_s)
-    except FuturesTimeout:
-        future.cancel()  # stops (kills) the worker if it is still at it
-        timeouts["timed out"] += 1
-        _warn(style, fn, f"ran past its {bound:g} s bound and was killed")
-    except Exception as err:  # the worker died (ProcessExpired) or the function raised: the answer is not checkable
-        timeouts["failed"] += 1
-        _warn(style, fn, f"failed ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})")
-    return fallback
-
-
-def _warn(style: str, fn: str, what: str) -> None:
-    """The first failure of each style's function, in the log; all of them are counted (`timeouts`)."""
-    if (style, fn) not in _warned:
-        _warned.add((style, fn))
-        log.warning("answer style %r: %s %s; it counts as %s (further ones are counted in the step's "
-                    "answers_unchecked, not logged)", style, fn, what, _COUNTS_AS[fn])
-
-
-# These run inside a worker. math-verify's own timeouts are off there: the worker is killed past the bound, so
-# every answer that could not be checked in time is counted, and none is half-checked.
+# These run in the grader's workers, which stop them past the bound: math-verify's own timeouts are off.
 @lru_cache(maxsize=65536)
 def _parse(answer: str) -> tuple:
     from math_verify import parse
@@ -350,7 +287,7 @@ def normalize(answer: str, style: str) -> str:
 
 def answers_match(pred: str | None, gold: str, style: str, timeout_s: float | None = None) -> bool:
     """Whether an extracted answer equals the gold answer, or another answer (math: bounded by `timeout_s`,
-    default the style's; an answer that cannot be checked in time counts as not matching, in `timeouts`). A check
+    default the style's; an answer that cannot be checked in time counts as not matching). A check
     style grades responses, not answers (`grade_responses`): here its answers compare as its clusters do."""
     resolved = answer_style(style)
     if pred is None or resolved.extract is None:
@@ -397,8 +334,8 @@ def canonical_answers(preds: list[str | None], style: str, timeout_s: float | No
     if resolved.exact_match:
         canon = _normalized(distinct, style)
     elif len(distinct) > 1:
-        canon = _in_worker(_representatives, (distinct, style), style, timeout_s or resolved.timeout_s,
-                           {p: p for p in distinct})
+        canon = _registered_grader().run(style, "equivalent", _representatives, (distinct, style),
+                                         {p: p for p in distinct}, timeout_s or resolved.timeout_s)
     else:
         canon = {p: p for p in distinct}
     return [None if p is None else canon[p] for p in preds]
@@ -438,8 +375,8 @@ def cluster_answers(preds: list[str | None], gold: str, style: str, timeout_s: f
     else:
         distinct = list(dict.fromkeys(p for p in preds if p is not None))
         exact = ({p: p for p in distinct}, {p: p.strip() == gold.strip() for p in distinct})
-        mapping, correct = _in_worker(_clusters_and_gold, (distinct, gold, style), style,
-                                      timeout_s or resolved.timeout_s, exact) if distinct else exact
+        mapping, correct = _registered_grader().run(style, "equivalent", _clusters_and_gold, (distinct, gold, style),
+                                                    exact, timeout_s or resolved.timeout_s) if distinct else exact
         canon = [None if p is None else mapping[p] for p in preds]
     counts = Counter(NO_ANSWER if p is None else p for p in canon)
     clusters = [Cluster(a, n, a != NO_ANSWER and correct[a]) for a, n in counts.items()]

@@ -13,7 +13,8 @@ A style is either
   rate. Label-free rounds need answers to vote on, so they refuse a check style without `extract`.
 
 Loading a user's style imports the user's code; it touches no store, file or engine (importlib does the finding).
-Whatever the style is, `east_tasks.core.answers` runs its functions in worker processes killed past `timeout_s`.
+Whatever the style is, its functions run in the engines' worker processes (`east_tasks.engines.grading`), killed
+past `timeout_s`.
 """
 
 from __future__ import annotations

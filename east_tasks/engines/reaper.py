@@ -1,8 +1,8 @@
 """Kills what a dead run leaves behind: one small watcher process per run process.
 
 vLLM's engine and Prefect's ephemeral API server run in child processes that outlive a SIGKILLed parent (an
-orphaned `VLLM::EngineCore` kept 600 MB, or its share of a GPU, for 30 minutes, and the rerun meant to resume
-could not start its own engine). A parent-death signal would fire when the *thread* that started the child ends,
+orphaned `VLLM::EngineCore` keeps its memory, or its share of a GPU, and the rerun meant to resume cannot start its
+own engine). A parent-death signal would fire when the *thread* that started the child ends,
 and Prefect starts engines from a task's worker thread; so this watcher follows the run's process tree instead
 and, once the run is gone, kills every descendant it has seen. An interrupted run that is still alive kills its
 own children at once with `kill_children` (flows/interrupts.py).

@@ -4,6 +4,7 @@ data (preflight, backbone, the splits) → generation (the pool, evaluations, au
 selection (+ weighting) → scoring (reference log-probs) → training → evaluation → record. Keys: `keys`.
 """
 
+from east_tasks.engines import grading
 from east_tasks.steps.balance import choose_sampling, pool_spec
 from east_tasks.steps.data import ensure_backbone, preflight, prepare_data
 from east_tasks.steps.evaluation import EvalKeys, evaluate_model, evaluate_split
@@ -15,6 +16,8 @@ from east_tasks.steps.runner import StepResult, known_failure, retryable, run_st
 from east_tasks.steps.scoring import response_logprobs
 from east_tasks.steps.selection import check_collapse, nothing_to_train_on, select_and_weight
 from east_tasks.steps.training import earlier_weight_keys, train
+
+grading.install()  # the steps grade math and users' answer styles in the engines' bounded workers
 
 __all__ = ["EvalKeys", "ModelRef", "StepResult", "check_collapse", "choose_sampling", "claim_experiment",
            "earlier_weight_keys", "ensure_backbone", "evaluate_model", "evaluate_split", "generate", "known_failure",

@@ -40,7 +40,7 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
     ev = cfg.eval
     generated = [generate(cfg, model, dataset_key, split, SampleSpec(1, 0.0, 1.0, ev.max_tokens), ev.seed,
                           f"generate {split} greedy")]
-    if n:  # SampleSpec's n is in the generation's key, as it was when this setting was called eval.k
+    if n:
         generated.append(generate(cfg, model, dataset_key, split, SampleSpec(n, ev.temperature, 1.0, ev.max_tokens),
                                   ev.seed, f"generate {split} n={n}"))
     greedy, sampled = generated[0], (generated[1] if n else None)
@@ -58,7 +58,7 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
                "maj_acc": result.maj_acc, "pass_acc": result.pass_acc, "by_tier": json.dumps(result.by_tier),
                "created_at": time.time(), "pass1": result.pass1, "pass1_se": result.pass1_se,
                **{m: json.dumps(getattr(result, m)) if n else None for m in ("pass_at_k", "maj_at_k")}}
-        # a concurrent run's row, if there is one, is equal; a row from before schema 3 is completed
+        # an upsert: a concurrent run's row is equal, and a stored row without pass@1 (`invalid`) is completed
         return Output(lambda store: store.upsert("evaluations", row),
                       {m: _rounded(getattr(result, m)) for m in METRICS})
 

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from east_tasks.config import ExperimentConfig
-from east_tasks.core import answers
 from east_tasks.core.answers import extract_answers, grade_responses
 from east_tasks.data.arith import steps_valid
 from east_tasks.data.prompts import Prompter, make_prompter
 from east_tasks.engines import generation as engines
+from east_tasks.engines import grading
 from east_tasks.engines.generation import SampleSpec, get_generator, release_generator
 from east_tasks.engines.replicas import run_replicas
 from east_tasks.faults import pause_if_asked
@@ -50,8 +50,8 @@ def prompter_for(cfg: ExperimentConfig, model_path: str, tokenizer: PreTrainedTo
 def unchecked_answers() -> Callable[[], dict]:
     """A counter of answers that could not be checked in time (they count as wrong) from now on, for the
     step's log: `{"answers_unchecked": n}`, or nothing while n is 0."""
-    before = sum(answers.timeouts.values())
-    return lambda: {"answers_unchecked": n} if (n := sum(answers.timeouts.values()) - before) else {}
+    before = sum(grading.timeouts.values())
+    return lambda: {"answers_unchecked": n} if (n := sum(grading.timeouts.values()) - before) else {}
 
 
 def prompt_seed(seed: int, problem_id: str) -> int:
@@ -108,8 +108,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
     spec = replace(spec, stop=prompter.stop)
     key = keys.gen_key(model.hash, dataset_key, split, spec.__dict__, seed, cfg.backend.backend, prompter.template,
                        keys.style_key(cfg.data.answer_style), limit)
-    # A chunk holds as many sequences as a pool chunk: greedy evaluation in 256-question chunks left vLLM's
-    # steps a quarter full (1,500 test answers 13.3 s against 9 s; the output does not depend on chunking).
+    # As many sequences a chunk as a pool chunk, so evaluation fills the engine's steps too (docs/concepts/engines.md).
     per_chunk = max(1, cfg.sampling.chunk_size * cfg.sampling.n // spec.n)
 
     def prepare(store: Store) -> tuple[pd.DataFrame, set[str], tuple[int, int]]:

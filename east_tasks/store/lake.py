@@ -98,9 +98,9 @@ _ATTACHING = threading.Lock()
 
 
 def _lake_connection(url: str, data_path: str) -> tuple[duckdb.DuckDBPyConnection, bool]:
-    """A connection of this process's attached lake, and whether the lake was attached just now. Attaching costs
-    ~0.6 s (loading the extensions, the catalog's round trips), a cursor of the attached database ~0.03 s; each
-    cursor has its own transactions and sees what other processes committed."""
+    """A connection of this process's attached lake, and whether the lake was attached just now. Attaching is slow
+    (loading the extensions, the catalog's round trips) and a cursor of the attached database cheap, so a process
+    attaches once; each cursor has its own transactions and sees what other processes committed."""
     with _ATTACHING:
         root = _ATTACHED.get((url, data_path))
         new = root is None

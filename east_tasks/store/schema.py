@@ -78,9 +78,10 @@ CREATE TABLE IF NOT EXISTS response_logprobs (
 CREATE TABLE IF NOT EXISTS checkpoints (
     ckpt_key VARCHAR PRIMARY KEY, path VARCHAR, model_hash VARCHAR, parent_hash VARCHAR,
     weight_key VARCHAR, train_loss DOUBLE, created_at DOUBLE);
--- k: samples per question (eval.n; 0 = greedy only); maj_acc and pass_acc are maj@k and pass@k at k = n.
+-- k: samples per question, eval.n (0 = greedy only); the column keeps its first name, as a rename would need a
+-- migration. maj_acc and pass_acc are maj@k and pass@k at k = n.
 -- pass1 (± pass1_se), pass_at_k and maj_at_k ({"k": value} for every k in 1..n) are NULL for greedy-only rows,
--- and in rows from before schema 3 until a run reaches them again (then computed from the stored samples).
+-- and in migrated rows until a run reaches them again (then computed from the stored samples).
 CREATE TABLE IF NOT EXISTS evaluations (
     eval_key VARCHAR PRIMARY KEY, model_hash VARCHAR, dataset_key VARCHAR, n_questions INTEGER, k INTEGER,
     greedy_acc DOUBLE, maj_acc DOUBLE, pass_acc DOUBLE, by_tier JSON, created_at DOUBLE,
@@ -104,7 +105,8 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 CREATE TABLE IF NOT EXISTS step_status (
     step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, status VARCHAR, wall_s DOUBLE,
     detail JSON, updated_at DOUBLE,
-    -- what computing the step cost (east_tasks.cost); NULL in stores from before it was recorded
+    -- what computing the step cost (east_tasks.cost); NULL in stores from before it was recorded. gpu_s is the
+    -- step's wall time wherever a GPU is visible (0 without one), whether or not the step used it
     cpu_s DOUBLE, gpu_s DOUBLE, tokens_generated BIGINT, tokens_trained BIGINT);
 -- Leases on the steps being computed (DuckLake backend, `Claim`): one worker computes a key while others wait.
 CREATE TABLE IF NOT EXISTS claims (
@@ -157,10 +159,9 @@ def _columns(execute, table: str) -> set[str]:
                                   "table_catalog = current_database() AND table_schema = current_schema()", [table])}
 
 
-# v0 (every store before the version was recorded): a prompt per sample in `generations`, prompt and response text
-# copied into `training_examples`, and data and record steps (and, in the oldest stores, evaluations) done by their
-# rows, not `step_status`.
-# The two tables are renamed aside and rebuilt by SCHEMA: DuckDB cannot drop a column of a table with a key.
+# v0 -> v1: prompts stored once, training rows pointing at their generations, every done step in `step_status`
+# (docs/changelog.md says what each version held). The two tables are renamed aside and rebuilt by SCHEMA: DuckDB
+# cannot drop a column of a table with a key.
 _V0_ASIDE = """
 ALTER TABLE experiment_rounds ADD COLUMN IF NOT EXISTS val_eval_key VARCHAR;
 ALTER TABLE experiment_rounds ADD COLUMN IF NOT EXISTS step_keys JSON;
@@ -190,8 +191,7 @@ INSERT INTO step_status (step_key, step, status, wall_s, detail, updated_at)
 """
 
 
-# v1: the experiment's configuration only in its rounds' rows (so two runs starting at once could both claim a name),
-# checkpoint paths absolute (so a moved data dir lost its checkpoints).
+# v1 -> v2: one configuration per experiment (`experiments`), checkpoint paths relative to the data dir.
 _V1_TO_V2 = """
 INSERT INTO experiments SELECT experiment, arg_min(config, round), min(updated_at) FROM experiment_rounds
     WHERE experiment NOT IN (SELECT experiment FROM experiments) GROUP BY experiment;
@@ -201,8 +201,8 @@ UPDATE experiment_rounds SET model_path = regexp_replace(model_path, '^.*/(check
 """
 
 
-# v2: greedy accuracy, maj@k and pass@k ("any of the k samples") only. Old rows get what they had, as pass@n and
-# maj@n; the evaluation step computes the rest from the stored samples when a run reaches it (`invalid`).
+# v2 -> v3: pass@1 and pass@k, maj@k for every k. A row keeps what it had as pass@n and maj@n; the evaluation step
+# computes the rest from the stored samples when a run reaches it (`invalid`).
 _V2_TO_V3 = """
 ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS pass1 DOUBLE;
 ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS pass1_se DOUBLE;

