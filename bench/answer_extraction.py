@@ -26,7 +26,6 @@ from tqdm import tqdm
 from east_tasks.core.answers import answers_match, extract_answer
 from east_tasks.engines import grading
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 MARKER_LINE = re.compile(r"\n?####[^\n]*$")
 LAST_NUMBER = re.compile(r"-?[\d,]*\.?\d+")  # a number as written (the gsm8k fallback's pattern, unnormalised)
 
@@ -44,7 +43,7 @@ def load_rows(data_dir: Path) -> list[tuple[str, str]]:
 def main() -> None:
     grading.install()
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--data-dir", type=Path, required=True, help="a GSM8K dir with test.jsonl (train.jsonl)")
     parser.add_argument("--limit", type=int, default=None, help="first N rows only (quick look)")
     parser.add_argument("--show", type=int, default=5, help="misses to print per check")
     args = parser.parse_args()

@@ -24,7 +24,6 @@ from benchmarks import record
 from east_tasks.core.answers import answers_match, answers_match_many
 from east_tasks.engines import grading
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 
 
 def gsm8k_pairs(data_dir: Path, n: int) -> list[tuple[str, str, bool]]:
@@ -85,7 +84,7 @@ def fresh_workers() -> None:
 def main() -> None:
     grading.install()
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--data-dir", type=Path, required=True, help="a GSM8K dir with test.jsonl (train.jsonl)")
     parser.add_argument("--gsm8k", type=int, default=5276, help="GSM8K gold answers (3 pairs each, most of them)")
     parser.add_argument("--math", type=int, default=500, help="generated MATH-style pairs")
     args = parser.parse_args()
