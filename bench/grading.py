@@ -25,7 +25,6 @@ from east_tasks.core.answers import answers_match, answers_match_many
 from east_tasks.engines import grading
 
 
-
 def gsm8k_pairs(data_dir: Path, n: int) -> list[tuple[str, str, bool]]:
     """(pred, gold, expected) from GSM8K's gold answers: as written, as an equal fraction, off by one."""
     golds = [json.loads(line)["answer"].rsplit("####", 1)[1].strip()
