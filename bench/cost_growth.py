@@ -19,7 +19,7 @@ from benchmarks import record
 
 from east_tasks.config import load_config
 from east_tasks.engines.generation import release_generator
-from east_tasks.report.results import round_costs
+from east_tasks.report.frames import round_costs
 from east_tasks.store import Store
 
 

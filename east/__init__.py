@@ -55,7 +55,7 @@ def _store(data_dir: Path, where: StoreConfig) -> Store:
 def results(experiment: str | ExperimentConfig, data_dir: Path | str | None = None) -> pd.DataFrame:
     """One row per recorded round (0 = the base model): test accuracy (greedy; with eval.n > 0, pass@1, pass@k and
     maj@k), validation accuracy, accuracy by tier, kept questions, the pool's monitor, the round's model."""
-    from east_tasks.report.results import round_results
+    from east_tasks.report.frames import round_results
 
     name, data_dir, where = _where(experiment, data_dir)
     with _store(data_dir, where) as store:

@@ -8,16 +8,10 @@ from uuid import UUID
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from east_tasks.config import ExperimentConfig
-from east_tasks.report.results import (
-    monitor_markdown,
-    monitor_rounds,
-    plot_monitor,
-    plot_rounds,
-    probes_markdown,
-    round_markdown,
-    round_results,
-    selection_summary,
-)
+from east_tasks.report.frames import monitor_rounds, round_results
+from east_tasks.report.markdown import monitor_markdown, probes_markdown, round_markdown
+from east_tasks.report.plots import plot_monitor, plot_rounds
+from east_tasks.report.statistics import selection_summary
 from east_tasks.store import open_store
 
 

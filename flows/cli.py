@@ -281,17 +281,10 @@ def report(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Per-round test accuracy, read from the store; with --sweep, the sweep's Markdown table and PNG plots."""
-    from east_tasks.report.results import (
-        best_on_validation,
-        cost_report,
-        paired_by_round,
-        paired_by_round_markdown,
-        round_results,
-        sweep_results,
-        sweep_summary,
-        to_records,
-        write_sweep_report,
-    )
+    from east_tasks.report.frames import round_results, sweep_results, to_records
+    from east_tasks.report.markdown import paired_by_round_markdown
+    from east_tasks.report.pages import cost_report, write_sweep_report
+    from east_tasks.report.statistics import best_on_validation, paired_by_round, sweep_summary
 
     if cost:
         with _open_store(data_dir) as store:
@@ -425,8 +418,8 @@ Column = tuple[str, list[str]]  # a result table's header and its cells, one per
 def _result_columns(records: list[dict]) -> tuple[list[Column], list[Column], list[Column]]:
     """The columns of an experiment's result table: the round and its results, the sampled test metrics, and the
     test accuracy by tier (the latter two tables of their own on a terminal too narrow for one)."""
-    from east_tasks.report.results import fmt
-    from east_tasks.report.results import tiers as tiers_of
+    from east_tasks.report.frames import tiers as tiers_of
+    from east_tasks.report.markdown import fmt
 
     def col(header: str, cell: Callable[[dict], str]) -> Column:
         return header, [cell(r) for r in records]

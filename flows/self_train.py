@@ -23,17 +23,10 @@ from east_tasks import steps
 from east_tasks.config import ExperimentConfig
 from east_tasks.engines.generation import SampleSpec, release_generator
 from east_tasks.paths import DEFAULT_DATA_DIR
-from east_tasks.report.results import (
-    embedded_plots,
-    plot_entropy_histogram,
-    plot_rounds,
-    probes_markdown,
-    round_results,
-    selection_markdown,
-    selection_summary,
-    to_markdown,
-    to_records,
-)
+from east_tasks.report.frames import round_results, to_records
+from east_tasks.report.markdown import embedded_plots, probes_markdown, selection_markdown, to_markdown
+from east_tasks.report.plots import plot_entropy_histogram, plot_rounds
+from east_tasks.report.statistics import selection_summary
 from east_tasks.steps import EvalKeys, ModelRef, StepResult
 from east_tasks.store import open_store
 from flows.artifacts import RoundProgress, artifact_key, entropy_plot_path, publish_round

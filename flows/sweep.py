@@ -17,7 +17,8 @@ from prefect.artifacts import create_markdown_artifact
 from east_tasks.config import StoreConfig, SweepGrid
 from east_tasks.engines.generation import release_generator
 from east_tasks.paths import DEFAULT_DATA_DIR
-from east_tasks.report.results import embedded_plots, write_sweep_report
+from east_tasks.report.markdown import embedded_plots
+from east_tasks.report.pages import write_sweep_report
 from east_tasks.store import connect, open_store, require_shared_store
 from east_tasks.sweep import grid_points, point_config, point_record
 from flows.artifacts import artifact_key

@@ -1,5 +1,5 @@
-"""Reads back Markdown artifacts from the test's Prefect server, and the PNGs `east_tasks.report.results.embedded_plots`
-puts inside them."""
+"""Reads back Markdown artifacts from the test's Prefect server, and the PNGs
+`east_tasks.report.markdown.embedded_plots` puts inside them."""
 
 import asyncio
 import base64

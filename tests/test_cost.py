@@ -6,7 +6,10 @@ import pandas as pd
 import pytest
 
 from east_tasks.cost import Cost, Meter
-from east_tasks.report.results import cost_markdown, cost_summary, plot_accuracy_vs_compute, round_costs
+from east_tasks.report.frames import round_costs
+from east_tasks.report.markdown import cost_markdown
+from east_tasks.report.plots import plot_accuracy_vs_compute
+from east_tasks.report.statistics import cost_summary
 from east_tasks.store import Store
 
 

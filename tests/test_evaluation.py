@@ -58,7 +58,7 @@ def test_reports_give_pass_and_maj_at_the_ks_each_round_recorded(tmp_path) -> No
     import json
 
     from east_tasks.config import load_config
-    from east_tasks.report.results import round_results, to_records
+    from east_tasks.report.frames import round_results, to_records
     from east_tasks.store import Store
 
     cfg = load_config("tiny-test", experiment="x", data_dir=tmp_path, eval={"ks": [1, 4]})

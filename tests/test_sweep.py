@@ -9,16 +9,8 @@ from markdown_images import embedded_pngs, prefect_artifacts
 from typer.testing import CliRunner
 
 from east_tasks.config import SweepGrid
-from east_tasks.report.results import (
-    best_on_validation,
-    paired_by_round,
-    paired_by_round_markdown,
-    paired_differences,
-    paired_markdown,
-    rounds_markdown,
-    sweep_markdown,
-    sweep_summary,
-)
+from east_tasks.report.markdown import paired_by_round_markdown, paired_markdown, rounds_markdown, sweep_markdown
+from east_tasks.report.statistics import best_on_validation, paired_by_round, paired_differences, sweep_summary
 from east_tasks.store import Store
 from east_tasks.sweep import SweepPoint, grid_points, point_config
 from flows.cli import app

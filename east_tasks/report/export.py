@@ -21,7 +21,9 @@ import pyarrow as pa
 from east_tasks.errors import EnvironmentFault, UserError
 from east_tasks.io import atomic_dir, hash_dir, is_model_file
 from east_tasks.paths import resolve_stored_path
-from east_tasks.report.results import cost_markdown, cost_summary, fmt, round_costs, round_results
+from east_tasks.report.frames import round_costs, round_results
+from east_tasks.report.markdown import cost_markdown, fmt
+from east_tasks.report.statistics import cost_summary
 from east_tasks.store import Store
 
 if TYPE_CHECKING:

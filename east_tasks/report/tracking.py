@@ -21,7 +21,7 @@ from east_tasks.config import ExperimentConfig
 from east_tasks.cost import COST_FIELDS
 from east_tasks.errors import UserError
 from east_tasks.io import fingerprint, flatten
-from east_tasks.report.results import round_costs, round_results
+from east_tasks.report.frames import round_costs, round_results
 from east_tasks.store import Store
 
 PACKAGES = {"mlflow": ("mlflow", "mlflow-skinny"), "wandb": ("wandb", "wandb"),
