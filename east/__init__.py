@@ -16,12 +16,10 @@ import pandas as pd
 
 from east_tasks.config import ExperimentConfig, StoreConfig, load_config, load_config_file
 from east_tasks.errors import EnvironmentFault, UserError
-from east_tasks.paths import DEFAULT_DATA_DIR, STORE_FILE
+from east_tasks.paths import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
     import datasets
-
-    from east_tasks.store import Store
 
 __all__ = ["EnvironmentFault", "ExperimentConfig", "UserError", "export_data", "export_model", "load_config",
            "load_config_file", "results", "run"]
@@ -44,21 +42,14 @@ def _where(experiment: str | ExperimentConfig, data_dir: Path | str | None) -> t
     return experiment, Path(data_dir or DEFAULT_DATA_DIR), StoreConfig()
 
 
-def _store(data_dir: Path, where: StoreConfig) -> Store:
-    from east_tasks.store import connect
-
-    if where.url is None and not (data_dir / STORE_FILE).exists():
-        raise UserError(f"no store at {data_dir / STORE_FILE}: run an experiment there first (east.run)")
-    return connect(where, data_dir)
-
-
 def results(experiment: str | ExperimentConfig, data_dir: Path | str | None = None) -> pd.DataFrame:
     """One row per recorded round (0 = the base model): test accuracy (greedy; with eval.n > 0, pass@1, pass@k and
     maj@k), validation accuracy, accuracy by tier, kept questions, the pool's monitor, the round's model."""
     from east_tasks.report.frames import round_results
+    from east_tasks.store import connect_existing
 
     name, data_dir, where = _where(experiment, data_dir)
-    with _store(data_dir, where) as store:
+    with connect_existing(where, data_dir) as store:
         if name not in (known := store.experiments()):
             raise UserError(f"no experiment {name!r} in {store.location}; known: {', '.join(known) or 'none'}")
         return round_results(store, name)
@@ -70,9 +61,10 @@ def export_model(experiment: str | ExperimentConfig, out_dir: Path | str, round:
     """Round `round` (default: the last; 0 = the base model) as a Hugging Face model directory with a model card
     (`east export model`); with `push_to_hub="user/name"`, uploaded there too."""
     from east_tasks.report import export
+    from east_tasks.store import connect_existing
 
     name, data_dir, where = _where(experiment, data_dir)
-    with _store(data_dir, where) as store:
+    with connect_existing(where, data_dir) as store:
         ref = export.find_round(store, name, round)
         out = export.export_model(store, data_dir, ref, Path(out_dir), overwrite)
     if push_to_hub:
@@ -86,8 +78,9 @@ def export_data(experiment: str | ExperimentConfig, out_dir: Path | str, round: 
     """Round `round`'s training rows (default: the last round's; `accumulated`: every row it trained on) as a
     `datasets` dataset and Parquet in TRL's columns (`east export data`); the dataset, read back."""
     from east_tasks.report import export
+    from east_tasks.store import connect_existing
 
     name, data_dir, where = _where(experiment, data_dir)
-    with _store(data_dir, where) as store:
+    with connect_existing(where, data_dir) as store:
         ref = export.find_round(store, name, round)
         return export.export_data(store, ref, Path(out_dir), accumulated, overwrite)

@@ -127,9 +127,10 @@ def test_cli_rejects_bad_values_before_loading_anything(tmp_path) -> None:
 def test_cli_set_reaches_any_field_and_is_validated(tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import _parse_sets, app
+    from flows.cli import app
+    from flows.cli.common import parse_sets
 
-    assert _parse_sets(["train.lr=1e-5", "data.path=/d/gsm8k", "weighting.drop_all_correct=false"]) == {
+    assert parse_sets(["train.lr=1e-5", "data.path=/d/gsm8k", "weighting.drop_all_correct=false"]) == {
         "train": {"lr": 1e-5}, "data": {"path": "/d/gsm8k"}, "weighting": {"drop_all_correct": False}}
     out = CliRunner().invoke(app, ["run", "--set", "sampling.n=0", "--data-dir", str(tmp_path)])
     assert out.exit_code == 2 and "sampling.n" in out.output

@@ -25,7 +25,7 @@ def _record(cfg, rounds: int, tmp_path) -> None:
 
 
 def test_round_checkpoint_reads_the_latest_round_and_names_what_is_missing(tmp_path) -> None:
-    with pytest.raises(ValueError, match="no store at"):
+    with pytest.raises(UserError, match="no store at"):
         round_checkpoint(tmp_path, "exp")
     cfg = load_config("tiny-test", experiment="exp", data_dir=tmp_path, weighting={"a": 1.0})
     _record(cfg, 2, tmp_path)

@@ -17,11 +17,12 @@ from rich.console import Console
 from transformers import TrainerControl, TrainerState, TrainingArguments
 from typer.testing import CliRunner
 
-import flows.cli as cli
 from east_tasks import progress
 from east_tasks.engines.generation import vllm_env
 from east_tasks.engines.training import PlainProgress
+from east_tasks.report.tables import print_results
 from east_tasks.store import Store
+from flows.cli import app
 
 
 @pytest.fixture
@@ -163,15 +164,14 @@ NUMBERS = ["0.511", "0.378", "0.467", "0.046", "0.306", "0.043", "0.500", "0.356
            "0.375", "54", "0.713", "0.058", "0.825", "0.700", "0.575", "0.450", "0.325", "0.200"]
 
 
-def _printed(monkeypatch, width: int) -> str:
+def _printed(width: int) -> str:
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=width, force_terminal=True, color_system=None))
-    cli._print_table("exp", RECORDS)
+    print_results(Console(file=out, width=width, force_terminal=True, color_system=None), "exp", RECORDS)
     return out.getvalue()
 
 
-def test_a_terminal_of_80_columns_gets_the_tiers_in_a_table_of_their_own(monkeypatch) -> None:
-    wide, narrow = _printed(monkeypatch, 200), _printed(monkeypatch, 80)
+def test_a_terminal_of_80_columns_gets_the_tiers_in_a_table_of_their_own() -> None:
+    wide, narrow = _printed(200), _printed(80)
     headers = [len(re.findall(r"^ +round ", text, re.M)) for text in (wide, narrow)]
     assert headers == [1, 3]  # one table, then three: results, sampled metrics, tiers
     for text, width in ((wide, 200), (narrow, 80)):
@@ -180,7 +180,7 @@ def test_a_terminal_of_80_columns_gets_the_tiers_in_a_table_of_their_own(monkeyp
     assert re.search(r"round +t1 +t2 +t3 +t4 +t5 +t6", narrow)
     assert re.search(r"round +test +val +kept +pass@n +balance", narrow), narrow
     assert re.search(r"round +pass@1 +±SE +maj@4 +pass@4", narrow), narrow
-    assert "### " in _printed(monkeypatch, 40)  # narrower than either: Markdown, whose numbers no width cuts
+    assert "### " in _printed(40)  # narrower than either: Markdown, whose numbers no width cuts
 
 
 def test_report_off_a_terminal_is_markdown_with_every_number(tmp_path) -> None:
@@ -201,7 +201,7 @@ def test_report_off_a_terminal_is_markdown_with_every_number(tmp_path) -> None:
                           [r["round"], eval_key, f"v{r['round']}", r["n_kept"], f"w{r['round']}"])
         store.execute("INSERT INTO round_monitor (weight_key, tier, pass_at_n, balance) VALUES ('w1', 'all', "
                       "0.7125, 0.0581)")
-    out = CliRunner().invoke(cli.app, ["report", "--data-dir", str(tmp_path)])
+    out = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
     rows = [line for line in out.output.splitlines() if line.startswith("| ")]
     assert rows[0] == ("| round | test | t1 | t2 | t3 | t4 | t5 | t6 | pass@1 | ±SE | maj@4 | pass@4 | val | kept | "
@@ -214,14 +214,14 @@ def test_report_off_a_terminal_is_markdown_with_every_number(tmp_path) -> None:
 
 
 def test_version_names_the_package_and_the_commit() -> None:
-    out = CliRunner().invoke(cli.app, ["--version"])
+    out = CliRunner().invoke(app, ["--version"])
     assert out.exit_code == 0 and re.fullmatch(r"east \d+\.\d+\.\d+\S* \(git [0-9a-f]{7,}(, with local changes)?\)\n",
                                                out.output), out.output
 
 
 def test_doctor_says_one_line_per_check_in_seconds(tmp_path) -> None:
     t0 = time.monotonic()
-    out = CliRunner().invoke(cli.app, ["doctor", "--data-dir", str(tmp_path / "data")])
+    out = CliRunner().invoke(app, ["doctor", "--data-dir", str(tmp_path / "data")])
     seconds = time.monotonic() - t0
     names = ["python", "packages", "builds", "gpus", "disk", "store", "prefect", "preload", "test tools"]
     lines = out.output.splitlines()

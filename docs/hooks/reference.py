@@ -2,7 +2,7 @@
 
 Nothing here is written by hand, so the pages cannot go stale: the configuration from the pydantic models in
 east_tasks/config.py (every field's type, default, bounds and description, the presets, the per-source and
-per-loss defaults), the command line from typer's click tree of flows/cli.py, and the store's tables and columns
+per-loss defaults), the command line from typer's click tree of flows/cli/, and the store's tables and columns
 from the SQL in east_tasks/store/schema.py (its comments become the descriptions).
 """
 
@@ -219,7 +219,7 @@ def cli_page() -> str:
 
     root = typer.main.get_command(app)
     lines = ["# Command line", "",
-             "Generated from the typer application in `flows/cli.py` when this site was built. `east COMMAND "
+             "Generated from the typer application in `flows/cli/` when this site was built. `east COMMAND "
              "--help` prints the same.", ""]
     for path, command in _commands(root, "east"):
         level = "#" * min(path.count(" ") + 2, 4)

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from east_tasks.config import ExperimentConfig, StoreConfig, write_config_file
 from east_tasks.errors import UserError
 from east_tasks.io import flatten
-from east_tasks.paths import STORE_FILE, resolve_stored_path
+from east_tasks.paths import resolve_stored_path
 from east_tasks.steps.model import ModelRef
-from east_tasks.store import claim_step, connect, open_store
+from east_tasks.store import claim_step, connect_existing, open_store
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,7 @@ class ExperimentState:
 
 def round_checkpoint(data_dir: Path | str, experiment: str, round_: int | None = None) -> ExperimentState:
     """The experiment's state after `round_` (default: its latest round); a clear error if it is unknown."""
-    where = StoreConfig()
-    store_path = Path(data_dir) / STORE_FILE
-    if where.url is None and not store_path.exists():
-        raise ValueError(f"no store at {store_path}: run the experiment first (east run / the self-train deployment)")
-    with connect(where, Path(data_dir)) as store:
+    with connect_existing(StoreConfig(), Path(data_dir)) as store:
         row = store.experiment_round(experiment, round_)
         known = store.experiments()
     if row is None:

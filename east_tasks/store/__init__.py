@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from east_tasks.config import ExperimentConfig, StoreConfig
 
 __all__ = ["KEYS", "SCHEMA_VERSION", "TABLES", "Claim", "FileClaim", "LakeStore", "SchemaError", "Store", "StoreFault",
-           "claim_step", "connect", "as_store_fault", "open_store", "require_shared_store"]
+           "claim_step", "connect", "connect_existing", "as_store_fault", "open_store", "require_shared_store"]
 
 
 def require_shared_store(url: str | None, what: str) -> None:
@@ -36,6 +36,15 @@ def connect(store: StoreConfig, data_dir: Path) -> Store:
     if store.url is None:
         return Store(data_dir / STORE_FILE, store.lock_timeout_s, store.memory_limit)
     return LakeStore(store.url, store.data_path or str(data_dir / "lake"), store.lock_timeout_s)
+
+
+def connect_existing(store: StoreConfig, data_dir: Path) -> Store:
+    """The store the runs wrote, to read: `connect`, but a DuckDB file not there yet is the user's error (connecting
+    would create an empty store, and every question put to it would find nothing)."""
+    if store.url is None and not (data_dir / STORE_FILE).exists():
+        raise UserError(f"no store at {data_dir / STORE_FILE}: run an experiment there first (`east run`, east.run "
+                        "or the self-train deployment)")
+    return connect(store, data_dir)
 
 
 def open_store(cfg: ExperimentConfig) -> Store:
