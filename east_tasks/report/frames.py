@@ -115,6 +115,8 @@ def pool_entropy_by_round(store: Store, df: pd.DataFrame) -> pd.DataFrame:
 def sweep_results(store: Store, sweep: str) -> tuple[pd.DataFrame, list[str]]:
     """Every round of the sweep's finished experiments (with per-tier columns), and the unfinished ones' names."""
     df = _with_tiers(store.sweep_table(sweep))
+    df["band"] = [json.dumps(json.loads(b)).replace(" ", "") if isinstance(b, str) else ""
+                  for b in df.keep_pass_rate]
     if df.empty:
         raise ValueError(f"no results for sweep {sweep!r}")
     finished = set(final_round(df).experiment)

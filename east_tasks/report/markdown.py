@@ -259,3 +259,20 @@ def cost_markdown(summary: pd.DataFrame, title: str) -> str:
     if not summary.costed.all():
         lines.append("* some steps of this run have no recorded cost (computed before costs were recorded).")
     return "\n".join(lines)
+
+
+def chosen_line(chosen: dict | None) -> str:
+    """What `east report --sweep NAME --choose validation` prints."""
+    if chosen is None:
+        return "nothing to choose from: the sweep has no validation accuracy (data.validation_size = 0)"
+    line = (f"chosen on validation: {chosen['setting']} (validation {chosen['validation']:.3f}, "
+            f"{chosen['seeds']} seeds): test {chosen['test']:.3f}")
+    if "reference" not in chosen:
+        return line + " (it is vanilla)"
+
+    def diff(m: str) -> str:
+        mean, hw = chosen[f"paired_{m}"], chosen[f"paired_{m}_hw"]
+        return "-" if mean is None else f"{mean:+.2f}" + ("" if hw is None else f" ± {hw:.2f}")
+
+    return (line + f"; paired to {chosen['reference']} over {chosen['paired_test_seeds']} seeds: test {diff('test')}"
+            f" points, validation {diff('val')} points (95 % t interval)")

@@ -6,14 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-SETTING = ["loss", "strategy", "mapping", "a"]  # the config fields a sweep varies; seeds repeat a setting
+SETTING = ["loss", "strategy", "mapping", "a", "band"]  # the config fields a sweep varies; seeds repeat a setting
 METRICS = ["greedy_acc", "pass1", "maj_acc", "pass_acc"]
 
 
 def setting_name(r) -> str:
     """A sweep setting as tables and legends name it, e.g. "SFT entropy power a=1"."""
     weighting = "vanilla" if r.a == 0 else f"{r.strategy} {r.mapping} a={r.a:g}"
-    return f"{r.loss.upper()} {weighting}"
+    band = getattr(r, "band", "")
+    return f"{r.loss.upper()} {weighting}" + (f" band {band}" if band else "")
+
+
+def is_vanilla(df: pd.DataFrame) -> pd.Series:
+    """Plain self-training: uniform weights (a = 0) and every pass rate kept (no band)."""
+    return (df.a == 0) & (df.band == "")
 
 
 def final_round(df: pd.DataFrame) -> pd.DataFrame:
@@ -41,7 +47,7 @@ def best_on_validation(summary: pd.DataFrame) -> dict | None:
     choice of `a` (and mapping) is made, never on test. None when there is no validation split or no such point."""
     if "val_greedy_acc_mean" not in summary:
         return None
-    weighted = summary[(summary.a != 0) & summary.val_greedy_acc_mean.notna()]
+    weighted = summary[~is_vanilla(summary) & summary.val_greedy_acc_mean.notna()]
     if weighted.empty:
         return None
     best = weighted.loc[weighted.val_greedy_acc_mean.idxmax()]
@@ -52,16 +58,18 @@ def best_on_validation(summary: pd.DataFrame) -> dict | None:
 def paired_differences(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Final-round greedy accuracy of each setting minus its reference, seed by seed, on test and validation.
 
-    The reference is vanilla of the same loss for a weighted setting, and SFT vanilla for DPO / KTO vanilla.
+    The reference is vanilla of the same loss for a weighted or banded setting, and SFT vanilla for DPO / KTO
+    vanilla.
     Pairing by seed compares runs that share the first round's pool samples, selection and data order, so
     their noise largely cancels; the interval is Student's t over the per-seed differences."""
-    final = final_round(df).assign(weighted=lambda d: d.a != 0)
+    final = final_round(df).assign(weighted=lambda d: ~is_vanilla(d))
     vanilla = final[~final.weighted].set_index(["loss", "seed"])
     rows = []
     for keys, group in final.groupby(SETTING):
         setting = dict(zip(SETTING, keys, strict=True))
-        ref_loss = setting["loss"] if setting["a"] != 0 else "sft"
-        if setting["a"] == 0 and ref_loss == setting["loss"]:
+        treated = setting["a"] != 0 or setting["band"] != ""
+        ref_loss = setting["loss"] if treated else "sft"
+        if not treated and ref_loss == setting["loss"]:
             continue
         row = {**setting, "reference": f"{ref_loss.upper()} vanilla"}
         for metric, name in (("greedy_acc", "test"), ("val_greedy_acc", "val")):
@@ -136,4 +144,25 @@ def cost_summary(costs: pd.DataFrame, settings: pd.DataFrame | None = None) -> p
     hours = np.where(out.gpu_h > 0, out.gpu_h, out.cpu_h)
     out["points_per_hour"] = np.where(hours > 0, out.gain_points / np.where(hours > 0, hours, 1), np.nan)
     out["per"] = np.where(out.gpu_h > 0, "GPU-hour", "CPU-hour")
+    return out
+
+
+def choose_on_validation(summary: pd.DataFrame, diffs: pd.DataFrame) -> dict | None:
+    """The setting with the highest mean final-round validation accuracy, vanilla included (a rule must beat doing
+    nothing), with its test accuracy and its paired differences to vanilla: test is reported, never used."""
+    if "val_greedy_acc_mean" not in summary or summary.val_greedy_acc_mean.isna().all():
+        return None
+    best = summary.loc[summary.val_greedy_acc_mean.idxmax()]
+    setting = {k: (float(best[k]) if k == "a" else best[k]) for k in SETTING}
+    out = setting | {"setting": setting_name(best), "validation": float(best.val_greedy_acc_mean),
+                     "test": float(best.greedy_acc_mean), "seeds": int(best.seeds)}
+    match = diffs
+    for k in SETTING:
+        match = match[match[k] == setting[k]]
+    if len(match):
+        d = match.iloc[0]
+        out |= {"reference": d.reference, **{f"paired_{m}{x}": (None if pd.isna(d[f"{m}_{y}"]) else
+                                                                float(d[f"{m}_{y}"]) * (100 if y != "seeds" else 1))
+                                             for m in ("test", "val") for x, y in (("", "diff"), ("_hw", "ci"),
+                                                                                  ("_seeds", "seeds"))}}
     return out

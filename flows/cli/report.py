@@ -8,12 +8,15 @@ from typing import Annotated
 import typer
 
 from east_tasks.paths import DEFAULT_DATA_DIR
-from flows.cli.common import DataDir, console, open_store
+from flows.cli.common import DataDir, console, fail, open_store
 
 
 def report(
     experiment: Annotated[str | None, typer.Option(help="default: every experiment in the store")] = None,
     sweep: Annotated[str | None, typer.Option(help="a sweep's table and plots instead (written beside the store)")]
+    = None,
+    choose: Annotated[str | None, typer.Option(help="with --sweep: 'validation' prints the setting validation "
+                                               "picks, its test accuracy and its paired difference to vanilla")]
     = None,
     versus: Annotated[str | None, typer.Option(help="with --sweep: another sweep to subtract, round by round, "
                                                "paired by setting and seed")] = None,
@@ -24,9 +27,15 @@ def report(
 ) -> None:
     """Per-round test accuracy, read from the store; with --sweep, the sweep's Markdown table and PNG plots."""
     from east_tasks.report.frames import round_results, sweep_results, to_records
-    from east_tasks.report.markdown import paired_by_round_markdown
+    from east_tasks.report.markdown import chosen_line, paired_by_round_markdown
     from east_tasks.report.pages import cost_report, write_sweep_report
-    from east_tasks.report.statistics import best_on_validation, paired_by_round, sweep_summary
+    from east_tasks.report.statistics import (
+        best_on_validation,
+        choose_on_validation,
+        paired_by_round,
+        paired_differences,
+        sweep_summary,
+    )
     from east_tasks.report.tables import print_results
 
     if cost:
@@ -47,6 +56,13 @@ def report(
             if versus:
                 diffs = paired_by_round(sweep_results(store, sweep)[0], sweep_results(store, versus)[0])
                 print(diffs.to_json(orient="records") if as_json else paired_by_round_markdown(diffs, sweep, versus))
+                return
+            if choose:
+                if choose != "validation":
+                    fail(f"--choose {choose!r}: only 'validation' (test is reported, never chosen on)", 2)
+                results = sweep_results(store, sweep)[0]
+                chosen = choose_on_validation(sweep_summary(results), paired_differences(results))
+                print(json.dumps(chosen, indent=2, default=str) if as_json else chosen_line(chosen))
                 return
             if as_json:
                 summary = sweep_summary(sweep_results(store, sweep)[0])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from pydantic import ValidationError
 
-from east_tasks.config import PRESETS
+from east_tasks.config import PRESETS, Loss
+from east_tasks.core.weighting import MAPPINGS, MEASURES
 from east_tasks.engines.reaper import ensure_reaper
 from east_tasks.errors import USER_ERROR_EXIT, UserError, one_line
 from east_tasks.paths import DEFAULT_DATA_DIR
@@ -29,9 +30,11 @@ def sweep(
                                                 "name, preset, rounds, grid and the config fields of every point; "
                                                 "the other options override it")] = None,
     a: Annotated[str | None, typer.Option(help="comma-separated sharpness values; 0 = vanilla")] = None,
-    mappings: Annotated[str | None, typer.Option(help="comma-separated: power, exp")] = None,
-    losses: Annotated[str | None, typer.Option(help="comma-separated: sft, dpo, kto")] = None,
-    strategies: Annotated[str | None, typer.Option(help="comma-separated: entropy, local, accuracy, rejected")] = None,
+    mappings: Annotated[str | None, typer.Option(help=f"comma-separated: {', '.join(MAPPINGS)}")] = None,
+    losses: Annotated[str | None, typer.Option(help=f"comma-separated: {', '.join(get_args(Loss))}")] = None,
+    strategies: Annotated[str | None, typer.Option(help=f"comma-separated: {', '.join(MEASURES)}")] = None,
+    bands: Annotated[str | None, typer.Option(help="comma-separated pass-rate bands lo-hi (weighting.keep_pass_rate), "
+                                              "'none' for every rate: none,0.2-0.8")] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds")] = None,
     data_dir: DataDirOrSet = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any config field, as for `east run`")] = None,
@@ -54,6 +57,8 @@ def sweep(
     try:
         given = {"a_values": a and [float(v) for v in _words(a)], "mappings": mappings and _words(mappings),
                  "losses": losses and _words(losses), "strategies": strategies and _words(strategies),
+                 "bands": bands and [None if b == "none" else tuple(map(float, b.split("-", 1)))
+                                     for b in _words(bands)],
                  "seeds": seeds and [int(v) for v in _words(seeds)]}
         spec = load_sweep_file(config, name=name, preset=preset, rounds=rounds, base=overrides,
                                grid={k: v for k, v in given.items() if v is not None})
