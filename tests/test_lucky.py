@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from east_tasks.data.arith import steps_valid
+from east_tasks.report.frames import round_results, to_records
 from east_tasks.store import Store
 
 
@@ -21,6 +22,7 @@ def test_lucky_share_of_a_real_round(finished_run) -> None:
                            "FROM problems WHERE split = 'pool') p USING (problem_id) WHERE t.weight_key = ? AND "
                            "t.label", [weight_key])
         shares = store.lucky_shares([weight_key]).set_index("tier")
+        records = to_records(round_results(store, cfg.experiment))
     assert gens.steps_valid.notna().all()  # the embedded task: every sample checked
     assert list(gens.steps_valid) == [steps_valid(q, t) for q, t in zip(gens.question, gens.text, strict=True)]
     assert (gens.steps_valid & ~gens.correct).sum() == 0  # the question's steps, right, end at the gold answer
@@ -30,3 +32,7 @@ def test_lucky_share_of_a_real_round(finished_run) -> None:
     assert abs(shares.loc["all", "lucky_share"] - lucky.mean()) < 1e-12
     for tier, group in lucky.groupby(rows.tier):
         assert shares.loc[str(tier), "lucky"] == group.sum()
+    # east report (and --json) carries it per round; round 0 trains on nothing
+    first = next(r for r in records if r["round"] == 1)
+    assert first["lucky_share"] == shares.loc["all", "lucky_share"] and records[0]["lucky_share"] is None
+    assert set(first["lucky_by_tier"]) == {str(t) for t in rows.tier.unique()}

@@ -49,14 +49,30 @@ def _with_sampled(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def round_results(store: Store, experiment: str) -> pd.DataFrame:
-    return _with_sampled(_with_tiers(store.round_table(experiment)))
+    df = _with_sampled(_with_tiers(store.round_table(experiment)))
+    return _with_lucky(store, df)
+
+
+def _with_lucky(store: Store, df: pd.DataFrame) -> pd.DataFrame:
+    """`lucky_share` (the share of the round's training rows right by luck: the answer right, the steps not) and
+    `lucky_by_tier`; None where no row's steps were checked (real data)."""
+    keys = [k for k in df.weight_key.dropna().unique()]
+    lucky = store.lucky_shares(keys) if keys else pd.DataFrame(columns=["weight_key", "tier", "lucky_share"])
+    overall = lucky[lucky.tier == "all"].set_index("weight_key").lucky_share
+    by_tier = {k: dict(zip(g.tier, g.lucky_share, strict=True)) for k, g in lucky[lucky.tier != "all"].groupby(
+        "weight_key")}
+    df["lucky_share"] = [overall.get(k) for k in df.weight_key]
+    df["lucky_by_tier"] = [by_tier.get(k) for k in df.weight_key]
+    return df
 
 
 def to_records(df: pd.DataFrame) -> list[dict]:
     """One dict per round. `k` is the samples per test question (eval.n); maj_acc and pass_acc are maj@n and
-    pass@n; pass1 ± pass1_se is sampled pass@1, pass_at_k and maj_at_k {k: value} at eval.ks."""
+    pass@n; pass1 ± pass1_se is sampled pass@1, pass_at_k and maj_at_k {k: value} at eval.ks; lucky_share the share
+    of the round's training rows right by luck (lucky_by_tier {tier: share})."""
     cols = ["round", "greedy_acc", "maj_acc", "pass_acc", "val_greedy_acc", "k", "n_questions", "n_kept", "by_tier",
-            "model_hash", "pool_pass_at_n", "pool_balance", "label_accuracy", "pass1", "pass1_se", *SAMPLED_AT_K]
+            "model_hash", "pool_pass_at_n", "pool_balance", "label_accuracy", "pass1", "pass1_se", *SAMPLED_AT_K,
+            "lucky_share", "lucky_by_tier"]
     records = df[cols].astype(object).to_dict("records")
     return [{c: None if not isinstance(v, dict) and pd.isna(v) else v for c, v in r.items()} for r in records]
 

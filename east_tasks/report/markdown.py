@@ -80,6 +80,11 @@ def round_markdown(df: pd.DataFrame, experiment: str, round_: int, selection: di
             lines += [f"| {name}@{k} | {fmt(v)} | {fmt(before.get(col, {}).get(k))} |" for k, v in now[col].items()
                       if (name, k) != ("pass", 1)]
     lines.append(f"| kept questions | {cell(now, 'n_kept')} | {cell(before, 'n_kept')} |")
+    if now.get("lucky_share") is not None:  # the embedded task: training rows right by luck (steps not valid)
+        lines.append(f"| lucky share of training rows | {cell(now, 'lucky_share')} | {cell(before, 'lucky_share')} |")
+        by_tier = now.get("lucky_by_tier") or {}
+        lines += [f"| lucky share, tier {t} | {v:.3f} | |" for t, v in sorted(by_tier.items(), key=lambda tv:
+                                                                               (len(tv[0]), tv[0]))]
     lines += ["", "| training questions | |", "|---|---|"]
     lines += [f"| {name} | {v:.3f} |" if isinstance(v, float) else f"| {name} | {v} |" for name, v in selection.items()]
     return "\n".join([*lines, "", embedded_plots(plots)])

@@ -26,7 +26,8 @@ def result_columns(records: list[dict]) -> tuple[list[Column], list[Column], lis
     n = max((r["k"] or 0 for r in records), default=0)  # samples per test question; 0: greedy only
     sampled = ([("pass@1", "pass1"), ("±SE", "pass1_se"), (f"maj@{n}", "maj_acc"), (f"pass@{n}", "pass_acc")]
                if any(r["pass_acc"] is not None for r in records) else [])
-    names = {"pool_pass_at_n": "pass@n", "pool_balance": "balance", "label_accuracy": "labels"}
+    names = {"pool_pass_at_n": "pass@n", "pool_balance": "balance", "label_accuracy": "labels",
+             "lucky_share": "lucky"}
     pool = [m for m in names if any(r.get(m) is not None for r in records)]
     main = [col("round", lambda r: "backbone" if r["round"] == 0 else str(r["round"])),
             col("test", lambda r: f"{r['greedy_acc']:.3f}"),
@@ -61,11 +62,12 @@ def print_results(console: Console, name: str, records: list[dict]) -> None:
     title = (f"{name}: greedy test accuracy, overall{' and by tier (t1 easiest)' if by_tier else ''}; "
              + (f"from {n} samples per test question: pass@1 ± SE, maj@{n}, pass@{n}; " if n else "")
              + "validation greedy; questions kept for training; the round's pool: pass@n, B-STaR balance score, "
-             "pseudo-label accuracy (label-free)")
+             "pseudo-label accuracy (label-free); lucky: share of the training rows right by luck (embedded task)")
     columns = [main[0], main[1], *by_tier, *sampled, *main[2:]]  # tiers and samples beside the greedy accuracy
     layouts = [[rich_table(title, columns)],
                [rich_table(f"{name}: greedy test accuracy; validation greedy; questions kept for training; the "
-                           "round's pool: pass@n, B-STaR balance score, pseudo-label accuracy (label-free)", main),
+                           "round's pool: pass@n, B-STaR balance score, pseudo-label accuracy (label-free); lucky: "
+                           "share of the training rows right by luck", main),
                 *([rich_table(f"{name}: from {n} samples per test question: pass@1 ± SE, maj@{n}, pass@{n}",
                               [main[0], *sampled])] if sampled else []),
                 *([rich_table(f"{name}: greedy test accuracy by tier (t1 easiest)", [main[0], *by_tier])]
