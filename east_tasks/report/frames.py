@@ -49,6 +49,8 @@ def _with_sampled(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def round_results(store: Store, experiment: str) -> pd.DataFrame:
+    """An experiment's rounds, one row each, as every report reads them: `by_tier` as dicts, pass@k and maj@k at
+    the k each round's own configuration reports, the share of its training rows right by luck."""
     df = _with_sampled(_with_tiers(store.round_table(experiment)))
     return _with_lucky(store, df)
 
