@@ -1,4 +1,5 @@
-"""Typed experiment configuration: the single source of defaults, validated before any model loads."""
+"""The experiment's configuration as typed sections: every field's default, bounds and description (the reference
+page is generated from them), validated before any model loads."""
 
 from __future__ import annotations
 
@@ -7,129 +8,19 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from east_tasks.core.registry import IMPORT_PATH
-from east_tasks.core.styles import BUILTIN_ANSWER_STYLES, allowed_answer_styles, registered_answer_styles
+from east_tasks.config.base import Section
+from east_tasks.config.data import DataConfig
 from east_tasks.core.weighting import MAPPINGS, MEASURES
-from east_tasks.errors import UserError, one_line
-from east_tasks.io import atomic_write, mask_url
-from east_tasks.paths import BACKBONE_DIR, CHECKPOINTS, DEFAULT_DATA_DIR, STORE_FILE, experiment_config_path
+from east_tasks.io import mask_url
+from east_tasks.paths import BACKBONE_DIR, CHECKPOINTS, DEFAULT_DATA_DIR, STORE_FILE
 
 Loss = Literal["sft", "dpo", "kto"]
 Tracker = Literal["mlflow", "wandb", "tensorboard"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ColumnMap(_Strict):
-    """Which dataset columns hold what. The gold answer is `answer` where that column exists and the row's
-    value is non-empty, else the final answer of `solution` (gsm8k style: its `#### N`; math: its last
-    \\boxed{}). Unset names take the source's defaults (`SOURCE_DEFAULTS`)."""
-
-    question: str | None = Field(None, description="column holding the question text")
-    answer: str | None = Field(None, description="column holding the gold final answer (optional when `solution` "
-                               "has one)")
-    solution: str | None = Field(None, description="column holding a reference solution whose final answer is the "
-                                 "gold one where `answer` is empty or missing")
-    tier: str | None = Field(None, description="optional difficulty column (e.g. MATH's `level`), for per-tier metrics")
-
-
-# Per-source defaults, applied by DataConfig's validator (and so recorded with each run).
-SOURCE_DEFAULTS: dict[str, dict] = {
-    "arith": {"answer_style": "gsm8k", "prompt": "zeroshot"},  # the backbone was trained on "Q: {q}\nA:"
-    # The release's `answer` field is a solution ending in `#### N`.
-    "gsm8k": {"answer_style": "gsm8k", "hub_config": "main", "columns": {"question": "question", "solution": "answer"}},
-    "math": {"answer_style": "math", "columns": {"question": "problem", "answer": "answer", "solution": "solution",
-                                                 "tier": "level"}},
-    "table": {"columns": {"question": "question", "answer": "answer"}},
-}
-
-
-class DataConfig(_Strict):
-    """Where questions come from: `arith` is the embedded task; `gsm8k`, `math` and `table` (any JSONL / Parquet /
-    CSV with a column mapping) read a hub dataset name or a local dir with `<split>.jsonl|.json|.parquet|.csv`."""
-
-    source: Literal["arith", "gsm8k", "math", "table"] = Field(
-        "arith", description="arith: the embedded task; gsm8k / math: those releases; table: any file, mapped by "
-        "`columns`")
-    path: str | None = Field(None, description="hub name (openai/gsm8k) or a dir with <split>.jsonl|.parquet|.csv")
-    hub_config: str | None = Field(None, description="the hub dataset's config name for `path` (gsm8k: main)")
-    pool_split: str = Field("train", description="split of `path` the unlabelled questions come from")
-    test_split: str = Field("test", description="split of `path` (or `test_path`) the held-out test questions "
-                            "come from")
-    test_path: str | None = Field(None, description="take the test split from this dataset instead (e.g. MATH-500)")
-    columns: ColumnMap | None = Field(None, description="which columns hold the question, answer, solution and "
-                                      "tier; unset names take the source's defaults")
-    answer_style: str | None = Field(None, description="how answers are extracted and compared: gsm8k, math, mcq, "
-                                     "a 'module:function' or 'module:object' import path, or an entry point of "
-                                     "group east.answer_styles (docs/answer-styles.md)")
-    prompt: Literal["auto", "chat", "fewshot", "zeroshot"] = Field(
-        "auto", description="zeroshot: 'Q: {q}\\nA:'; fewshot: four worked examples in that format first; chat: "
-        "the tokenizer's chat template; auto: chat where the tokenizer has a template, else fewshot")
-    stop: tuple[str, ...] | None = Field(None, description="stop strings (default: '\\nQ:' for plain prompts)")
-    # arith: every split is disjoint from the backbone's labelled set by construction (east_tasks.data.arith).
-    pool_size: int = Field(2000, ge=1, description="unlabelled self-training questions (only answers used)")
-    validation_size: int = Field(0, ge=0, description="held-out questions every choice (lr, a, epochs) is made "
-                                 "on; greedy only. Real data: taken from the pool split, after the pool")
-    test_size: int = Field(600, ge=1, description="held-out test questions (real data: the first rows of the "
-                           "test split)")
-    seed: int = Field(0, description="arith: the seed its questions are generated with (real data takes the "
-                      "first rows of each split)")
-    pool_tiers: tuple[int, ...] | None = Field(None, description="arith: the tiers the pool's questions cycle "
-                                               "through, repeated to skew it (1,1,2,2,3 is 40 % tier 1); null: "
-                                               "every tier evenly")
-    pool_answers: tuple[int, int] | None = Field(None, description="arith: only pool questions whose answer lies in "
-                                                 "[lo, hi] (a small range makes answers guessable, so wrong "
-                                                 "steps often land on the right number); null: any answer")
-    on_invalid: Literal["error", "skip"] = Field("error", description="data with malformed lines, empty "
-                                                 "questions or answers, conflicting duplicates, test questions "
-                                                 "in the pool or prompts too long for backend.max_model_len: "
-                                                 "refuse it (listing them), or drop those rows")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _source_defaults(cls, data: object) -> object:
-        if not isinstance(data, dict):
-            return data
-        defaults = SOURCE_DEFAULTS.get(data.get("source", "arith"), {})
-        out = {**{k: v for k, v in defaults.items() if k != "columns"}, **{k: v for k, v in data.items()
-                                                                           if v is not None}}
-        if "columns" in defaults:
-            given = data.get("columns") or {}
-            given = given.model_dump(exclude_none=True) if isinstance(given, ColumnMap) else given
-            out["columns"] = {**defaults["columns"], **given}
-        return out
-
-    @model_validator(mode="after")
-    def _check(self) -> DataConfig:
-        if self.source != "arith" and not self.path:
-            raise ValueError(f"data.path is required for source {self.source!r} (hub name or local dir)")
-        if self.source != "arith" and (self.pool_tiers is not None or self.pool_answers is not None):
-            raise ValueError("data.pool_tiers and data.pool_answers shape the embedded task's pool (source arith); "
-                             f"not source {self.source!r}")
-        if self.pool_tiers is not None and not set(self.pool_tiers) <= set(range(1, 7)):
-            raise ValueError(f"data.pool_tiers: tiers are 1 to 6, not {list(self.pool_tiers)}")
-        if self.pool_answers is not None and self.pool_answers[0] > self.pool_answers[1]:
-            raise ValueError(f"data.pool_answers must be [lo, hi] with lo <= hi, not {list(self.pool_answers)}")
-        if self.answer_style is None:
-            raise ValueError(f"data.answer_style is required for source {self.source!r}: "
-                             f"{', '.join(BUILTIN_ANSWER_STYLES)} or a 'module:function' import path")
-        return self
-
-    @field_validator("answer_style")
-    @classmethod
-    def _answer_style_form(cls, style: str | None) -> str | None:
-        """The form only: importing the user's code is preflight's (`east_tasks.core.styles.load_style`)."""
-        if style is None or style in BUILTIN_ANSWER_STYLES or IMPORT_PATH.fullmatch(style) \
-                or style in registered_answer_styles():
-            return style
-        raise ValueError(f"unknown style {style!r}; {allowed_answer_styles()}")
-
-
-class SamplingConfig(_Strict):
+class SamplingConfig(Section):
     """How each round samples the unlabelled pool: n responses per question."""
 
     n: int = Field(8, ge=1, le=256, description="responses per question")
@@ -145,7 +36,7 @@ class SamplingConfig(_Strict):
                         "merged by key (a DuckLake store; east_tasks.engines.replicas)")
 
 
-class WeightingConfig(_Strict):
+class WeightingConfig(Section):
     """Which questions and responses a round trains on, and each one's weight (east_tasks.core.weighting)."""
 
     strategy: str = Field("entropy", description="what the weight measures: " + MEASURES.describe() + "; or a "
@@ -209,7 +100,7 @@ class WeightingConfig(_Strict):
 DEFAULT_LR: dict[str, float] = {"sft": 3e-4, "dpo": 1e-6, "kto": 1e-6}
 
 
-class LoraConfig(_Strict):
+class LoraConfig(Section):
     """Low-rank adapters (peft) instead of full fine-tuning, for models too big to fine-tune whole. The
     adapters are merged into the weights before the checkpoint is saved, so vLLM serves it like any other."""
 
@@ -220,7 +111,7 @@ class LoraConfig(_Strict):
                                              "down_proj"), description="the linear layers that get adapters")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Section):
     """The round's weighted fine-tune (east_tasks.engines.training, east_tasks.core.losses)."""
 
     loss: Loss = Field("sft", description="sft (weighted cross-entropy), or the preference losses dpo, kto "
@@ -276,7 +167,7 @@ def default_ks(n: int) -> tuple[int, ...]:
     return tuple(sorted(powers | {n})) if n else ()
 
 
-class EvalConfig(_Strict):
+class EvalConfig(Section):
     """Test evaluation: greedy accuracy, and from n samples per question sampled pass@1 (± its standard error),
     pass@k (the unbiased estimator of Chen et al. 2021) and maj@k, as verl, lighteval and prime-rl report them."""
 
@@ -319,7 +210,7 @@ class EvalConfig(_Strict):
         return self
 
 
-class BackendConfig(_Strict):
+class BackendConfig(Section):
     """The generation engine (vLLM or transformers) and its resources."""
 
     backend: Literal["vllm", "hf"] = Field("vllm", description="generation engine: vLLM, or transformers' "
@@ -351,7 +242,7 @@ class BackendConfig(_Strict):
                                     "only transformers' built-in architectures load)")
 
 
-class BalanceConfig(_Strict):
+class BalanceConfig(Section):
     """B-STaR's exploration / exploitation monitor (arXiv 2412.17256), reported every round, and its
     auto-balancing of the sampling temperature (and, optionally, the sample count), off by default."""
 
@@ -374,7 +265,7 @@ class BalanceConfig(_Strict):
         return self
 
 
-class StoreConfig(_Strict):
+class StoreConfig(Section):
     """Where results live: one DuckDB file in data_dir (the default: one writer process at a time), or a DuckLake
     that many workers on many machines write at once (east_tasks.store.LakeStore)."""
 
@@ -407,7 +298,7 @@ class StoreConfig(_Strict):
         return url
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(Section):
     """Experiment trackers, off by default: each round's training curve through transformers' `report_to`, and
     the round's metrics (accuracy by tier, kept questions, entropy, cost) on one run per experiment."""
 
@@ -417,7 +308,7 @@ class TrackingConfig(_Strict):
     tensorboard_dir: Path | None = Field(None, description="event files; default: <data_dir>/tensorboard")
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Section):
     """One experiment: a preset's values with any overrides, recorded in the store under its name."""
 
     # The outermost model's setting rules a validation error's text: a store URL with a password is never echoed.
@@ -463,7 +354,7 @@ class ExperimentConfig(_Strict):
         return self.data_dir / CHECKPOINTS
 
 
-class SweepGrid(_Strict):
+class SweepGrid(Section):
     """A grid of EAST settings, run as one experiment per point; `a = 0` is vanilla whatever the rest says."""
 
     a_values: list[float] = Field([0.0, 0.5, 1.0, 2.0], min_length=1, description="weighting.a values")
@@ -489,205 +380,3 @@ class SweepGrid(_Strict):
     def _bands(cls, bands: list[tuple[float, float] | None]) -> list[tuple[float, float] | None]:
         return [WeightingConfig._band(b) for b in bands]
 
-
-PRESETS: dict[str, dict] = {
-    # The embedded default: tiny backbone, easy-to-hard arithmetic task, 3 rounds on a laptop CPU. The test split
-    # is large and graded greedily only (n = 0), so sweeps can resolve small paired differences cheaply.
-    "tiny": {
-        "rounds": 3,
-        "data": {"pool_size": 1000, "validation_size": 500, "test_size": 1500},
-        # lr: DEFAULT_LR for the loss. Accumulating the rounds' data (docs/results/testbed.md, 5 seeds, vanilla):
-        # test 0.586 after 3 rounds against 0.576 training on each round's data alone; validation cannot tell them
-        # apart (-0.3 +- 1.9 points).
-        "train": {"accumulate": True},
-        "eval": {"n": 0},
-    },
-    # Regimes of the embedded task for the rules study (docs/results/rules.md), each the demo's with another pool.
-    # Skewed: two thirds of the pool from tiers 1-2, as a real pool is mostly easy for a tuned model.
-    "tiny-skewed": {
-        "rounds": 3,
-        "data": {"pool_size": 1000, "validation_size": 500, "test_size": 1500,
-                 "pool_tiers": (1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 5, 6)},
-        "train": {"accumulate": True},
-        "eval": {"n": 0},
-    },
-    # Guessable: pool answers from 0 to 9, so a wrong chain of steps often lands on the right number.
-    "tiny-guessable": {
-        "rounds": 3,
-        "data": {"pool_size": 1000, "validation_size": 500, "test_size": 1500, "pool_answers": (0, 9)},
-        "train": {"accumulate": True},
-        "eval": {"n": 0},
-    },
-    # Smaller than the demo, for the integration test.
-    "tiny-test": {
-        "rounds": 2,
-        "data": {"pool_size": 160, "validation_size": 40, "test_size": 90},
-        "sampling": {"n": 8, "chunk_size": 64},
-        "train": {"accumulate": True},
-        "eval": {"n": 4},
-    },
-    # GPU presets (documented and config-tested; not run on the CPU machines). Data and models are hub names;
-    # point them at local copies with --set data.path=/dir --set base_model=/dir. Prompts use each model's chat
-    # template; max_tokens is per dataset (MATH solutions run longer than GSM8K's).
-    "gsm8k-1b": {
-        "rounds": 3,
-        "base_model": "meta-llama/Llama-3.2-1B-Instruct",
-        "data": {"source": "gsm8k", "path": "openai/gsm8k", "pool_size": 7473, "test_size": 1319},
-        "sampling": {"n": 16, "temperature": 0.8, "max_tokens": 512, "chunk_size": 512},
-        "train": {"lr": 2e-6, "epochs": 3, "batch_size": 16, "bf16": True},
-        "eval": {"n": 8, "max_tokens": 512},
-        "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
-                    "max_model_len": 2048},
-    },
-    # MATH train (7,500) as the pool, MATH-500 as the test set.
-    "math-1.5b": {
-        "rounds": 3,
-        "base_model": "Qwen/Qwen2.5-Math-1.5B-Instruct",
-        "data": {"source": "math", "path": "DigitalLearningGmbH/MATH-lighteval", "pool_size": 7500,
-                 "test_path": "HuggingFaceH4/MATH-500", "test_size": 500},
-        "sampling": {"n": 16, "temperature": 0.8, "max_tokens": 1024, "chunk_size": 512},
-        "train": {"lr": 2e-6, "epochs": 3, "batch_size": 16, "bf16": True},
-        "eval": {"n": 8, "max_tokens": 1024},
-        "backend": {"dtype": "bfloat16", "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,
-                    "max_model_len": 4096},
-    },
-}
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-# An 8B model on GSM8K with LoRA adapters (merged into each round's checkpoint); raise
-# backend.tensor_parallel_size to spread vLLM over more GPUs.
-PRESETS["gsm8k-8b-lora"] = _merge(PRESETS["gsm8k-1b"], {
-    "base_model": "meta-llama/Llama-3.1-8B-Instruct",
-    "train": {"lr": 1e-4, "lora": {"r": 16, "alpha": 32}},
-})
-
-
-def load_config(preset: str = "tiny", **overrides) -> ExperimentConfig:
-    """Preset, then nested overrides (e.g. weighting={'a': 1.0}); raises a readable ValidationError."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if isinstance(overrides.get("eval"), dict) and "n" not in overrides["eval"]:  # eval.k: eval.n's old name
-        overrides["eval"] = {("n" if key == "k" else key): v for key, v in overrides["eval"].items()}
-    merged = _merge(PRESETS[preset], overrides)
-    merged.setdefault("preset", preset)
-    merged.setdefault("experiment", preset)
-    return ExperimentConfig.model_validate(merged)
-
-
-def checked_config(preset: str = "tiny", **overrides) -> ExperimentConfig:
-    """`load_config` for what a person typed (the CLI's options, a deployment's form): bad input is one line, the
-    same from both, naming each field and what it allows (a UserError: exit 2)."""
-    try:
-        return load_config(preset, **overrides)
-    except ValidationError as err:
-        raise UserError(f"invalid configuration: {one_line(err)}") from None
-    except ValueError as err:
-        raise UserError(f"invalid configuration: {err}") from None
-
-
-# --- Config files: an experiment (or a sweep) versioned as YAML, as TRL / axolotl / torchtune users keep theirs ---
-
-
-def read_yaml(path: Path | str) -> dict:
-    """The field: value pairs of a YAML file; a missing file or bad YAML is one line naming the file (and line)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"config file {path}: no such file") from None
-    except OSError as err:
-        raise UserError(f"config file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).replace("\n", " ")
-        raise UserError(f"config file {path}{where}: invalid YAML: {problem}") from None
-    if data is None:  # empty, or only comments
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path}: expected `field: value` lines at the top level, found a "
-                        f"{type(data).__name__}")
-    return data
-
-
-def load_config_file(path: Path | str, preset: str | None = None, **overrides) -> ExperimentConfig:
-    """An experiment from a YAML file of (some of) ExperimentConfig's fields: the preset first (`preset`, else the
-    file's `preset:`, else tiny), then the file, then `overrides` (the CLI's flags and --set). Unknown fields are
-    refused like any invalid value (a ValidationError naming the dotted field)."""
-    fields = read_yaml(path)
-    named = fields.pop("preset", None)  # load_config records the preset it applies
-    preset = preset or named or "tiny"
-    return load_config(preset, **_merge(fields, {k: v for k, v in overrides.items() if v is not None}))
-
-
-def config_yaml(cfg: ExperimentConfig) -> str:
-    """Every field of `cfg` as YAML (defaults filled in, paths as strings, tuples as lists), in the models' order:
-    fed back through `load_config_file` it gives the same config. A store URL is shown masked, as everywhere."""
-    import yaml
-
-    fields = cfg.model_dump(mode="json")
-    if fields["store"]["url"]:
-        fields["store"]["url"] = mask_url(fields["store"]["url"])  # a URL never holds a password (StoreConfig)
-    return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True, width=120)
-
-
-def write_config_file(cfg: ExperimentConfig) -> Path:
-    """The run's resolved config, beside its results (`paths.experiment_config_path`), written atomically."""
-    path = experiment_config_path(cfg.data_dir, cfg.experiment)
-    text = (f"# {cfg.experiment}: the resolved config of its last run; rerun (or continue, raising rounds) with\n"
-            f"#   east run --config {path}\n{config_yaml(cfg)}")
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-    return path
-
-
-# The fields of a sweep file besides the ExperimentConfig fields every point starts from.
-_SWEEP_KEYS = {"name", "preset", "rounds", "grid", "base"}
-
-
-class SweepFile(_Strict):
-    """A sweep as YAML (`east sweep --config`): its name, preset, rounds, grid, and the ExperimentConfig fields every
-    point starts from, under `base:` or at the top level (`base:` wins); the point's own fields come last."""
-
-    name: str = Field("sweep", description="the sweep's name; its experiments are named <name>-<point>")
-    preset: str = Field("tiny", description="the preset every point starts from (east_tasks.config.PRESETS)")
-    rounds: int | None = Field(1, ge=0, le=100, description="self-training rounds per point (None: the preset's)")
-    grid: SweepGrid = Field(default_factory=SweepGrid, description="the settings swept; a list left out takes "
-                            "SweepGrid's default")
-    base: dict = Field({}, description="ExperimentConfig fields every point starts from (validated with each point)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _base_at_top_level(cls, data: object) -> object:
-        if not isinstance(data, dict):
-            return data
-        # an empty section (its lines commented out) is YAML's null: the default; only `rounds: null` means something
-        out = {k: v for k, v in data.items() if k in _SWEEP_KEYS and (v is not None or k == "rounds")}
-        if top := {k: v for k, v in data.items() if k not in _SWEEP_KEYS}:
-            base = out.get("base", {})
-            out["base"] = _merge(top, base) if isinstance(base, dict) else base
-        return out
-
-    @field_validator("base")
-    @classmethod
-    def _not_the_sweeps_own(cls, base: dict) -> dict:
-        if own := sorted(base.keys() & {"experiment", "preset", "rounds"}):
-            raise ValueError(f"{', '.join(own)}: a sweep sets these itself (experiments are named <name>-<point>); "
-                             "give the sweep's name, preset and rounds at the top level")
-        return base
-
-
-def load_sweep_file(path: Path | str | None = None, **overrides) -> SweepFile:
-    """A sweep from its YAML file (if any), then `overrides` (the CLI's: name, preset, rounds, a partial grid, base)
-    over it; None values are not given."""
-    given = {k: v for k, v in overrides.items() if v is not None and v != {}}
-    return SweepFile.model_validate(_merge(read_yaml(path) if path else {}, given))
