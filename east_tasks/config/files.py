@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from east_tasks.config.base import Section
+from east_tasks.config.base import Section, new_names
 from east_tasks.config.presets import load_config, merge_fields
 from east_tasks.config.schema import ExperimentConfig, SweepGrid
 from east_tasks.errors import UserError
@@ -42,10 +42,11 @@ def load_config_file(path: Path | str, preset: str | None = None, **overrides) -
     """An experiment from a YAML file of (some of) ExperimentConfig's fields: the preset first (`preset`, else the
     file's `preset:`, else tiny), then the file, then `overrides` (the CLI's flags and --set). Unknown fields are
     refused like any invalid value (a ValidationError naming the dotted field)."""
-    fields = read_yaml(path)
+    fields = new_names(read_yaml(path))  # so that the overrides' old names win over the file's new ones
     named = fields.pop("preset", None)  # load_config records the preset it applies
     preset = preset or named or "tiny"
-    return load_config(preset, **merge_fields(fields, {k: v for k, v in overrides.items() if v is not None}))
+    return load_config(preset, **merge_fields(fields, new_names({k: v for k, v in overrides.items()
+                                                                 if v is not None})))
 
 
 def config_yaml(cfg: ExperimentConfig) -> str:

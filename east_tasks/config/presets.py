@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from east_tasks.config.base import new_names
 from east_tasks.config.schema import ExperimentConfig
 from east_tasks.errors import UserError, one_line
 
@@ -23,9 +24,7 @@ PRESETS: dict[str, dict] = {
     "tiny": {
         "rounds": 3,
         "data": {"pool_size": 1000, "validation_size": 500, "test_size": 1500},
-        # lr: DEFAULT_LR for the loss. Accumulating the rounds' data (docs/results/testbed.md, 5 seeds, vanilla):
-        # test 0.586 after 3 rounds against 0.576 training on each round's data alone; validation cannot tell them
-        # apart (-0.3 +- 1.9 points).
+        # lr: DEFAULT_LR for the loss; accumulating: docs/results/testbed.md
         "train": {"accumulate": True},
         "eval": {"n": 0},
     },
@@ -94,9 +93,7 @@ def load_config(preset: str = "tiny", **overrides) -> ExperimentConfig:
     """Preset, then nested overrides (e.g. weighting={'a': 1.0}); raises a readable ValidationError."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if isinstance(overrides.get("eval"), dict) and "n" not in overrides["eval"]:  # eval.k: eval.n's old name
-        overrides["eval"] = {("n" if key == "k" else key): v for key, v in overrides["eval"].items()}
+    overrides = new_names({k: v for k, v in overrides.items() if v is not None})  # an old name beats a preset's new
     merged = merge_fields(PRESETS[preset], overrides)
     merged.setdefault("preset", preset)
     merged.setdefault("experiment", preset)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from east_tasks.config.base import Section
+from east_tasks.config.base import Section, read_old_name
 from east_tasks.config.data import DataConfig
 from east_tasks.core.weighting import MAPPINGS, MEASURES
 from east_tasks.io import mask_url
@@ -57,9 +57,7 @@ class WeightingConfig(Section):
     responses_per_question: Literal["one", "all"] = Field("one", description="SFT rows per kept question: one "
                                                           "random correct response, or every correct one")
     max_pairs_per_question: int = Field(4, ge=1, description="DPO pairs (KTO: singles of each kind) per question")
-    # Label-free self-training (Sharpening, arXiv 2412.01951): the pool's gold answers are not used to select;
-    # the majority answer of a question's samples is its pseudo-label, and the filters and weights above apply
-    # to it unchanged. Gold answers, where the data has them, are only used to report how often it is right.
+    # label-free as in Sharpening (arXiv 2412.01951): gold answers, if any, only measure the pseudo-labels
     labels: Literal["gold", "majority"] = Field("gold", description="what marks a sampled response correct for "
                                                 "training: the gold answer, or the majority answer (label-free)")
     min_agreement: float = Field(0.5, gt=0.0, le=1.0, description="majority labels: the share of a question's "
@@ -90,13 +88,8 @@ class WeightingConfig(Section):
         return band
 
 
-# The learning rate a loss gets unless the config sets one. SFT: chosen on validation on the embedded task (1 round,
-# seed 0): 1e-4 0.582, 3e-4 0.584, 1e-3 0.518 greedy (backbone 0.556). Preference losses move the policy much
-# further per step than SFT on the same data; the usual recipes use a learning rate 10-30x below SFT's. On the
-# embedded task DPO and KTO at SFT's 3e-4 collapsed the model in one round (greedy 0.535 -> 0.10 / 0.05, 5 seeds).
-# DPO / KTO chosen on validation (vanilla, 1 round, 5 seeds; docs/results/losses-lr.md): validation greedy
-# 1e-5 0.474 / 0.460, 3e-6 0.545 / 0.522, 1e-6 0.550 / 0.549 (backbone 0.534); 1e-6 is the grid's edge.
-# A preset that sets `train.lr` sets it for every loss.
+# Per loss, each chosen on validation: preference losses collapse at SFT's rate (docs/results/losses-lr.md,
+# docs/results/testbed.md). A preset that sets `train.lr` sets it for every loss.
 DEFAULT_LR: dict[str, float] = {"sft": 3e-4, "dpo": 1e-6, "kto": 1e-6}
 
 
@@ -124,11 +117,9 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW's weight decay")
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="share of the steps the learning rate warms up")
     max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping norm")
-    # bf16 autocast over fp32 weights. Off by default: on CPU it was 16x slower than fp32 on one machine and
-    # 0.82x on another (bench/train_precision.py measures both); the GPU presets turn it on.
+    # off by default: on CPUs its speed against fp32 varies by machine (docs/concepts/engines.md#training-precision)
     bf16: bool = Field(False, description="bf16 autocast over fp32 weights (the GPU presets); fp32 otherwise")
-    # Lee et al. 2025 (arXiv 2502.01612) train each round on the union of every round's self-made data so far;
-    # on the embedded task this is what keeps the easy tiers from being forgotten as the frontier moves.
+    # as Lee et al. 2025 (arXiv 2502.01612): the easy tiers are not forgotten as the frontier moves
     accumulate: bool = Field(False, description="round r trains on the kept examples of rounds 1..r (each "
                              "round's weights as they were), not on round r's alone")
     lora: LoraConfig | None = Field(None, description="train LoRA adapters (then merge them) instead of all weights")
@@ -138,8 +129,7 @@ class TrainConfig(Section):
                                                       "east_tasks.engines.launch)")
     nproc_per_node: int = Field(1, ge=1, description="torchrun's processes on this machine (one per GPU); each "
                                 "takes batch_size / nproc_per_node of every batch")
-    # Sharded training for models one GPU cannot hold, handed to transformers' Trainer as they are (not run on the
-    # CPU machines: no GPU, no deepspeed package); examples in docs/distributed-training.md.
+    # handed to transformers' Trainer as they are; examples in docs/distributed-training.md
     fsdp: str = Field("", description="torchrun on GPUs: transformers' FSDP option, e.g. 'full_shard auto_wrap'")
     deepspeed: Path | None = Field(None, description="torchrun on GPUs: a DeepSpeed JSON config (ZeRO stage, "
                                    "offload), e.g. docs/deepspeed-zero2.json; needs the deepspeed package")
@@ -172,7 +162,7 @@ class EvalConfig(Section):
     pass@k (the unbiased estimator of Chen et al. 2021) and maj@k, as verl, lighteval and prime-rl report them."""
 
     n: int = Field(8, ge=0, description="samples per test question (at eval.temperature) for pass@1, pass@k and "
-                   "maj@k; 0 = greedy only. Formerly eval.k, still read under that name")
+                   "maj@k; 0 = greedy only")
     ks: tuple[int, ...] = Field(  # type: ignore[assignment]
         None, description="the k of pass@k and maj@k reported, each in 1..n (every k is stored, so changing them "
         "recomputes nothing); default: the powers of two up to n, and n")
@@ -183,15 +173,11 @@ class EvalConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _old_name_and_default_ks(cls, data: object) -> object:
-        """`eval.k` (configs, presets and recorded configs from before eval.n) is eval.n; ks defaults from n."""
+        """`eval.k` is read as eval.n (configs recorded before the rename); ks defaults from n."""
+        data = read_old_name("eval", data)
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        if "k" in data:
-            k = data.pop("k")
-            if data.setdefault("n", k) != k:
-                raise ValueError(f"eval.k {k} and eval.n {data['n']} disagree: eval.k is the old name of eval.n; "
-                                 "give eval.n only")
         if data.get("ks") is None:
             n = data.get("n", cls.model_fields["n"].default)
             data["ks"] = default_ks(n) if isinstance(n, int) and n >= 0 else ()  # a bad n: only n's error
@@ -213,14 +199,14 @@ class EvalConfig(Section):
 class BackendConfig(Section):
     """The generation engine (vLLM or transformers) and its resources."""
 
-    backend: Literal["vllm", "hf"] = Field("vllm", description="generation engine: vLLM, or transformers' "
-                                           "generate")
+    engine: Literal["vllm", "hf"] = Field("vllm", description="the generation engine: vLLM, or transformers' "
+                                          "generate")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="the generation engine's "
                                                               "weights and activations")
-    # On the CPU build this is the share of the machine's RAM reserved for the KV cache (given to vLLM as bytes,
-    # see vllm_backend.cpu_kv_cache_bytes): 5 % of 24 GB holds ~290 k tokens of the tiny model, more than 1,024
-    # sequences of 256; the engine zero-fills it at start (16-25 s at 5 %, 49 s at 30 %).
-    gpu_memory_utilization: float = Field(0.05, gt=0.0, le=1.0, description="on the CPU build: share of RAM")
+    # handed to the CPU build as bytes (vllm_backend.cpu_kv_cache_bytes); sized in docs/concepts/engines.md
+    gpu_memory_utilization: float = Field(0.05, gt=0.0, le=1.0, description="the share of GPU memory vLLM takes "
+                                          "for weights and KV cache; on the CPU build: the share of RAM reserved "
+                                          "for the KV cache")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine spans (vLLM's own tensor parallelism)")
     data_parallel_size: int = Field(1, ge=1, description="engine replicas sampling one generation side by side, each "
                                     "its own process on tensor_parallel_size GPUs (east_tasks.engines.replicas); "
@@ -231,8 +217,8 @@ class BackendConfig(Section):
                                "max_tokens (sampling's for the pool, eval's for validation and test) must fit, "
                                "checked before any engine starts")
     max_num_seqs: int | None = Field(None, ge=1, description="sequences per engine step; default: 1,024 on the CPU "
-                                     "build (vLLM's 256 there: 1.23x fewer samples/s in "
-                                     "bench/generation_throughput.py, identical output), vLLM's own on GPUs")
+                                     "build (more samples/s than vLLM's 256 there, identical output), vLLM's "
+                                     "own on GPUs")
     max_num_batched_tokens: int | None = Field(None, ge=16, description="tokens per engine step (vLLM's default)")
     hf_batch_size: int = Field(32, ge=1, description="prompts per transformers.generate call")
     weight_sync: bool = Field(True, description="load a new checkpoint's weights into the running vLLM engine "
@@ -240,6 +226,12 @@ class BackendConfig(Section):
                               "build); a checkpoint with another architecture or tokenizer restarts it")
     trust_remote_code: bool = Field(False, description="run the model repository's own Python code (off: "
                                     "only transformers' built-in architectures load)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, data: object) -> object:
+        """`backend.backend` is read as backend.engine (configs recorded before the rename)."""
+        return read_old_name("backend", data)
 
 
 class BalanceConfig(Section):

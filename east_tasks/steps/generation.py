@@ -105,7 +105,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
     shards as flow runs), the shards run side by side and this step merges them."""
     prompter = prompter_for(cfg, model.path)
     spec = replace(spec, stop=prompter.stop)
-    key = keys.gen_key(model.hash, dataset_key, split, spec.__dict__, seed, cfg.backend.backend, prompter.template,
+    key = keys.gen_key(model.hash, dataset_key, split, spec.__dict__, seed, cfg.backend.engine, prompter.template,
                        keys.style_key(cfg.data.answer_style), limit)
     # A chunk holds as many sequences as a pool chunk: greedy evaluation in 256-question chunks left vLLM's
     # steps a quarter full (1,500 test answers 13.3 s against 9 s; the output does not depend on chunking).
