@@ -1,14 +1,12 @@
 import math
-
-import numpy as np
-import pytest
-
-from east_tasks.core.answers import cluster_answers
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from east_tasks.config import WeightingConfig, load_config
+from east_tasks.core.answers import cluster_answers
 from east_tasks.core.weighting import (
     FILTERS,
     MAPPINGS,
