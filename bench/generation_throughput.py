@@ -104,7 +104,7 @@ def main() -> None:
 def backends_side_by_side(args: argparse.Namespace, prompts: list[str], spec: SampleSpec) -> None:
     # vllm as configured (float32, the pipeline's default), at vLLM's own 256 sequences a step, and in bfloat16
     # (faster where the CPU has AMX / AVX512-BF16, but its samples are not float32's)
-    backends = {"hf": BackendConfig(backend="hf"), "vllm": BackendConfig(),
+    backends = {"hf": BackendConfig(engine="hf"), "vllm": BackendConfig(),
                 "vllm, 256 seqs": BackendConfig(max_num_seqs=256), "vllm, bf16": BackendConfig(dtype="bfloat16")}
     results = {name: measure(b, args.model, prompts, spec) for name, b in backends.items()}
     lines = [f"{len(prompts)} prompts x {args.n} samples, up to {args.max_tokens} tokens"]

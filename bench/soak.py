@@ -27,7 +27,7 @@ def child(rounds: int, backend: str, data_dir: Path) -> None:
     proc = psutil.Process()
     for r in range(1, rounds + 1):  # each call continues the experiment by one round (earlier ones are cached)
         self_train(load_config("tiny-test", experiment="soak", rounds=r, data_dir=data_dir,
-                               backend={"backend": backend}), keep_engine=r < rounds)
+                               backend={"engine": backend}), keep_engine=r < rounds)
         print(f"SOAK round {r} rss_mb {proc.memory_info().rss / 2**20:.0f}", flush=True)
 
 

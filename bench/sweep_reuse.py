@@ -41,7 +41,7 @@ def main() -> None:
     from flows.sweep import sweep, sweep_configs
 
     grid = SweepGrid(a_values=[float(v) for v in args.a.split(",")], losses=args.losses.split(","), seeds=[0])
-    overrides = {"backend": {"backend": args.backend}}
+    overrides = {"backend": {"engine": args.backend}}
     root = Path(tempfile.mkdtemp(prefix="east-bench-sweep-"))
     with prefect_test_harness(server_startup_timeout=180):
         t0 = time.time()

@@ -56,7 +56,7 @@ MappingName = Literal[tuple(MAPPINGS)]  # the registries' built-ins (a user's ow
 StrategyName = Literal[tuple(MEASURES)]
 PassBand = _like(WeightingConfig, "keep_pass_rate")
 LossName = _like(TrainConfig, "loss")
-BackendName = _like(BackendConfig, "backend")
+EngineName = _like(BackendConfig, "engine")
 SourceName = _like(DataConfig, "source")
 PromptName = _like(DataConfig, "prompt")
 PoolSize = _like(DataConfig, "pool_size")
@@ -95,14 +95,14 @@ def start_experiment(
     strategy: StrategyName = _WEIGHTING.strategy,
     keep_pass_rate: PassBand = None,
     loss: LossName = _TRAIN.loss,
-    backend: BackendName = _BACKEND.backend,
+    backend: EngineName = _BACKEND.engine,
     data_dir: str = str(DEFAULT_DATA_DIR),
 ) -> list[dict]:
     """EAST self-training: evaluate the base model, then `rounds` rounds, each from the last checkpoint.
 
     Args:
         experiment: Name of the experiment; one name is one configuration (raising `rounds` continues it).
-        preset: Starting configuration (east_tasks/config.py); the fields below override it, empty ones keep it.
+        preset: Starting configuration (east_tasks/config/presets.py); the fields below override it, empty ones keep it.
         rounds: Self-training rounds (empty: the preset's).
         base_model: Local directory or hub name of an HF causal LM (empty: the preset's).
         source: Dataset: arith (the embedded task), gsm8k, math, or table (any JSONL / Parquet / CSV with the
@@ -142,7 +142,7 @@ def start_experiment(
     cfg = checked_config(preset, experiment=experiment, rounds=rounds, base_model=base_model, data_dir=data_dir,
                          data=data, train={"loss": loss},
                          weighting=_given(a=a, mapping=mapping, strategy=strategy, keep_pass_rate=keep_pass_rate),
-                         backend={"backend": backend},
+                         backend={"engine": backend},
                          sampling=_given(n=samples_per_question, temperature=temperature, max_tokens=max_tokens),
                          eval=_given(max_tokens=eval_max_tokens))
     return self_train.fn(cfg)
@@ -153,7 +153,7 @@ def run_experiment(config: dict) -> list[dict]:
     """One experiment from a whole configuration: what a concurrent sweep sends each of its points as.
 
     Args:
-        config: An ExperimentConfig as JSON (east_tasks/config.py), validated before anything loads.
+        config: An ExperimentConfig as JSON (east_tasks/config/schema.py), validated before anything loads.
     """
     return self_train.fn(ExperimentConfig.model_validate(config))
 
@@ -208,14 +208,14 @@ def evaluate_checkpoint(
     source: SourceName | None = None,
     data_path: str | None = None,
     test_size: TestSize | None = None,
-    backend: BackendName = _BACKEND.backend,
+    backend: EngineName = _BACKEND.engine,
     data_dir: str = str(DEFAULT_DATA_DIR),
 ) -> dict:
     """Greedy accuracy, pass@1, pass@k and maj@k of one checkpoint on a dataset's test split (cached like every step).
 
     Args:
         checkpoint: EXPERIMENT:ROUND for a checkpoint in the store, or a model directory or hub name.
-        preset: Evaluation and backend settings (east_tasks/config.py); the dataset fields below override it.
+        preset: Evaluation and backend settings (east_tasks/config/presets.py); the dataset fields below override it.
         source: Dataset: arith (the embedded task) or gsm8k (empty: the preset's).
         data_path: gsm8k: a hub name (openai/gsm8k) or a directory with train.jsonl / test.jsonl.
         test_size: Test questions (empty: the preset's).
@@ -229,7 +229,7 @@ def evaluate_checkpoint(
         model_path = checkpoint
     cfg = checked_config(preset, experiment=f"evaluate-{artifact_key(Path(checkpoint).name)}", data_dir=data_dir,
                          base_model=model_path, data=_given(source=source, path=data_path, test_size=test_size),
-                         backend={"backend": backend})
+                         backend={"engine": backend})
     steps.preflight(cfg)
     try:
         dataset_key = prepare_data(cfg).result()

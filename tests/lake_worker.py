@@ -15,7 +15,7 @@ SPEC = SampleSpec(n=2, temperature=0.8, top_p=1.0, max_tokens=48)
 
 
 def worker_config(data_dir: str, url: str | None, lease_s: float = 60.0) -> ExperimentConfig:
-    return load_config("tiny-test", data_dir=data_dir, backend={"backend": "hf"},
+    return load_config("tiny-test", data_dir=data_dir, backend={"engine": "hf"},
                        store={"url": url, "lease_s": lease_s}, data={"pool_size": 12, "test_size": 4},
                        sampling={"chunk_size": 4, "n": SPEC.n})
 

@@ -20,7 +20,7 @@ SAMPLED = SampleSpec(n=4, temperature=0.8, top_p=1.0, max_tokens=64)
 
 
 def _run(backend: str) -> tuple[list, list, list, list]:
-    gen = get_generator(str(BACKBONE_DIR), BackendConfig(backend=backend))
+    gen = get_generator(str(BACKBONE_DIR), BackendConfig(engine=backend))
     seeds = list(range(len(PROMPTS)))
     greedy = gen.generate(PROMPTS, seeds, GREEDY)
     sampled = gen.generate(PROMPTS[:8], seeds[:8], SAMPLED)

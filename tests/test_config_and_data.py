@@ -34,7 +34,7 @@ def test_presets_validate_and_overrides_merge() -> None:
     [
         ({"weighting": {"mapping": "linear"}}, "weighting.mapping"),
         ({"sampling": {"n": 0}}, "sampling.n"),
-        ({"backend": {"backend": "tgi"}}, "backend.backend"),
+        ({"backend": {"engine": "tgi"}}, "backend.engine"),
         ({"weighting": {"alpha": 1}}, "weighting.alpha"),  # typos are errors, not silently ignored
         ({"experiment": "bad name/.."}, "experiment"),
     ],
@@ -64,8 +64,22 @@ def test_eval_n_its_old_name_k_and_the_reported_ks() -> None:
         load_config("tiny", eval={"ks": [1]})
 
 
+def test_backend_engine_and_its_old_name_backend() -> None:
+    from east_tasks.config import BackendConfig
+
+    # backend.backend, as configs and recorded configs from before said it, is backend.engine
+    assert BackendConfig(backend="hf") == BackendConfig(engine="hf") == BackendConfig(backend="hf", engine="hf")
+    assert load_config("tiny", backend={"backend": "hf"}).backend.engine == "hf"
+    assert "backend" not in load_config("tiny").backend.model_dump()  # what east writes uses the new name
+    with pytest.raises(ValidationError, match="backend.backend 'hf' and backend.engine 'vllm' disagree"):
+        BackendConfig(backend="hf", engine="vllm")
+    with pytest.raises(ValidationError, match="backend.engine"):
+        load_config("tiny", backend={"backend": "tgi"})
+
+
 def test_unknown_preset_lists_allowed() -> None:
-    with pytest.raises(ValueError, match="allowed: tiny, tiny-test, gsm8k-1b, math-1.5b, gsm8k-8b-lora"):
+    allowed = "tiny, tiny-skewed, tiny-guessable, tiny-test, gsm8k-1b, math-1.5b, gsm8k-8b-lora"
+    with pytest.raises(ValueError, match=f"allowed: {allowed}"):
         load_config("huge")
 
 
@@ -120,7 +134,7 @@ def test_cli_rejects_bad_values_before_loading_anything(tmp_path) -> None:
 
     out = CliRunner().invoke(app, ["run", "--mapping", "linear", "--data-dir", str(tmp_path)])
     assert out.exit_code == 2
-    assert "weighting.mapping" in out.output and "'power' or 'exp'" in out.output
+    assert "weighting.mapping" in out.output and "allowed: power, exp" in out.output
     assert not (tmp_path / "east.duckdb").exists()  # nothing was started or written
 
 

@@ -59,12 +59,14 @@ def test_config_reference_rows():
     assert ("| `sampling.top_p` | `float` | `1.0` | > 0.0, ≤ 1.0 | nucleus sampling: the probability mass sampled "
             "from |") in page
     assert "| `weighting.a` | `float` | `0.0` | ≥ -10.0, ≤ 10.0 | sharpness; 0 = vanilla self-training |" in page
-    assert "| `weighting.mapping` | `'power' | 'exp'` | `'power'` |" in page
+    assert "| `weighting.mapping` | `str` | `'power'` |  | uncertainty f to weight, then normalised to mean 1" in page
+    assert "| `backend.engine` | `'vllm' | 'hf'` | `'vllm'` |" in page
     assert "| `experiment` | `str` | `'tiny'` | length ≤ 128, pattern `^[A-Za-z0-9][A-Za-z0-9_.-]*$` |" in page
     assert "| `balance.temperatures` | `tuple[float, ...]` | `(0.6, 0.8, 1.0, 1.2, 1.4)` | length ≥ 1 |" in page
     assert "default &lt;data_dir>/lake" in page  # not swallowed as an HTML tag
     assert "| `dpo` | `1e-06` |" in page  # DEFAULT_LR
-    assert "| `data.pool_size` | `2000` | `1000` | `160` | `7473` | `7500` | `7473` |" in page  # presets
+    # presets
+    assert "| `data.pool_size` | `2000` | `1000` | `1000` | `1000` | `160` | `7473` | `7500` | `7473` |" in page
 
 
 def test_cli_reference_lists_every_command_and_option():

@@ -14,7 +14,7 @@ SPEC = SampleSpec(n=2, temperature=0.8, top_p=1.0, max_tokens=48)
 
 
 def _cfg(data_dir):
-    return load_config("tiny-test", data_dir=data_dir, backend={"backend": "hf"},
+    return load_config("tiny-test", data_dir=data_dir, backend={"engine": "hf"},
                        data={"pool_size": 12, "test_size": 4}, sampling={"chunk_size": 4, "n": SPEC.n})
 
 

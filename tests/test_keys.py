@@ -28,7 +28,7 @@ def test_todays_key_rules_give_the_recorded_keys(tmp_path) -> None:
 
     def gen(model_hash: str, split: str, spec: SampleSpec, seed: int) -> str:
         return keys.gen_key(model_hash, dataset_key, split, replace(spec, stop=prompter.stop).__dict__, seed,
-                            cfg.backend.backend, prompter.template, keys.style_key(cfg.data.answer_style))
+                            cfg.backend.engine, prompter.template, keys.style_key(cfg.data.answer_style))
 
     ev = cfg.eval
     for r in rounds:

@@ -14,7 +14,7 @@ from east_tasks.store import Store
 
 def _label_free_pool(tmp_path, style: str, collapse_entropy: float) -> tuple:
     """A real pool round of the backbone, label-free: 6 questions, 2 samples each, sampled by transformers."""
-    cfg = load_config("tiny-test", data_dir=tmp_path, backend={"backend": "hf"},
+    cfg = load_config("tiny-test", data_dir=tmp_path, backend={"engine": "hf"},
                       data={"pool_size": 6, "validation_size": 0, "test_size": 2, "answer_style": style},
                       sampling={"n": 2, "max_tokens": 32},
                       weighting={"labels": "majority", "collapse_entropy": collapse_entropy})

@@ -101,7 +101,7 @@ def _count(cfg, table: str) -> int:
 def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     # transformers generation: no vLLM engine start-up (~20 s, minutes on a busy machine) in each run.
     params = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "backend": "hf", "data_dir": str(live.data_dir)}
-    cfg = load_config("tiny-test", experiment="ui", rounds=1, data_dir=live.data_dir, backend={"backend": "hf"})
+    cfg = load_config("tiny-test", experiment="ui", rounds=1, data_dir=live.data_dir, backend={"engine": "hf"})
     run = live.trigger("east-self-train/self-train", params).raise_for_status().json()
 
     failed = live.wait(run["id"])
@@ -240,7 +240,7 @@ def test_a_cached_rerun_and_a_real_data_run_from_the_form_in_chromium(live: Live
         gold = dict(store.execute("SELECT split, list(answer ORDER BY answer) FROM problems WHERE dataset_key = ? "
                                   "GROUP BY split", [dataset_key]))
     cfg = json.loads(config)
-    assert cfg["rounds"] == 0 and cfg["backend"]["backend"] == "hf"
+    assert cfg["rounds"] == 0 and cfg["backend"]["engine"] == "hf"
     assert {k: cfg["data"][k] for k in ("source", "path", "answer_style", "prompt", "pool_size", "validation_size",
                                          "test_size")} == {
         "source": "table", "path": form["data_path"], "answer_style": "gsm8k", "prompt": "zeroshot", "pool_size": 5,

@@ -14,7 +14,7 @@ from prefect_live import EAST, Live, free_port, prefect_env, start_server, stop
 
 from east_tasks.store import LakeStore, Store
 
-SETS = [f"--set={s}" for s in ("backend.backend=hf", "data.pool_size=32", "data.validation_size=8",
+SETS = [f"--set={s}" for s in ("backend.engine=hf", "data.pool_size=32", "data.validation_size=8",
                                 "data.test_size=24", "sampling.n=4", "sampling.chunk_size=16", "eval.n=0",
                                 "train.epochs=1")]
 SWEEP = ["sweep", "--name", "par", "--preset", "tiny-test", "--rounds", "1", "--a", "0,1", "--seeds", "0,1", *SETS]

@@ -73,7 +73,7 @@ def test_generation_stores_the_chat_prompt_and_keys_on_it(tmp_path, chat_tokeniz
     keys = {}
     for name, model in (("chat", steps.model_ref(model_dir)), ("plain", steps.model_ref(plain_dir))):
         cfg = load_config("tiny-test", data_dir=tmp_path / name, base_model=model.path,
-                          backend={"backend": "hf", "max_model_len": 1024 if name == "plain" else 256},
+                          backend={"engine": "hf", "max_model_len": 1024 if name == "plain" else 256},
                           sampling={"max_tokens": spec.max_tokens}, eval={"max_tokens": spec.max_tokens},
                           data={"pool_size": 3, "test_size": 2, "prompt": "auto"})
         dataset_key = steps.prepare_data(cfg).key

@@ -1,7 +1,7 @@
 """The manual's Reference pages, generated from the code at every build (an mkdocs hook, mkdocs.yml `hooks:`).
 
 Nothing here is written by hand, so the pages cannot go stale: the configuration from the pydantic models in
-east_tasks/config.py (every field's type, default, bounds and description, the presets, the per-source and
+east_tasks/config/ (every field's type, default, bounds and description, the presets, the per-source and
 per-loss defaults), the command line from typer's click tree of flows/cli/, and the store's tables and columns
 from the SQL in east_tasks/store/schema.py (its comments become the descriptions).
 """
@@ -153,7 +153,7 @@ def config_page() -> str:
 
     top = config.ExperimentConfig
     lines = ["# Configuration", "",
-             "Generated from the pydantic models in `east_tasks/config.py` when this site was built: the single "
+             "Generated from the pydantic models in `east_tasks/config/` when this site was built: the single "
              "source of every default. Set any field with `east run --set FIELD=VALUE` (values parse as JSON, "
              "else as strings: `--set train.lr=1e-5`, `--set 'tracking.report_to=[\"mlflow\"]'`). A value outside "
              "its type or bounds is refused before any model loads, naming the field and what it allows.", "",

@@ -106,7 +106,7 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
     shards as flow runs), the shards run side by side and this step merges them."""
     prompter = prompter_for(cfg, model.path)
     spec = replace(spec, stop=prompter.stop)
-    key = keys.gen_key(model.hash, dataset_key, split, spec.__dict__, seed, cfg.backend.backend, prompter.template,
+    key = keys.gen_key(model.hash, dataset_key, split, spec.__dict__, seed, cfg.backend.engine, prompter.template,
                        keys.style_key(cfg.data.answer_style), limit)
     # As many sequences a chunk as a pool chunk, so evaluation fills the engine's steps too (docs/concepts/engines.md).
     per_chunk = max(1, cfg.sampling.chunk_size * cfg.sampling.n // spec.n)

@@ -48,6 +48,7 @@ def style_key(style: str) -> str:
 
 def gen_key(model_hash: str, dataset_key: str, split: str, spec: dict[str, Any], seed: int, backend: str,
             template: str, style: str, limit: int | None = None) -> str:
+    # `backend` is `backend.engine` under its old name: renaming it in the payload would change every key
     return fingerprint({"model": model_hash, "data": dataset_key, "split": split, "spec": spec, "seed": seed,
                         "backend": backend, "prompt": template, "style": style,
                         **({"limit": limit} if limit is not None else {})})

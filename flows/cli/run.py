@@ -38,7 +38,7 @@ def run(
     overrides = parse_sets(set_ or [])
     dir_given = data_dir is not None or "data_dir" in overrides  # else the config file's, or the default
     data_dir = data_dir_of(data_dir, overrides)
-    for section, values in (("weighting", {"a": a, "mapping": mapping}), ("backend", {"backend": backend}),
+    for section, values in (("weighting", {"a": a, "mapping": mapping}), ("backend", {"engine": backend}),
                             ("data", {"pool_size": pool_size})):
         overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     given = {"experiment": experiment, "rounds": rounds}  # options win over --set of the same field

@@ -63,7 +63,7 @@ def get_generator(model_path: str, backend: BackendConfig) -> Generator:
         last_engine_event = f"weights synced in {time.time() - t0:.2f}s"
         return _active[1]
     release_generator()
-    if backend.backend == "vllm":
+    if backend.engine == "vllm":
         from east_tasks.engines.generation.vllm_backend import VLLMGenerator
 
         gen: Generator = VLLMGenerator(model_path, backend)
