@@ -37,7 +37,7 @@ def round_checkpoint(data_dir: Path | str, experiment: str, round_: int | None =
     with connect(where, Path(data_dir)) as store:
         row = store.experiment_round(experiment, round_)
         known = store.experiments()
-        trained_on = tuple(k for _, k in store.round_weight_keys(experiment, row[0] + 1)) if row else ()
+        trained_on = tuple(k for _, k in store.round_weight_keys(experiment, row[0] + 1) if k) if row else ()
     if row is None:
         what = f"experiment {experiment!r}" + (f" round {round_}" if round_ is not None else "")
         raise ValueError(f"no {what} in {store.location}; known experiments: {', '.join(known) or 'none'}")
