@@ -28,14 +28,14 @@ def direct(cfg: ExperimentConfig) -> None:
     dataset_key = steps.prepare_data(cfg).key
     steps.ensure_backbone(cfg)
     model = steps.model_ref(cfg.base_model)
-    steps.record_round(cfg, 0, model, steps.evaluate_model(cfg, model, dataset_key)[1])
+    steps.record_round(cfg, 0, model, steps.evaluate_model(cfg, model, dataset_key).value)
     s = cfg.sampling
     for r in range(1, cfg.rounds + 1):
         gen_key = steps.generate(cfg, model, dataset_key, "pool", steps.pool_spec(cfg), s.seed + r,
                                  f"generate pool round {r}").key
         weight_key = steps.select_and_weight(cfg, gen_key, dataset_key, model).key
-        trained = steps.train(cfg, model, weight_key, steps.earlier_weight_keys(cfg, r))
-        evals = steps.evaluate_model(cfg, trained.value, dataset_key)[1]
+        trained = steps.train(cfg, model, weight_key, r)
+        evals = steps.evaluate_model(cfg, trained.value, dataset_key).value
         steps.record_round(cfg, r, trained.value, evals, gen_key, weight_key, trained.key)
         model = trained.value
 

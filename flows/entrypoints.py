@@ -31,8 +31,8 @@ from east_tasks.engines.generation import release_generator
 from east_tasks.paths import DEFAULT_DATA_DIR
 from east_tasks.steps.experiments import round_checkpoint
 from east_tasks.store import open_store
-from flows.artifacts import RoundProgress, artifact_key
-from flows.self_train import east_round, evaluate, prepare_data, publish_results, resolve_model, self_train
+from flows.artifacts import RoundProgress, artifact_key, publish_results
+from flows.self_train import data_in_store, east_round, evaluate, resolve_model, self_train
 
 
 def _like(model: type[BaseModel], name: str) -> Any:
@@ -193,7 +193,7 @@ def next_round(experiment: ExperimentName = "tiny", max_rounds: Rounds | None = 
     steps.preflight(cfg)
     progress = RoundProgress(experiment, state.last_round, max_rounds or round_)
     try:
-        east_round(cfg, round_, state.model, prepare_data(cfg).result())
+        east_round(cfg, round_, state.model, data_in_store(cfg))
     finally:
         release_generator()
     progress.update(round_)
@@ -232,8 +232,8 @@ def evaluate_checkpoint(
                          backend={"engine": backend})
     steps.preflight(cfg)
     try:
-        dataset_key = prepare_data(cfg).result()
-        eval_key = evaluate(cfg, resolve_model(model_path), dataset_key).result().test
+        dataset_key = data_in_store(cfg)
+        eval_key = evaluate(cfg, resolve_model(model_path), dataset_key).result().value.test
     finally:
         release_generator()
     with open_store(cfg) as store:

@@ -2,7 +2,8 @@
 
 The DuckDB store is the cache (keys in `east_tasks.steps.keys`), so Prefect's own task caching is off:
 a retried or re-triggered run recomputes nothing the store already holds, and each task logs whether it
-computed or skipped, and ends Cached when it skipped (`flows.states`; its caller takes the value with `.result()`).
+computed or skipped, and ends Cached when it skipped (`flows.states`). A task that runs steps returns their
+`StepResult` (its caller takes it with `.result()`); publishing an artifact is a task of its own (`flows.artifacts`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prefect import Task, flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.logging.handlers import PrefectConsoleHandler
@@ -24,12 +24,16 @@ from east_tasks.config import ExperimentConfig
 from east_tasks.engines.generation import SampleSpec, release_generator
 from east_tasks.paths import DEFAULT_DATA_DIR
 from east_tasks.report.frames import round_results, to_records
-from east_tasks.report.markdown import embedded_plots, probes_markdown, selection_markdown, to_markdown
-from east_tasks.report.plots import plot_entropy_histogram, plot_rounds
-from east_tasks.report.statistics import selection_summary
 from east_tasks.steps import EvalKeys, ModelRef, StepResult
 from east_tasks.store import open_store
-from flows.artifacts import RoundProgress, artifact_key, entropy_plot_path, publish_round
+from flows.artifacts import (
+    RoundProgress,
+    publish_dropped_rows,
+    publish_probes,
+    publish_results,
+    publish_round,
+    publish_selection,
+)
 from flows.faults import fail_once_if_asked
 from flows.interrupts import interrupted
 from flows.operate import run_deployments
@@ -94,33 +98,35 @@ def command_console() -> Iterator[None]:
             handler.removeFilter(terse)
 
 
-def _log(results: StepResult | list[StepResult]) -> None:
+def _log(result: StepResult) -> None:
+    """A line per step the result is made of."""
     logger = get_run_logger()
-    for r in results if isinstance(results, list) else [results]:
-        logger.info(r.describe())
+    for step in result.parts or (result,):
+        logger.info(step.describe())
 
 
 @task(name="ensure-backbone", cache_policy=NO_CACHE)
-def ensure_backbone(cfg: ExperimentConfig) -> State[None]:
+def ensure_backbone(cfg: ExperimentConfig) -> State[StepResult]:
     result = steps.ensure_backbone(cfg)
     _log(result)
-    return ended(result, None)
+    return ended(result)
 
 
 @task(name="prepare-data", cache_policy=NO_CACHE)
-def prepare_data(cfg: ExperimentConfig) -> State[str]:
+def prepare_data(cfg: ExperimentConfig) -> State[StepResult]:
+    """The splits into the store; its key is the dataset key."""
     result = steps.prepare_data(cfg)
     _log(result)
-    if "dropped" in result.info:  # data.on_invalid = "skip" left rows out: say which, where the run is seen
-        with open_store(cfg) as store:
-            dropped = store.data_findings(result.key)
-        create_markdown_artifact(
-            key=f"{artifact_key(cfg.experiment)}-dropped-rows",
-            markdown="\n".join([f"### {cfg.experiment}: {len(dropped)} data rows left out (data.on_invalid = skip)",
-                                 "", "| where | problem | detail |", "|---|---|---|",
-                                 *(f"| {r.location} | {r.kind} | {r.detail} |" for r in dropped.itertuples())]),
-            description="Rows of the data that failed validation and were dropped")
-    return ended(result, result.key)
+    return ended(result)
+
+
+def data_in_store(cfg: ExperimentConfig) -> str:
+    """The data in the store (a task) and, where data.on_invalid = "skip" left rows out, which, where the run is
+    seen (a task); the dataset key."""
+    data = prepare_data(cfg).result()
+    if "dropped" in data.info:
+        publish_dropped_rows(cfg, data.key)
+    return data.key
 
 
 @task(name="resolve-model", cache_policy=NO_CACHE)
@@ -132,17 +138,13 @@ def resolve_model(path: str) -> ModelRef:
 
 @task(name="choose-sampling", cache_policy=NO_CACHE, **RETRY)
 def choose_sampling(cfg: ExperimentConfig, model: ModelRef, dataset_key: str,
-                    round_: int) -> State[tuple[SampleSpec, list[str]]]:
-    """Auto-balance's probes and choice (balance.auto), published as the round's probe artifact."""
-    spec, probes = steps.choose_sampling(cfg, model, dataset_key, round_)
-    _log(probes)
-    with open_store(cfg) as store:
-        rows = store.balance_probes(cfg.experiment, round_)
-    name = f"{cfg.experiment}-round-{round_}"
+                    round_: int) -> State[StepResult[tuple[SampleSpec, list[str]]]]:
+    """Auto-balance's probes and choice (balance.auto): the round's sampling and the probes' keys."""
+    result = steps.choose_sampling(cfg, model, dataset_key, round_)
+    _log(result)
+    spec, _ = result.value
     get_run_logger().info(f"auto-balance chose temperature {spec.temperature:g}, n = {spec.n}")
-    create_markdown_artifact(key=f"{artifact_key(name)}-auto-balance", markdown=probes_markdown(rows, name),
-                             description=f"The sampling candidates probed before round {round_}, and the choice")
-    return ended(probes, (spec, [p.key for p in probes]))
+    return ended(result)
 
 
 SHARD_DEPLOYMENT = "east-generate-shard/generate-shard"  # flows/entrypoints.py:generate_shard
@@ -157,47 +159,35 @@ def run_shard_flow_runs(jobs: list[dict]) -> str:
 
 @task(name="generate-pool", cache_policy=NO_CACHE, **RETRY)
 def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int,
-                  spec: SampleSpec) -> State[str]:
+                  spec: SampleSpec) -> State[StepResult]:
     result = steps.generate(cfg, model, dataset_key, "pool", spec, cfg.sampling.seed + round_,
-                               f"generate pool round {round_}", run_shards=run_shard_flow_runs)
+                            f"generate pool round {round_}", run_shards=run_shard_flow_runs)
     _log(result)
-    return ended(result, result.key)
+    return ended(result)
 
 
 @task(name="select-and-weight", cache_policy=NO_CACHE)
-def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, round_: int,
-                      parent: ModelRef) -> State[str]:
+def select_and_weight(cfg: ExperimentConfig, gen_key: str, dataset_key: str, parent: ModelRef) -> State[StepResult]:
     fail_once_if_asked("select-and-weight", cfg.data_dir)  # test hook, see flows/faults.py
     result = steps.select_and_weight(cfg, gen_key, dataset_key, parent)
     _log(result)
-    steps.check_collapse(cfg, round_, result.key)  # label-free: refuses before training on a collapsed pool
-    with open_store(cfg) as store:
-        stats = store.question_stats(result.key)
-        examples = store.example_weights(result.key)
-    name = f"{cfg.experiment}-round-{round_}"
-    png = plot_entropy_histogram(stats, name, entropy_plot_path(cfg, round_))
-    create_markdown_artifact(
-        key=f"{artifact_key(name)}-selection",
-        markdown=selection_markdown(selection_summary(stats, examples), name, png),
-        description=f"Which pool questions round {round_} trained on, and their weights",
-    )
-    return ended(result, result.key)
+    return ended(result)
 
 
 @task(name="train", cache_policy=NO_CACHE, **RETRY)
 def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> State[StepResult[ModelRef]]:
-    result = steps.train(cfg, parent, weight_key, steps.earlier_weight_keys(cfg, round_),
-                         run_name=f"{cfg.experiment}-round-{round_}")
+    """Label-free, the collapse gate refuses a collapsed pool here, before anything is trained."""
+    result = steps.train(cfg, parent, weight_key, round_)
     _log(result)
-    return ended(result, result)
+    return ended(result)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, **RETRY)
-def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> State[EvalKeys]:
+def evaluate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> State[StepResult[EvalKeys]]:
     """Cached only when every split's generations and scores were."""
-    results, keys = steps.evaluate_model(cfg, model, dataset_key)
-    _log(results)
-    return ended(results, keys)
+    result = steps.evaluate_model(cfg, model, dataset_key)
+    _log(result)
+    return ended(result)
 
 
 def _round_run_name() -> str:
@@ -211,33 +201,27 @@ def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key
     weight (entropy or a baseline), fine-tune, evaluate. Ends Cached when the round's record was found in the
     store (its key holds every step key of the round); the caller gets the model either way."""
     supersede_earlier_attempts()  # a retried parent run: this run replaces the round's failed one
-    spec, probe_keys = (choose_sampling(cfg, parent, dataset_key, round_).result() if cfg.balance.auto
-                        else (steps.pool_spec(cfg), []))
-    gen_key = generate_pool(cfg, parent, dataset_key, round_, spec).result()
-    weight_key = select_and_weight(cfg, gen_key, dataset_key, round_, parent).result()
+    if cfg.balance.auto:
+        spec, probe_keys = choose_sampling(cfg, parent, dataset_key, round_).result().value
+        publish_probes(cfg, round_)
+    else:
+        spec, probe_keys = steps.pool_spec(cfg), []
+    gen_key = generate_pool(cfg, parent, dataset_key, round_, spec).result().key
+    weight_key = select_and_weight(cfg, gen_key, dataset_key, parent).result().key
+    publish_selection(cfg, round_, weight_key)
     trained = train(cfg, parent, weight_key, round_).result()
     model = trained.value
-    evals = evaluate(cfg, model, dataset_key).result()
+    evals = evaluate(cfg, model, dataset_key).result().value
     record = steps.record_round(cfg, round_, model, evals, gen_key, weight_key, trained.key, probe_keys)
     _log(record)
     publish_round(cfg, round_, weight_key)
     return Completed(data=model, name=CACHED) if record.cached else model
 
 
-def publish_results(cfg: ExperimentConfig) -> list[dict]:
+def experiment_records(cfg: ExperimentConfig) -> list[dict]:
+    """The experiment's rounds as the flow returns them (`east_tasks.report.results.to_records`)."""
     with open_store(cfg) as store:
-        df = round_results(store, cfg.experiment)
-    records = to_records(df)
-    key = artifact_key(cfg.experiment)
-    table = [{c: v for c, v in r.items() if c not in ("by_tier", "pass_at_k", "maj_at_k")}
-             | {f"pass@{k}": v for k, v in r["pass_at_k"].items()} | {f"maj@{k}": v for k, v in r["maj_at_k"].items()}
-             for r in records]
-    create_table_artifact(key=f"{key}-accuracy", table=table,
-                          description=f"Test accuracy per round of {cfg.experiment}")
-    png = plot_rounds(df, cfg.experiment, cfg.data_dir / "plots" / f"{cfg.experiment}-rounds.png")
-    create_markdown_artifact(key=f"{key}-summary",
-                             markdown=to_markdown(df, cfg.experiment) + "\n\n" + embedded_plots({"accuracy": png}))
-    return records
+        return to_records(round_results(store, cfg.experiment))
 
 
 @flow(name="self-train", flow_run_name="{cfg.experiment}")
@@ -247,11 +231,11 @@ def self_train(cfg: ExperimentConfig, keep_engine: bool = False) -> list[dict]:
     `keep_engine` leaves the sampling engine up for a caller that runs more experiments (a sweep)."""
     steps.preflight(cfg)  # before anything is loaded or written
     try:
-        dataset_key = prepare_data(cfg).result()  # bad data is refused before any model is built or loaded
+        dataset_key = data_in_store(cfg)  # bad data is refused before any model is built or loaded
         steps.claim_experiment(cfg)  # the name is this configuration's now, also against runs started with it
         ensure_backbone(cfg)
         model = resolve_model(cfg.base_model)
-        evals = evaluate(cfg, model, dataset_key).result()
+        evals = evaluate(cfg, model, dataset_key).result().value
         _log(steps.record_round(cfg, 0, model, evals))
         progress = RoundProgress(cfg.experiment, 0, cfg.rounds)
         for r in range(1, cfg.rounds + 1):
@@ -260,4 +244,5 @@ def self_train(cfg: ExperimentConfig, keep_engine: bool = False) -> list[dict]:
     finally:
         if not keep_engine:
             release_generator()
-    return publish_results(cfg)
+    publish_results(cfg)
+    return experiment_records(cfg)

@@ -3,8 +3,8 @@ the attempt it replaced.
 
 - A task whose steps were all found in the store ends **Cached** (Prefect's name for a COMPLETED state whose result
   was reused), decided by the steps' own keys (`StepResult.cached`); Prefect's task caching stays off (NO_CACHE),
-  the store being the one cache. A task that returns a State ends in it, and its caller takes the value with
-  `.result()`.
+  the store being the one cache. A task that runs steps returns its `StepResult` in that state, and its caller
+  takes it with `.result()`.
 - Retrying a flow run gives each subflow that had failed a new flow run beside the failed one (Prefect 3.7.7,
   `FlowRunEngine.load_subflow_run`): the new run marks the earlier ones **Superseded**, pointing to itself.
 """
@@ -31,11 +31,10 @@ T = TypeVar("T")
 CACHED, SUPERSEDED = "Cached", "Superseded"
 
 
-def ended(results: StepResult | list[StepResult], value: T) -> State[T]:
-    """The end state of a task that ran `results`: Cached when every one was found in the store, else Completed;
-    `value` is what `.result()` gives its caller."""
-    listed = results if isinstance(results, list) else [results]
-    return Completed(data=value, name=CACHED if listed and all(r.cached for r in listed) else "Completed")
+def ended(result: StepResult[T]) -> State[StepResult[T]]:
+    """The end state of a task that ran the steps of `result`: Cached when every one was found in the store, else
+    Completed; `.result()` gives its caller the `StepResult`."""
+    return Completed(data=result, name=CACHED if result.cached else "Completed")
 
 
 def supersede_earlier_attempts() -> int:

@@ -21,7 +21,8 @@ def _record(cfg, rounds: int, tmp_path) -> None:
     for r in range(rounds + 1):
         ckpt = tmp_path / "checkpoints" / f"r{r}"
         ckpt.mkdir(parents=True)
-        steps.record_round(cfg, r, ModelRef(path=str(ckpt), hash=f"h{r}"), EvalKeys(test=f"e{r}"))
+        steps.record_round(cfg, r, ModelRef(path=str(ckpt), hash=f"h{r}"), EvalKeys(test=f"e{r}"),
+                           weight_key=f"w{r}" if r else None)
 
 
 def test_round_checkpoint_reads_the_latest_round_and_names_what_is_missing(tmp_path) -> None:
@@ -32,7 +33,10 @@ def test_round_checkpoint_reads_the_latest_round_and_names_what_is_missing(tmp_p
     state = round_checkpoint(tmp_path, "exp")
     assert state.last_round == 2 and state.model.hash == "h2" and state.config.rounds == 2
     assert state.config.weighting.a == 1.0 and state.config.data.pool_size == 160
+    assert state.model.weight_keys == ("w1", "w2")  # the selections that trained it: accumulating, again
     assert round_checkpoint(tmp_path, "exp", 1).model.path.endswith("r1")
+    assert round_checkpoint(tmp_path, "exp", 1).model.weight_keys == ("w1",)
+    assert round_checkpoint(tmp_path, "exp", 0).model.weight_keys == ()
     with pytest.raises(ValueError, match="no experiment 'other'.*known experiments: exp"):
         round_checkpoint(tmp_path, "other")
     (tmp_path / "checkpoints" / "r2").rmdir()

@@ -128,12 +128,14 @@ def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
     assert f"superseded by flow run ui-round-1 ({attempts['Completed']['id']})" in \
         attempts["Superseded"]["state"]["message"]
     # What the retry found in the store ends Cached; what it computed, Completed (a run per attempt and task).
+    # Publishing an artifact is a task of its own, and no step: Completed.
     assert live.task_states(run["id"]) == {
         "ensure-backbone": ["Cached", "Cached"], "prepare-data": ["Completed", "Cached"],
-        "resolve-model": ["Completed", "Completed"], "evaluate": ["Completed", "Cached"], "east-round": ["Completed"]}
+        "resolve-model": ["Completed", "Completed"], "evaluate": ["Completed", "Cached"], "east-round": ["Completed"],
+        "publish-results": ["Completed"]}
     assert live.task_states(attempts["Completed"]["id"]) == {
-        "generate-pool": ["Cached"], "select-and-weight": ["Completed"], "train": ["Completed"],
-        "evaluate": ["Completed"]}
+        "generate-pool": ["Cached"], "select-and-weight": ["Completed"], "publish-selection": ["Completed"],
+        "train": ["Completed"], "evaluate": ["Completed"], "publish-round": ["Completed"]}
 
     # Nothing generated twice: only the new checkpoint's evaluation was added.
     assert _count(cfg, "generations") == generated + evaluation
@@ -223,11 +225,13 @@ def test_a_cached_rerun_and_a_real_data_run_from_the_form_in_chromium(live: Live
         assert rerun["state_type"] == "COMPLETED", rerun["state"]
         round_run = live.subflow(rerun_id, "ui-round-1")
         assert (round_run["state_type"], round_run["state_name"]) == ("COMPLETED", "Cached")
+        # resolve-model is no step (it hashes), nor is publishing
         assert live.task_states(rerun_id) == {"ensure-backbone": ["Cached"], "prepare-data": ["Cached"],
                                               "resolve-model": ["Completed"], "evaluate": ["Cached"],
-                                              "east-round": ["Cached"]}  # resolve-model is no step: it hashes
-        assert live.task_states(round_run["id"]) == {name: ["Cached"] for name in (
-            "generate-pool", "select-and-weight", "train", "evaluate")}
+                                              "east-round": ["Cached"], "publish-results": ["Completed"]}
+        assert live.task_states(round_run["id"]) == {
+            **{name: ["Cached"] for name in ("generate-pool", "select-and-weight", "train", "evaluate")},
+            "publish-selection": ["Completed"], "publish-round": ["Completed"]}
         _cached_run_page(driver, live, rerun_id)  # its task runs and its round say Cached in the UI too
 
     done = live.wait(form_run["id"])

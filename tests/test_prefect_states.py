@@ -19,20 +19,20 @@ from flows.states import ended, supersede_earlier_attempts
 
 @task(cache_policy=NO_CACHE)
 def steps_task(cached: list[bool]):
-    results = [StepResult(f"step {i}", f"key{i}", was_cached, 0.0) for i, was_cached in enumerate(cached)]
-    return ended(results, f"{sum(cached)} of {len(cached)} cached")
+    parts = [StepResult(f"step {i}", f"key{i}", was_cached, 0.0) for i, was_cached in enumerate(cached)]
+    return ended(StepResult.of("steps", parts, f"{sum(cached)} of {len(cached)} cached"))
 
 
 @flow(flow_run_name="round-{round_}")
 def round_flow(round_: int, data_dir: str) -> str:
     supersede_earlier_attempts()
     fail_once_if_asked("round", Path(data_dir))
-    return steps_task([True]).result()
+    return steps_task([True]).result().value
 
 
 @flow
 def parent_flow() -> tuple[list[str], str]:
-    values = [steps_task(cached).result() for cached in ([True], [True, True], [True, False], [False])]
+    values = [steps_task(cached).result().value for cached in ([True], [True, True], [True, False], [False])]
     return values, flow_run.id
 
 
@@ -50,7 +50,7 @@ def _task_states(client, flow_run_id: str, count: int) -> list[str]:
 
 def test_tasks_end_cached_only_when_every_step_was_found(prefect_server) -> None:
     values, run_id = parent_flow()
-    assert values == ["1 of 1 cached", "2 of 2 cached", "1 of 2 cached", "0 of 1 cached"]  # `.result()` gives value
+    assert values == ["1 of 1 cached", "2 of 2 cached", "1 of 2 cached", "0 of 1 cached"]  # `.result().value`
     with get_client(sync_client=True) as client:
         assert _task_states(client, run_id, 4) == ["Cached", "Cached", "Completed", "Completed"]
 

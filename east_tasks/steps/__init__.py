@@ -1,4 +1,5 @@
-"""The EAST steps, one module each, every one run by `runner.run_step` (key → claim → look up → compute → commit).
+"""The EAST steps, one module each, every one run by `runner.run_step` (key → claim → look up → check → compute →
+commit → after commit).
 
 data (preflight, backbone, the splits) → generation (the pool, evaluations, auto-balance's probes) → balance →
 selection (+ weighting) → scoring (reference log-probs) → training → evaluation → record. Keys: `keys`.
@@ -14,12 +15,12 @@ from east_tasks.steps.model import ModelRef, model_ref
 from east_tasks.steps.record import record_round
 from east_tasks.steps.runner import StepResult, known_failure, retryable, run_step
 from east_tasks.steps.scoring import response_logprobs
-from east_tasks.steps.selection import check_collapse, nothing_to_train_on, select_and_weight
-from east_tasks.steps.training import earlier_weight_keys, train
+from east_tasks.steps.selection import nothing_to_train_on, select_and_weight
+from east_tasks.steps.training import train
 
 grading.install()  # the steps grade math and users' answer styles in the engines' bounded workers
 
-__all__ = ["EvalKeys", "ModelRef", "StepResult", "check_collapse", "choose_sampling", "claim_experiment",
-           "earlier_weight_keys", "ensure_backbone", "evaluate_model", "evaluate_split", "generate", "known_failure",
+__all__ = ["EvalKeys", "ModelRef", "StepResult", "choose_sampling", "claim_experiment",
+           "ensure_backbone", "evaluate_model", "evaluate_split", "generate", "known_failure",
            "model_ref", "nothing_to_train_on", "pool_spec", "preflight", "prepare_data", "prompter_for",
            "record_round", "response_logprobs", "retryable", "run_shard", "run_step", "select_and_weight", "train"]

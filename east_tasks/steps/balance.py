@@ -29,12 +29,10 @@ def pool_spec(cfg: ExperimentConfig) -> SampleSpec:
 
 
 def choose_sampling(cfg: ExperimentConfig, parent: ModelRef, dataset_key: str,
-                    round_: int) -> tuple[SampleSpec, list[StepResult]]:
-    """The round's sampling and the steps that chose it: the first `balance.probe_size` pool questions sampled
-    with every candidate (cached generations like any other; their cost is the round's), and the choice, which
-    goes to `balance_probes` with every candidate's monitor. Without `balance.auto`: the configured sampling."""
-    if not cfg.balance.auto:
-        return pool_spec(cfg), []
+                    round_: int) -> StepResult[tuple[SampleSpec, list[str]]]:
+    """`balance.auto`: the round's sampling, and the probes' generation keys (their cost is the round's), chosen
+    in steps: the first `balance.probe_size` pool questions sampled with every candidate (cached generations like
+    any other), and the choice, which goes to `balance_probes` with every candidate's monitor."""
     b, base = cfg.balance, pool_spec(cfg)
     candidates = [replace(base, n=n, temperature=t) for n in b.sample_counts or (base.n,) for t in b.temperatures]
     probes = [generate(cfg, parent, dataset_key, POOL, spec, cfg.sampling.seed + round_,
@@ -70,4 +68,4 @@ def choose_sampling(cfg: ExperimentConfig, parent: ModelRef, dataset_key: str,
         return best, {"chosen": best}
 
     choice = run_step(cfg, Step(f"auto-balance round {round_}", key, compute, load=chosen))
-    return candidates[choice.value], [*probes, choice]
+    return StepResult.of("auto-balance", [*probes, choice], (candidates[choice.value], [p.key for p in probes]))

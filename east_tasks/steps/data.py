@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -18,9 +18,10 @@ from east_tasks.models.bootstrap import BootstrapConfig, bootstrap_backbone
 from east_tasks.models.checks import check_max_model_len, check_model_dir, context_length, read_config
 from east_tasks.paths import BACKBONE_DIR
 from east_tasks.report import tracking
+from east_tasks.steps import keys
 from east_tasks.steps.experiments import check_experiment
 from east_tasks.steps.generation import prompter_for
-from east_tasks.steps.runner import Output, Step, StepResult, run_step
+from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
 from east_tasks.store import Store
 
 
@@ -94,15 +95,19 @@ def length_limits(cfg: ExperimentConfig) -> LengthLimits:
 
 
 def ensure_backbone(cfg: ExperimentConfig) -> StepResult:
-    """Rebuilds the embedded backbone if the experiment starts from it and it is missing (~10 min). Its files are
-    the result (`hash_dir` keys everything downstream), so it is not a store step."""
-    t0 = time.time()
-    is_embedded = Path(cfg.base_model).resolve() == BACKBONE_DIR.resolve()
-    if not is_embedded or (BACKBONE_DIR / "model.safetensors").exists():
-        return StepResult("backbone", "present", True, time.time() - t0)
-    manifest = bootstrap_backbone(BACKBONE_DIR, BootstrapConfig())
-    return StepResult("backbone", manifest["model_hash"], False, time.time() - t0,
-                      {"final_loss": round(manifest["final_loss"], 4)})
+    """Rebuilds the embedded backbone if the experiment starts from it and its weights are missing (~10 min). Its
+    files are the result (`hash_dir` keys everything downstream): the committed ones are found without a done mark,
+    and a rebuild is recorded with what it cost. Another base model has nothing to build: found."""
+    weights = BACKBONE_DIR / "model.safetensors"
+    embedded = Path(cfg.base_model).resolve() == BACKBONE_DIR.resolve()
+
+    def compute(ctx: StepContext) -> Output:
+        manifest = bootstrap_backbone(BACKBONE_DIR, BootstrapConfig())
+        return Output(info={"model_hash": manifest["model_hash"], "final_loss": round(manifest["final_loss"], 4)})
+
+    return run_step(cfg, Step("backbone", keys.backbone_key(asdict(BootstrapConfig())), compute,
+                              found=lambda: not embedded or weights.exists(),
+                              invalid=lambda store: None if weights.exists() else f"{weights} is missing"))
 
 
 def prepare_data(cfg: ExperimentConfig) -> StepResult:

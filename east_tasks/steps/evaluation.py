@@ -76,9 +76,11 @@ def evaluate_split(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, spl
                                            prepare=prepare))]
 
 
-def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> tuple[list[StepResult], EvalKeys]:
-    """The test split (greedy; pass@1, pass@k, maj@k) and, when there is one, the validation split (greedy only)."""
+def evaluate_model(cfg: ExperimentConfig, model: ModelRef, dataset_key: str) -> StepResult[EvalKeys]:
+    """The test split (greedy; pass@1, pass@k, maj@k) and, when there is one, the validation split (greedy only):
+    their generations and metrics, as one result whose value is the evaluation keys."""
     test = evaluate_split(cfg, model, dataset_key, "test", cfg.eval.n)
     validation = evaluate_split(cfg, model, dataset_key, "validation", 0) if cfg.data.validation_size else []
-    return test + validation, EvalKeys(test=test[-1].key, validation=validation[-1].key if validation else None,
-                                       steps=tuple(r.key for r in test + validation))
+    evals = EvalKeys(test=test[-1].key, validation=validation[-1].key if validation else None,
+                     steps=tuple(r.key for r in test + validation))
+    return StepResult.of("evaluate", test + validation, evals)

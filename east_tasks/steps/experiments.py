@@ -25,7 +25,7 @@ from east_tasks.store import claim_step, connect_existing, open_store
 class ExperimentState:
     config: ExperimentConfig  # as recorded, with `rounds` = the rounds done so far
     last_round: int  # 0 = only the base model has been evaluated
-    model: ModelRef  # the checkpoint `last_round` produced
+    model: ModelRef  # the checkpoint `last_round` produced, and the rounds' selections it was trained on
 
 
 def round_checkpoint(data_dir: Path | str, experiment: str, round_: int | None = None) -> ExperimentState:
@@ -33,6 +33,7 @@ def round_checkpoint(data_dir: Path | str, experiment: str, round_: int | None =
     with connect_existing(StoreConfig(), Path(data_dir)) as store:
         row = store.experiment_round(experiment, round_)
         known = store.experiments()
+        trained_on = tuple(k for _, k in store.round_weight_keys(experiment, row[0] + 1) if k) if row else ()
     if row is None:
         what = f"experiment {experiment!r}" + (f" round {round_}" if round_ is not None else "")
         raise ValueError(f"no {what} in {store.location}; known experiments: {', '.join(known) or 'none'}")
@@ -42,7 +43,7 @@ def round_checkpoint(data_dir: Path | str, experiment: str, round_: int | None =
     if last > 0 and not Path(path).is_dir():
         raise ValueError(f"experiment {experiment!r} round {last}: checkpoint {path} is missing")
     cfg = ExperimentConfig.model_validate_json(config).model_copy(update={"rounds": last, "data_dir": Path(data_dir)})
-    return ExperimentState(cfg, last, ModelRef(path=path, hash=model_hash))
+    return ExperimentState(cfg, last, ModelRef(path=path, hash=model_hash, weight_keys=trained_on))
 
 
 # More rounds continue an experiment; where it is stored, how the store is reached and where metrics go are moot.

@@ -144,8 +144,8 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
 
     return run_step(cfg, Step(step, key if shard is None else keys.shard_key(key, *shard), compute,
                               load=lambda store: (None, {"rows": store.count("generations", "gen_key", key)}),
-                              prepare=prepare, running_detail=lambda prepared: {"resumed_questions":
-                                                                                len(prepared[1])}))
+                              prepare=prepare, gpu=True,
+                              running_detail=lambda prepared: {"resumed_questions": len(prepared[1])}))
 
 
 def _shard_plan(cfg: ExperimentConfig, run_shards: Callable[[list[dict]], str] | None,

@@ -11,6 +11,7 @@
   balance     = experiment + round (its rows are theirs) + the probes' gen keys + what scores them (weighting
                 fields, the monitor's target)
   record      = what the round's row says (`east_tasks.store.schema.record_key`)
+  backbone    = the bootstrap recipe of the embedded backbone (its result is its files)
 These payloads are the store's compatibility contract: a change here makes every stored result unreachable
 (`tests/test_keys.py` holds them to recorded values).
 """
@@ -28,8 +29,8 @@ from east_tasks.core.weighting import MEASURES
 from east_tasks.io import fingerprint
 from east_tasks.store.schema import record_key
 
-__all__ = ["balance_key", "checkpoint_key", "eval_key", "gen_key", "logprob_key", "record_key", "shard_key",
-           "style_key", "weight_key", "weighting_fields"]
+__all__ = ["backbone_key", "balance_key", "checkpoint_key", "eval_key", "gen_key", "logprob_key", "record_key",
+           "shard_key", "style_key", "weight_key", "weighting_fields"]
 
 
 def style_key(style: str) -> str:
@@ -80,6 +81,10 @@ def weight_key(gen_key: str, weighting: dict[str, Any], loss: str, monitor_targe
 def checkpoint_key(parent_hash: str, weight_key: str, train: dict[str, Any], earlier: list[str]) -> str:
     return fingerprint({"parent": parent_hash, "weights": weight_key, "train": train,
                         **({"earlier": earlier} if earlier else {})})
+
+
+def backbone_key(recipe: dict[str, Any]) -> str:
+    return fingerprint({"backbone": recipe})
 
 
 def eval_key(greedy_key: str, sampled_key: str | None) -> str:

@@ -1,4 +1,5 @@
-"""A model as the steps pass it around: where it is and its content hash (which every key downstream reads)."""
+"""A model as the steps pass it around: where it is, its content hash (which every key downstream reads) and the
+rounds that trained it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from east_tasks.io import fingerprint, hash_dir
 
 
 class ModelRef(BaseModel):
-    """A model directory (or hub name) and its content hash; pydantic so Prefect can pass it around."""
+    """A model directory (or hub name), its content hash, and the selections (weight keys) of the rounds that
+    trained it, in order: with `train.accumulate` a round trains on them again. Pydantic so Prefect can pass it
+    around."""
 
     model_config = ConfigDict(frozen=True)
     path: str
     hash: str
+    weight_keys: tuple[str, ...] = ()
 
 
 def model_ref(path: str | Path) -> ModelRef:

@@ -1,18 +1,20 @@
-"""The one step runner: key → claim → look up → compute → commit (rows, status and cost in one transaction).
+"""The one step runner: key → claim → look up → check → compute → commit (rows, status and cost in one transaction)
+→ after commit.
 
 A step is its key, a compute function and what its result is when found done. The runner owns everything else:
 the claim (a lease on a lake, so one worker computes a key while others wait), the one rule for "done" (the key's
 `step_status` row, written in the transaction that writes the step's rows; a step may verify more, as training
-checks its checkpoint's hash), the "cached, skipped" log line, cost accounting, and which failures are worth a
-retry. docs/architecture.md says how to add a step.
+checks its checkpoint's hash), the gate before computing (`check`), the "cached, skipped" log line, the one timer
+and the cost accounting, what reaches outside the store once the rows are in (`after_commit`), and which failures
+are worth a retry. docs/architecture.md says how to add a step.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -28,12 +30,23 @@ T = TypeVar("T")
 
 @dataclass
 class StepResult(Generic[T]):
+    """What a step gives its caller: found (`cached`) or computed, in `seconds` (for a computed step, the wall time
+    `step_status` records), its log details and its value. A result of several steps (an evaluation: its
+    generations and its metrics) lists them as `parts`."""
+
     step: str
     key: str
     cached: bool
     seconds: float
     info: dict = field(default_factory=dict)
     value: T | None = None  # what the step gives the next one (a model, keys); None for most
+    parts: tuple[StepResult, ...] = ()
+
+    @classmethod
+    def of(cls, step: str, parts: list[StepResult], value: T) -> StepResult[T]:
+        """One result for work done in several steps: found when every part was; its key the last part's."""
+        return cls(step, parts[-1].key, all(p.cached for p in parts), sum(p.seconds for p in parts), {}, value,
+                   tuple(parts))
 
     def describe(self) -> str:
         what = "cached, skipped" if self.cached else f"computed in {self.seconds:.1f}s"
@@ -81,39 +94,64 @@ class Step(Generic[T]):
     # The result of a step found done, its value and log details, read from the store (default: no value, and
     # the details it logged when it was computed)
     load: Callable[[Store], tuple[T | None, dict]] | None = None
-    # Done, but no longer valid (a checkpoint whose files changed)? Why, or None
+    # Done, but no longer valid? Why, or None (a checkpoint whose files changed, a backbone whose files are gone)
     invalid: Callable[[Store], str | None] = lambda store: None
+    # A result that can exist without the store knowing of it (the committed backbone's files): whether it does.
+    # Found, it counts as done, like the key's done mark.
+    found: Callable[[], bool] = lambda: False
+    # The gate before computing, in the look-up's open: raises to refuse (label-free training on a collapsed pool)
+    check: Callable[[Store], None] | None = None
     # What compute reads from the store, read in the look-up's open (one open fewer), as `ctx.prepared`
     prepare: Callable[[Store], Any] | None = None
     # Where a step resumes, what it found (the generation's committed questions), for its "running" mark
     running_detail: Callable[[Any], dict] = lambda prepared: {}
+    # Computes on the GPU (generation, scoring, training): its wall time is recorded as GPU time where one is
+    # visible. Another step records the GPU time of the steps it computes inside it (a selection's scoring).
+    gpu: bool = False
+    # Once a computed step's rows are committed, the store closed and the claim released: what reaches outside the
+    # store (the trackers), with the result
+    after_commit: Callable[[StepResult[T]], None] | None = None
+
+
+# The GPU seconds of the steps computed inside the step being computed (a list of one, added to), or None.
+_gpu_inside: ContextVar[list[float] | None] = ContextVar("gpu_inside", default=None)
 
 
 def run_step(cfg: ExperimentConfig, step: Step[T]) -> StepResult[T]:
-    t0 = time.time()
     with claim_step(cfg, step.key):
+        meter = Meter()  # the one timer: the claim's wait is another process's work
         with open_store(cfg) as store:
-            if store.step_done(step.key):
+            if store.step_done(step.key) or step.found():
                 if (why := step.invalid(store)) is None:
                     value, info = step.load(store) if step.load else (None, store.step_detail(step.key))
-                    return StepResult(step.name, step.key, True, time.time() - t0, info, value)
+                    return StepResult(step.name, step.key, True, meter.seconds(), info, value)
                 log.warning("%s [%s]: %s; computing it again", step.name, step.key, why)
+            if step.check:
+                step.check(store)
             prepared = step.prepare(store) if step.prepare else None
             # Stays "running" if the process dies: the next run resumes from what was committed.
             store.mark_step(step.key, step.name, cfg.experiment, "running", detail=step.running_detail(prepared))
-        meter = Meter()
-        out = step.compute(StepContext(cfg, step.name, step.key, prepared))
-        wall = time.time() - t0
-        cost = meter.cost(tokens_generated=out.tokens_generated, tokens_trained=out.tokens_trained)
+        inside = [0.0]
+        token = _gpu_inside.set(inside)
+        try:
+            out = step.compute(StepContext(cfg, step.name, step.key, prepared))
+        finally:
+            _gpu_inside.reset(token)
 
-        def commit(store: Store) -> dict:
+        def commit(store: Store) -> tuple[dict, float, float]:
             info = {**out.info, **((out.write(store) or {}) if out.write else {})}
-            store.mark_step(step.key, step.name, cfg.experiment, "done", wall, info, cost)
-            return info
+            cost = meter.cost(out.tokens_generated, out.tokens_trained, gpu=step.gpu, gpu_s=inside[0])
+            store.mark_step(step.key, step.name, cfg.experiment, "done", detail=info, cost=cost)
+            return info, cost.as_dict()["wall_s"], cost.gpu_s
 
         with open_store(cfg) as store:
-            info = store.atomically(commit)
-    return StepResult(step.name, step.key, False, time.time() - t0, info, out.value)
+            info, seconds, gpu_s = store.atomically(commit)
+    if (outer := _gpu_inside.get()) is not None:
+        outer[0] += gpu_s
+    result = StepResult(step.name, step.key, False, seconds, info, out.value)
+    if step.after_commit:
+        step.after_commit(result)
+    return result
 
 
 def known_failure(err: BaseException, data_dir: Path) -> UserError | EnvironmentFault | None:

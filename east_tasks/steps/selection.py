@@ -34,7 +34,7 @@ from east_tasks.steps.generation import unchecked_answers
 from east_tasks.steps.model import ModelRef
 from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
 from east_tasks.steps.scoring import response_logprobs
-from east_tasks.store import Store, open_store
+from east_tasks.store import Store
 
 POOL = "pool"
 
@@ -167,15 +167,15 @@ _ANSWER_FORMAT = {"gsm8k": "a final '#### N' line", "math": "the final answer in
                   "mcq": "a final 'The answer is (X).' choice letter"}
 
 
-def check_collapse(cfg: ExperimentConfig, round_: int, weight_key: str) -> None:
+def check_collapse(store: Store, cfg: ExperimentConfig, round_: int, weight_key: str) -> None:
     """Label-free rounds: refuse to train on a pool without a single answer, or on a collapsed one
     (`east_tasks.core.monitor.collapsed`). Without answers every response falls in the one no-answer cluster, so
-    the entropy is 0 and the pool would read as collapsed: the prompt or the token budget is what failed."""
+    the entropy is 0 and the pool would read as collapsed: the prompt or the token budget is what failed. The
+    training step's gate (`Step.check`), read in its look-up."""
     if cfg.weighting.labels != "majority":
         return
-    with open_store(cfg) as store:
-        responses, answered = store.pool_answers(weight_key)
-        entropy, now, prev = store.label_free_state(weight_key, cfg.experiment, round_)
+    responses, answered = store.pool_answers(weight_key)
+    entropy, now, prev = store.label_free_state(weight_key, cfg.experiment, round_)
     if responses and not answered:
         style = str(cfg.data.answer_style)  # always set once the config is validated
         form = _ANSWER_FORMAT.get(style, "what its extract() finds")

@@ -22,23 +22,10 @@ from east_tasks.steps import keys
 from east_tasks.steps.model import ModelRef
 from east_tasks.steps.runner import Output, Step, StepContext, StepResult, run_step
 from east_tasks.steps.scoring import response_logprobs
-from east_tasks.steps.selection import nothing_to_train_on
-from east_tasks.store import Store, open_store
+from east_tasks.steps.selection import check_collapse, nothing_to_train_on
+from east_tasks.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def earlier_weight_keys(cfg: ExperimentConfig, round_: int) -> list[str]:
-    """With `train.accumulate`, the weight keys of rounds 1..round_-1 of this experiment (their kept examples
-    are trained on again in round `round_`); else none."""
-    if not cfg.train.accumulate:
-        return []
-    with open_store(cfg) as store:
-        rows = store.round_weight_keys(cfg.experiment, round_)
-    if [r for r, _ in rows] != list(range(1, round_)):
-        raise UserError(f"train.accumulate: {cfg.experiment} has rounds {[r for r, _ in rows]} recorded before "
-                        f"round {round_}; every earlier round must be")
-    return [key for _, key in rows]
 
 
 def _score_references(cfg: ExperimentConfig, parent: ModelRef, rows_by_gen: dict[str, pd.DataFrame]) -> None:
@@ -50,13 +37,15 @@ def _score_references(cfg: ExperimentConfig, parent: ModelRef, rows_by_gen: dict
         response_logprobs(cfg, parent, gen_key, samples.astype({"sample_idx": int}))
 
 
-def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys: list[str] | tuple[str, ...] = (),
-          run_name: str | None = None) -> StepResult[ModelRef]:
-    """Fine-tunes `parent` on the examples of `weight_key` (and, accumulating, of `earlier_keys` first);
-    `run_name` names its training curve in the trackers. The step's value is the new model."""
+def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> StepResult[ModelRef]:
+    """Round `round_`'s fine-tune of `parent` on the examples of `weight_key` (and, with `train.accumulate`, first
+    on those of the rounds that trained `parent`). Label-free, the collapse gate refuses a pool before anything is
+    trained (`check_collapse`). The step's value is the new model."""
+    earlier_keys = list(parent.weight_keys) if cfg.train.accumulate else []
     weight_keys = [*earlier_keys, weight_key]
-    ckpt_key = keys.checkpoint_key(parent.hash, weight_key, cfg.train.model_dump(), list(earlier_keys))
+    ckpt_key = keys.checkpoint_key(parent.hash, weight_key, cfg.train.model_dump(), earlier_keys)
     out_dir = cfg.checkpoint_dir / ckpt_key
+    trained_on = (*parent.weight_keys, weight_key)
 
     def invalid(store: Store) -> str | None:
         row = store.checkpoint(ckpt_key)
@@ -68,7 +57,8 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys
 
     def load(store: Store) -> tuple[ModelRef, dict]:
         row = store.checkpoint(ckpt_key)
-        return ModelRef(path=str(out_dir), hash=row["model_hash"]), {"train_loss": round(float(row["train_loss"]), 4)}
+        model = ModelRef(path=str(out_dir), hash=row["model_hash"], weight_keys=trained_on)
+        return model, {"train_loss": round(float(row["train_loss"]), 4)}
 
     def prepare(store: Store) -> tuple[str | None, pd.DataFrame | None]:
         """Why there is nothing to train on (or None), and the samples DPO / KTO need reference log-probs of."""
@@ -90,7 +80,7 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys
             examples = Path(scratch) / "examples.arrow"
             with ctx.store() as store:
                 store.write_training_rows(weight_keys, parent.hash if cfg.train.loss != "sft" else None, examples)
-            with tracking.training_run(cfg, run_name or f"{cfg.experiment}-{ckpt_key}") as tracked:
+            with tracking.training_run(cfg, f"{cfg.experiment}-round-{round_}") as tracked:
                 launch = train_with_torchrun if cfg.train.launcher == "torchrun" else train_weighted
                 summary = launch(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
                                  cfg.backend.trust_remote_code, tracked)
@@ -100,6 +90,8 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, earlier_keys
         info = {"train_loss": round(summary["train_loss"], 4), "steps": summary["steps"],
                 "examples": summary["n_examples"]}
         return Output(lambda store: store.upsert("checkpoints", checkpoint), info,
-                      ModelRef(path=str(out_dir), hash=summary["model_hash"]), tokens_trained=summary["tokens_trained"])
+                      ModelRef(path=str(out_dir), hash=summary["model_hash"], weight_keys=trained_on),
+                      tokens_trained=summary["tokens_trained"])
 
-    return run_step(cfg, Step("train", ckpt_key, compute, load=load, invalid=invalid, prepare=prepare))
+    return run_step(cfg, Step("train", ckpt_key, compute, load=load, invalid=invalid, prepare=prepare, gpu=True,
+                              check=lambda store: check_collapse(store, cfg, round_, weight_key)))

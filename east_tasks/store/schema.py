@@ -105,9 +105,13 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 CREATE TABLE IF NOT EXISTS step_status (
     step_key VARCHAR PRIMARY KEY, step VARCHAR, experiment VARCHAR, status VARCHAR, wall_s DOUBLE,
     detail JSON, updated_at DOUBLE,
-    -- what computing the step cost (east_tasks.cost); NULL in stores from before it was recorded. gpu_s is the
-    -- step's wall time wherever a GPU is visible (0 without one), whether or not the step used it
-    cpu_s DOUBLE, gpu_s DOUBLE, tokens_generated BIGINT, tokens_trained BIGINT);
+    -- what computing the step cost (east_tasks.cost); NULL in stores from before it was recorded
+    cpu_s DOUBLE,
+    -- the wall time of a step that computes on the GPU (generation, scoring, training) where one is visible; for
+    -- another step, that of the GPU steps it computed inside it (east_tasks.cost)
+    gpu_s DOUBLE,
+    -- what computing the step cost; NULL in stores from before it was recorded
+    tokens_generated BIGINT, tokens_trained BIGINT);
 -- Leases on the steps being computed (DuckLake backend, `Claim`): one worker computes a key while others wait.
 CREATE TABLE IF NOT EXISTS claims (
     claim_key VARCHAR, holder VARCHAR, expires_at DOUBLE, PRIMARY KEY (claim_key));
