@@ -28,6 +28,12 @@ from flows.faults import FAIL_ONCE_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "build" / "screenshots"
+# The experiment the UI tests run, retry, continue and rerun: tiny-test, one round, from the form, with fewer samples
+# per question and test questions than the preset (the pool and validation split stay the preset's, so an
+# `evaluate` with the preset and this test size finds the round's evaluation in the store). Transformers generation:
+# no vLLM engine start-up in each run.
+UI = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "backend": "hf", "samples_per_question": 4,
+      "test_size": 30}
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +105,9 @@ def _count(cfg, table: str) -> int:
 
 
 def test_retry_from_the_ui_resumes_from_the_cache(live: Live) -> None:
-    # transformers generation: no vLLM engine start-up (~20 s, minutes on a busy machine) in each run.
-    params = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "backend": "hf", "data_dir": str(live.data_dir)}
-    cfg = load_config("tiny-test", experiment="ui", rounds=1, data_dir=live.data_dir, backend={"backend": "hf"})
-    run = live.trigger("east-self-train/self-train", params).raise_for_status().json()
+    cfg = load_config("tiny-test", experiment="ui", rounds=1, data_dir=live.data_dir, backend={"backend": "hf"},
+                      sampling={"n": UI["samples_per_question"]}, data={"test_size": UI["test_size"]})
+    run = live.trigger("east-self-train/self-train", {**UI, "data_dir": str(live.data_dir)}).raise_for_status().json()
 
     failed = live.wait(run["id"])
     assert failed["state_type"] == "FAILED" and "fault injected" in failed["state"]["message"], failed["state"]
@@ -173,7 +178,8 @@ def test_next_round_then_the_run_page_in_chromium(live: Live) -> None:
     assert any("max_rounds=2: nothing to do" in m for m in live.messages())
 
     # `evaluate` on the new checkpoint: the same test split and settings, so it is read from the cache.
-    evaluate = {"checkpoint": "ui:2", "preset": "tiny-test", "backend": "hf", "data_dir": str(live.data_dir)}
+    evaluate = {"checkpoint": "ui:2", "preset": "tiny-test", "backend": "hf", "test_size": UI["test_size"],
+                "data_dir": str(live.data_dir)}
     evaluated = live.wait(live.trigger("east-evaluate/evaluate", evaluate).json()["id"])
     assert evaluated["state_type"] == "COMPLETED", evaluated["state"]
     with Store(live.data_dir / "east.duckdb") as store:
@@ -212,8 +218,8 @@ def test_a_cached_rerun_and_a_real_data_run_from_the_form_in_chromium(live: Live
     if not (live.data_dir / "east.duckdb").exists():
         pytest.skip("needs the experiment test_retry_from_the_ui_resumes_from_the_cache made")
     # The retried experiment again: every step is in the store (the worker takes this run first, the form's next).
-    params = {"experiment": "ui", "preset": "tiny-test", "rounds": 1, "backend": "hf", "data_dir": str(live.data_dir)}
-    rerun_id = live.trigger("east-self-train/self-train", params).raise_for_status().json()["id"]
+    rerun_id = live.trigger("east-self-train/self-train", {**UI, "data_dir": str(live.data_dir)}
+                            ).raise_for_status().json()["id"]
     form = {**FORM, "data_path": str(_gsm8k_table(tmp_path / "gsm8k-table")), "data_dir": str(live.data_dir)}
     with _chromium() as driver:
         form_run = _submit_form(driver, live, "east-self-train/self-train", form)
