@@ -191,7 +191,7 @@ def test_label_free_auto_balanced_round_then_a_collapse_is_refused(tmp_path, pre
 
     temperatures = [0.6, 1.2]
     cfg = load_config("tiny-test", experiment="lf", rounds=1, data_dir=tmp_path, eval={"n": 0},
-                      data={"test_size": 30, "validation_size": 10},  # the round is what this test reads
+                      data={"pool_size": 96, "test_size": 30, "validation_size": 10},  # smaller than the preset
                       weighting={"labels": "majority", "self_reward": "logprob"},
                       balance={"auto": True, "temperatures": temperatures, "probe_size": 24})
     records = self_train(cfg)

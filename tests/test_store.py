@@ -210,7 +210,9 @@ def _one_red_line(out: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt block", "missing column", "newer schema"])
-def test_a_damaged_store_is_one_line_with_its_own_exit_code(tmp_path, damage) -> None:
+def test_a_damaged_store_is_one_line_with_its_own_exit_code(tmp_path, damage, prefect_server) -> None:
+    """Before anything loads: `east run` names the store in one line and exits 3 (2 for a store of a newer east).
+    The run is pointed at the session's Prefect server, which it would otherwise start before its first check."""
     import duckdb
 
     path = _a_store(tmp_path)
@@ -227,7 +229,7 @@ def test_a_damaged_store_is_one_line_with_its_own_exit_code(tmp_path, damage) ->
                     "UPDATE store_info SET value = '99' WHERE name = 'schema_version'")
         con.close()
     for command in (["run", "--preset", "tiny-test"], *([["store", "check"]] if damage == "truncated" else [])):
-        out = _east(*command, "--data-dir", str(tmp_path))
+        out = _east(*command, "--data-dir", str(tmp_path), env={**os.environ, "PREFECT_API_URL": prefect_server})
         line = _one_red_line(out)
         if damage == "newer schema":  # east is too old for it: the user upgrades east
             assert out.returncode == 2 and "schema version 99, written by a newer east" in line
