@@ -5,18 +5,17 @@
 Each round is Q questions x n samples with realistic text lengths (~600-character prompts, ~1,100-character
 responses, mostly incompressible), built in SQL straight into a store (reused when it is already there). The step
 (`east_tasks.steps.select_and_weight`, gsm8k style, gold labels: the in-store path) then runs in a fresh process,
-which reports its wall time and peak RSS; the RSS after importing the step's stack (torch, transformers, Prefect's
-pydantic models) is printed beside it. Each size prints `questions=Q rows=R select_s=S peak_rss_gb=M` as its last
-line. The default sizes follow with the growth of time per row and of peak RSS. For one size the store is also
-built in the layout before prompts were stored once (a prompt per sample), and both stores' size per million rows
-is printed.
+which reports its wall time and its own peak RSS (VmHWM); the peak after importing the step's stack (torch,
+transformers, Prefect's pydantic models) is printed beside it. Each size prints `questions=Q rows=R select_s=S
+peak_rss_gb=M` as its last line. The default sizes follow with the growth of time per row and of peak RSS. For one
+size the store is also built in the layout before prompts were stored once (a prompt per sample), and both stores'
+size per million rows is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -66,14 +65,23 @@ def build(path: Path, questions: int, n: int, v0_layout: bool = False) -> float:
     return time.time() - t0
 
 
+def peak_rss_gb() -> float:
+    """This process's own peak resident memory (VmHWM). Not getrusage's ru_maxrss: on Linux that survives fork and
+    exec, so a child started by a parent that built the store reports the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
 def child(work: Path) -> None:
-    """The step in this fresh process: prints a JSON line with its time and RSS."""
+    """The step in this fresh process: prints a JSON line with its time and peak RSS."""
     from east_tasks.config import load_config
     from east_tasks.steps import ModelRef, select_and_weight
     from east_tasks.steps.keys import weight_key
     from east_tasks.store import Store
 
-    imports_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    imports_gb = peak_rss_gb()
     cfg = load_config("tiny", data_dir=work)
     key = weight_key(GEN_KEY, cfg.weighting.model_dump(), cfg.train.loss, cfg.balance.target_correct)
     with Store(cfg.store_path) as store:  # measure the computation, not a cache hit
@@ -81,7 +89,7 @@ def child(work: Path) -> None:
     t0 = time.time()
     result = select_and_weight(cfg, GEN_KEY, DATASET_KEY, ModelRef(path="unused", hash="h"))
     seconds = time.time() - t0
-    print(json.dumps({"select_s": seconds, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    print(json.dumps({"select_s": seconds, "peak_rss_gb": peak_rss_gb(),
                       "imports_rss_gb": imports_gb, "examples": result.info["examples"]}))
 
 

@@ -24,11 +24,13 @@ def tiny_tokenizer():
 
 @pytest.fixture(scope="session")
 def prefect_server():
-    """A real ephemeral Prefect API with its own temporary database for the whole session."""
+    """A real ephemeral Prefect API with its own temporary database for the whole session; its URL is the value, for
+    the `east run` subprocesses whose own Prefect server is no part of what a test checks (PREFECT_API_URL)."""
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
-        yield
+        yield PREFECT_API_URL.value()
 
 
 @pytest.fixture(scope="session")
@@ -53,37 +55,36 @@ def finished_run(tmp_path_factory, prefect_server):
     """One finished `tiny-test` run (round 0 and 2 rounds, entropy weighting with a = 1, tracked in MLflow's local
     store), shared by every test that reads, exports or reruns it from cache: `cfg, records = finished_run`. A test
     that writes to it copies `cfg.data_dir` first (`shutil.copytree`): stored checkpoint paths are relative, so a
-    copy is a data dir of its own. What the first run cost is in `finished_run_cost`."""
-    import time
-
+    copy is a data dir of its own. The store opens of the first run are in `finished_run_cost`."""
     from east_tasks.config import load_config
     from east_tasks.store import Store
     from flows.self_train import self_train
 
     cfg = load_config("tiny-test", experiment="finished", data_dir=tmp_path_factory.mktemp("finished-run"),
                       weighting={"a": 1.0}, tracking={"report_to": ["mlflow"]})
-    t0, opened = time.time(), Store.opened
+    opened = Store.opened
     records = self_train(cfg)
-    _FIRST_PASS.update(seconds=time.time() - t0, store_opens=Store.opened - opened)
+    _FIRST_PASS.update(store_opens=Store.opened - opened)
     return cfg, records
 
 
-_FIRST_PASS: dict[str, float] = {}
+_FIRST_PASS: dict[str, int] = {}
 
 
 @pytest.fixture(scope="session")
-def finished_run_cost(finished_run) -> dict[str, float]:
-    """The first (uncached) pass of `finished_run`: its wall seconds and store opens."""
+def finished_run_cost(finished_run) -> dict[str, int]:
+    """The first (uncached) pass of `finished_run`: its store opens."""
     return dict(_FIRST_PASS)
 
 
 @pytest.fixture(scope="session")
-def clean_dir(tmp_path_factory):
-    """An uninterrupted `east run` (subprocess) of experiment "fault", tiny-test, one round: the reference every
-    killed, interrupted or failed run must end equal to (tests/test_faults.py, tests/test_interrupts.py)."""
+def clean_dir(tmp_path_factory, prefect_server):
+    """An uninterrupted `east run` (subprocess, on the session's Prefect server) of experiment "fault" (east_runs.py:
+    tiny-test, one round, smaller data): the reference every killed, interrupted or failed run must end equal to
+    (tests/test_faults.py, tests/test_interrupts.py)."""
     from east_runs import east_run, finish
 
     data_dir = tmp_path_factory.mktemp("clean") / "data"
-    code, out = finish(east_run(data_dir))
+    code, out = finish(east_run(data_dir, api_url=prefect_server))
     assert code == 0, out[-3000:]
     return data_dir

@@ -10,6 +10,11 @@ from east_tasks.faults import PAUSE_ENV
 from east_tasks.store import Store
 
 EAST = str(Path(sys.executable).parent / "east")
+# tiny-test, one round, on less data than the preset: every fault still has its place (a pool of three chunks, for a
+# kill after the first and a Ctrl-C after a later one; several training steps; an evaluation of greedy then sampled
+# answers), and a run computes a third of the preset's generations.
+SMALL = ("data.pool_size=96", "sampling.chunk_size=32", "sampling.n=4", "train.batch_size=8", "data.test_size=40",
+         "data.validation_size=16", "eval.n=2")
 RESULT_TABLES = {  # every stored result, in a canonical order (keys are content hashes: equal runs, equal keys)
     "generations": "SELECT gen_key, problem_id, sample_idx, text, correct FROM generations ORDER BY ALL",
     "question_stats": "SELECT weight_key, problem_id, entropy, drop_reason FROM question_stats ORDER BY ALL",
@@ -24,16 +29,26 @@ RESULT_TABLES = {  # every stored result, in a canonical order (keys are content
 }
 
 
+def run_command(data_dir: Path, experiment: str = "fault", *args: str) -> list[str]:
+    """`east run` of the fault tests' configuration (SMALL) into `data_dir`."""
+    return [EAST, "run", "--preset", "tiny-test", "--experiment", experiment, "--rounds", "1",
+            *(f"--set={s}" for s in SMALL), "--data-dir", str(data_dir), *args]
+
+
+def run_env(data_dir: Path, home: str, api_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The run's environment: its own PREFECT_HOME and, unless `api_url` names a server to use (the session's), its
+    own ephemeral Prefect server, as a person's `east run` has; no fault hook unless `extra` sets one."""
+    env = {k: v for k, v in os.environ.items() if k not in (PAUSE_ENV, "PREFECT_API_URL")}
+    env.update(PREFECT_HOME=str(data_dir.parent / f"prefect-home-{home}"), PYTHONUNBUFFERED="1", **extra)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
 def east_run(data_dir: Path, pause_at: str | None = None, experiment: str = "fault", *args: str,
-              env: dict | None = None, home: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / f"prefect-home-{home or experiment}"),
-           "PYTHONUNBUFFERED": "1", **(env or {})}
-    if pause_at:
-        env[PAUSE_ENV] = pause_at
-    else:
-        env.pop(PAUSE_ENV, None)
-    command = [EAST, "run", "--preset", "tiny-test", "--experiment", experiment, "--rounds", "1", "--data-dir",
-               str(data_dir), *args]
+             env: dict | None = None, home: str | None = None, api_url: str | None = None) -> subprocess.Popen:
+    env = run_env(data_dir, home or experiment, api_url, **(env or {}), **({PAUSE_ENV: pause_at} if pause_at else {}))
+    command = run_command(data_dir, experiment, *args)
     if pause_at:  # the test reads stderr up to the pause
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = data_dir.parent / f"run-{home or experiment}-{time.monotonic_ns()}.log"  # a file: runs never block on it

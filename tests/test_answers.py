@@ -90,7 +90,9 @@ MATH_DIFFERENT = [
 
 @pytest.mark.parametrize(("gold", "pred"), MATH_EQUIVALENT)
 def test_math_equivalent_forms(gold: str, pred: str) -> None:
-    assert answers_match(pred, gold, "math")
+    # the equivalence is checked here, not the 5 s bound (a comparison past it counts as not equivalent): a bound
+    # with a loaded 2-core machine's margin
+    assert answers_match(pred, gold, "math", timeout_s=60.0)
 
 
 @pytest.mark.parametrize(("gold", "pred"), MATH_DIFFERENT)
@@ -132,6 +134,9 @@ def test_math_verify_needs_the_main_thread_unless_its_timeout_is_off() -> None:
 
 
 TOWER = "10^{10^{10^{10}}}"  # sympy evaluates it in C with the GIL held: minutes, uninterruptible in a thread
+# What a bounded call may take past its bound: a loaded 2-core machine's scheduling and a replacement worker's start
+# (it imports sympy). An unbounded check of TOWER runs for minutes.
+MARGIN_S = 20.0
 
 
 def test_an_uncheckable_answer_is_no_match_within_its_bound_from_any_thread() -> None:
@@ -141,11 +146,11 @@ def test_an_uncheckable_answer_is_no_match_within_its_bound_from_any_thread() ->
     with ThreadPoolExecutor(1) as pool:
         t0 = time.time()
         assert not pool.submit(answers_match, TOWER, "5", "math", 1.0).result()
-        assert time.time() - t0 < 1.0 + 1.0
+        assert time.time() - t0 < 1.0 + MARGIN_S
     assert grading.timeouts["timed out"] == before + 1  # counted, for the step's log
     t0 = time.time()
     clusters = cluster_answers([TOWER, "5", "5", None], "5", "math", timeout_s=1.0)
-    assert time.time() - t0 < 2.0
+    assert time.time() - t0 < 1.0 + MARGIN_S
     # past the bound the question is clustered by exact strings, still with its gold verdict
     assert clusters == [Cluster("5", 2, True), Cluster(TOWER, 1, False), Cluster(NO_ANSWER, 1, False)]
     assert answers_match("0.5", "\\frac{1}{2}", "math")  # a killed worker was replaced

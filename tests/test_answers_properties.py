@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 
 from east_tasks.core.answers import answers_match, canonical_answers, cluster_answers, extract_answer
 
-BOUND_S = 0.5  # math-verify's bound in these tests; every call must return within it plus one second
+BOUND_S = 0.5  # math-verify's bound in these tests; every call must return within it and MARGIN_S
+# A loaded 2-core machine's scheduling and a replacement worker's start (it imports sympy); an unbounded check of an
+# exponent tower runs for minutes.
+MARGIN_S = 20.0
 
 any_text = st.text(st.characters(blacklist_categories=()), max_size=200)  # NUL bytes and lone surrogates too
 hostile = st.one_of(
@@ -28,12 +31,12 @@ slow = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 @quick
 @given(texts)
 def test_extraction_never_raises_and_is_fast(text: str) -> None:
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # both extract in this process: its CPU time, which a loaded machine does not stretch
     for style in ("gsm8k", "math"):
         answer = extract_answer(text, style)
         assert answer is None or isinstance(answer, str)
         assert isinstance(answers_match(answer, "5", "gsm8k"), bool)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +52,10 @@ def test_math_equivalence_returns_within_its_bound_on_anything(text: str, gold: 
     pred = extract_answer(text, "math") or text
     t0 = time.perf_counter()
     assert isinstance(answers_match(pred, gold, "math", timeout_s=BOUND_S), bool)
-    assert time.perf_counter() - t0 < BOUND_S + 1.0
+    assert time.perf_counter() - t0 < BOUND_S + MARGIN_S
     t0 = time.perf_counter()
     clusters = cluster_answers([pred, gold, None], gold, "math", timeout_s=BOUND_S)
-    assert time.perf_counter() - t0 < BOUND_S + 1.0
+    assert time.perf_counter() - t0 < BOUND_S + MARGIN_S
     assert sum(c.size for c in clusters) == 3 and any(c.correct for c in clusters)  # the gold itself is correct
 
 
@@ -75,7 +78,7 @@ ANSWERS = {"gsm8k": ["1", "1.0", "$1", "2", "4/2", "0.5", "1/2", "3", None],
            "math": ["\\frac{1}{2}", "0.5", "1/2", "2", "\\frac{4}{2}", "3", "\\sqrt{4}", None]}
 
 
-@settings(max_examples=40, deadline=None)
+@slow  # math's clusters compare in the bounded workers, each comparison parsing both answers with sympy
 @given(st.sampled_from(["gsm8k", "math"]), st.data())
 def test_clustering_is_independent_of_response_order(style: str, data) -> None:
     preds = data.draw(st.lists(st.sampled_from(ANSWERS[style]), min_size=1, max_size=12))

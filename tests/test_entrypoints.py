@@ -3,6 +3,8 @@ continues from (or stops at) what the store recorded."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from typer.testing import CliRunner
 
@@ -44,11 +46,28 @@ def test_round_checkpoint_reads_the_latest_round_and_names_what_is_missing(tmp_p
         round_checkpoint(tmp_path, "exp")
 
 
-def test_next_round_at_the_limit_does_nothing(tmp_path, prefect_server) -> None:
+def _logged(flow_run_id, timeout_s: float = 60) -> list[str]:
+    """The messages of a flow run's logs on the Prefect server, once there are any: logs reach the API a moment
+    after the run."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.time() + timeout_s
+    with get_client(sync_client=True) as client:
+        while not (logs := client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))) \
+                and time.time() < deadline:
+            time.sleep(0.5)
+    return [log.message for log in logs]
+
+
+def test_next_round_at_the_limit_does_nothing_and_says_why(tmp_path, prefect_server) -> None:
+    """What a scheduled run of the next-round deployment does once the experiment has its rounds: nothing, and its
+    log, shown on the run's page, says why."""
     cfg = load_config("tiny-test", experiment="sched", data_dir=tmp_path)
     _record(cfg, 2, tmp_path)
-    assert next_round(experiment="sched", max_rounds=2, data_dir=str(tmp_path)) == \
-        {"experiment": "sched", "round": 2, "ran": False}
+    state = next_round(experiment="sched", max_rounds=2, data_dir=str(tmp_path), return_state=True)
+    assert state.result() == {"experiment": "sched", "round": 2, "ran": False}
+    assert "sched has done 2 rounds, max_rounds=2: nothing to do" in _logged(state.state_details.flow_run_id)
     with Store(cfg.store_path) as store:
         assert store.execute("SELECT max(round), count(*) FROM experiment_rounds")[0] == (2, 3)
         # only the three records _record wrote: next-round computed nothing

@@ -1,7 +1,7 @@
 """Faults of the real `east run` (a subprocess: real Prefect, vLLM CPU engine, DuckDB): SIGKILL mid-generation,
-while a checkpoint is half written and mid-evaluation; runs of one experiment started together with two
-configurations; a data dir copied elsewhere; a full disk. Nothing of a killed run stays alive, and each rerun
-resumes to exactly what an uninterrupted run of the same seed stores."""
+while a checkpoint is half written and mid-evaluation, and a full disk, in one run after another; runs of one
+experiment started together with two configurations; a data dir copied elsewhere. Nothing of a killed run stays
+alive, and each rerun resumes to exactly what an uninterrupted run of the same seed stores (`clean_dir`)."""
 
 import json
 import os
@@ -12,10 +12,12 @@ import time
 
 import psutil
 import pytest
-from east_runs import EAST, east_run, finish, results
+from east_runs import east_run, finish, results, run_command
+from typer.testing import CliRunner
 
 from east_tasks.faults import DISK_FULL_ENV
 from east_tasks.store import Store
+from flows.cli import app
 
 
 def _kill_when_paused(proc: subprocess.Popen, point: str) -> list[psutil.Process]:
@@ -31,36 +33,54 @@ def _kill_when_paused(proc: subprocess.Popen, point: str) -> list[psutil.Process
     return children
 
 
-def test_killed_runs_leave_nothing_running_and_resume_to_the_uninterrupted_result(tmp_path, clean_dir) -> None:
-    faulty_dir = tmp_path / "faulty" / "data"
-    # Each kill, then a rerun that gets one step further: mid pool generation (one chunk of three committed),
-    # with the round's checkpoint half written, and mid evaluation of the trained model.
-    for point in ("generate pool round 1", "checkpoint-write", "generate test greedy"):
-        left = _kill_when_paused(east_run(faulty_dir, pause_at=point), point)
-        assert any(p.name().startswith("VLLM") for p in left) or point == "checkpoint-write"
-        deadline = time.time() + 5
-        while time.time() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in left):
-            time.sleep(0.2)
-        alive = [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        assert not alive, f"left running after the kill at {point}: {[(p.pid, p.name()) for p in alive]}"
-        if point == "checkpoint-write":  # the half-written checkpoint is only in its temp dir, never in place
-            ckpts = list((faulty_dir / "checkpoints").iterdir())
-            assert ckpts and all(p.name.startswith(".") and ".tmp-" in p.name for p in ckpts)
-    code, out = finish(east_run(faulty_dir))
-    assert code == 0, out[-3000:]
+def _kill_at(data_dir, point: str) -> None:
+    """A run of its own Prefect server (as a person's `east run` is) SIGKILLed at `point`: whatever it had started
+    (its engine, its server) goes with it."""
+    left = _kill_when_paused(east_run(data_dir, pause_at=point), point)
+    assert any(p.name().startswith("VLLM") for p in left) or point == "checkpoint-write"
+    deadline = time.time() + 5
+    while time.time() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in left):
+        time.sleep(0.2)
+    alive = [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left running after the kill at {point}: {[(p.pid, p.name()) for p in alive]}"
 
+
+def test_killed_runs_and_a_full_disk_leave_nothing_behind_and_resume_to_the_uninterrupted_result(
+        tmp_path, clean_dir, prefect_server) -> None:
+    """One data dir, each run getting one step further than the one before it: killed mid pool generation (one chunk
+    of three committed); failing to write the checkpoint as on a full disk; killed with the checkpoint half written;
+    killed mid evaluation of the trained model; then run to the end."""
+    faulty_dir = tmp_path / "faulty" / "data"
+    _kill_at(faulty_dir, "generate pool round 1")
+
+    # The checkpoint's write fails as a full disk does (the EAST_DISK_FULL_AT hook): exit 3, one line naming where
+    # and how much is free, no Prefect retry.
+    code, out = finish(east_run(faulty_dir, env={DISK_FULL_ENV: "checkpoint-write"}, api_url=prefect_server))
+    assert code == 3, out[-3000:]
+    said = [line for line in out.splitlines() if line.startswith("disk full")]
+    assert len(said) == 1 and "no space left on the file system of" in said[0] and "MB free" in said[0], out[-3000:]
+    assert "tokenizer.json" in said[0] and "Traceback" not in out
+    assert "Retrying" not in out and "AwaitingRetry" not in out  # a retry could not have helped
+
+    _kill_at(faulty_dir, "checkpoint-write")
+    ckpts = list((faulty_dir / "checkpoints").iterdir())  # the half-written checkpoint: in its temp dir, not in place
+    assert ckpts and all(p.name.startswith(".") and ".tmp-" in p.name for p in ckpts)
+    _kill_at(faulty_dir, "generate test greedy")
+
+    code, out = finish(east_run(faulty_dir, api_url=prefect_server))
+    assert code == 0, out[-3000:]
     assert results(faulty_dir) == results(clean_dir)  # same keys, same rows, none duplicated, same accuracies
     assert not list((faulty_dir / "checkpoints").glob(".*.tmp-*"))  # the half-written checkpoint was removed
 
 
-def test_concurrent_runs_of_one_experiment_share_it_and_another_configuration_is_refused(tmp_path,
-                                                                                       clean_dir) -> None:
+def test_concurrent_runs_of_one_experiment_share_it_and_another_configuration_is_refused(tmp_path, clean_dir,
+                                                                                       prefect_server) -> None:
     """Three runs of experiment "fault" started together on one DuckDB file, the third with another setting: the
     name is claimed in the store before any model step, so exactly one configuration wins it, the other's runs
     exit 2 naming the difference, and the winners (waiting for each other's steps through the step claims) end
     with the store of one run alone."""
     shared = tmp_path / "shared" / "data"
-    runs = [east_run(shared, None, "fault", *extra, home=str(i))
+    runs = [east_run(shared, None, "fault", *extra, home=str(i), api_url=prefect_server)
             for i, extra in enumerate(((), (), ("--a", "1.0")))]
     outcomes = [finish(run) for run in runs]
     with Store(shared / "east.duckdb") as store:
@@ -78,37 +98,34 @@ def test_concurrent_runs_of_one_experiment_share_it_and_another_configuration_is
         assert results(shared) == results(clean_dir)
 
 
-def test_a_copied_data_dir_is_a_full_cache_hit_and_gc_keeps_its_checkpoints(tmp_path, clean_dir) -> None:
+def _east(*args: object) -> tuple[int, str]:
+    out = CliRunner().invoke(app, [str(a) for a in args])
+    return out.exit_code, out.output
+
+
+def test_a_copied_data_dir_is_a_full_cache_hit_and_gc_keeps_its_checkpoints(tmp_path, clean_dir,
+                                                                            prefect_server) -> None:
     """The store records checkpoints relative to the data dir: a copy elsewhere (the original moved away) reruns
-    every step from the store, reports the same, and `east gc` finds nothing to remove."""
+    every step from the store (no step computed, no row rewritten), reports the same, and `east gc` finds nothing
+    to remove."""
     copy = tmp_path / "elsewhere" / "data"
     shutil.copytree(clean_dir, copy)
     moved = clean_dir.with_name("moved-away")
     clean_dir.rename(moved)
+
+    def steps() -> list:
+        with Store(copy / "east.duckdb") as store:
+            return store.execute("SELECT step_key, status, updated_at FROM step_status ORDER BY step_key")
+
     try:
-        code, out = finish(east_run(copy))
+        before = steps()
+        code, out = _east(*run_command(copy)[1:])
         assert code == 0, out[-3000:]
-        assert "computed in" not in out and "cached, skipped" in out
+        assert steps() == before and {status for _, status, _ in before} == {"done"}
         assert results(copy) == results(moved)
-        reports = [subprocess.run([EAST, "report", "--json", "--data-dir", str(d)], capture_output=True, text=True)
-                   for d in (copy, moved)]
-        assert reports[0].returncode == 0 and json.loads(reports[0].stdout) == json.loads(reports[1].stdout)
-        gc = subprocess.run([EAST, "gc", "--data-dir", str(copy)], capture_output=True, text=True)
-        assert gc.returncode == 0 and "0 directories" in gc.stdout, gc.stdout + gc.stderr
+        reports = [_east("report", "--json", "--data-dir", d) for d in (copy, moved)]
+        assert reports[0][0] == 0 and json.loads(reports[0][1]) == json.loads(reports[1][1])
+        code, out = _east("gc", "--data-dir", copy)
+        assert code == 0 and "0 directories" in out, out
     finally:
         moved.rename(clean_dir)
-
-
-def test_a_full_disk_is_one_line_not_retried_and_the_rerun_resumes(tmp_path, clean_dir) -> None:
-    """The checkpoint's write fails as a full disk does (the EAST_DISK_FULL_AT hook): exit 3, one line naming
-    where and how much is free, no Prefect retry; the rerun resumes to the clean run's store."""
-    data_dir = tmp_path / "full" / "data"
-    code, out = finish(east_run(data_dir, env={DISK_FULL_ENV: "checkpoint-write"}))
-    assert code == 3, out[-3000:]
-    said = [line for line in out.splitlines() if line.startswith("disk full")]
-    assert len(said) == 1 and "no space left on the file system of" in said[0] and "MB free" in said[0], out[-3000:]
-    assert "tokenizer.json" in said[0] and "Traceback" not in out
-    assert "Retrying" not in out and "AwaitingRetry" not in out  # a retry could not have helped
-    code, out = finish(east_run(data_dir))
-    assert code == 0, out[-3000:]
-    assert results(data_dir) == results(clean_dir)

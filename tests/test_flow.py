@@ -1,7 +1,6 @@
 """The real `self_train` flow: real Prefect server, real vLLM CPU build, real DuckDB, the real backbone."""
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,7 @@ def test_self_train_two_rounds_then_cached_rerun(finished_run, finished_run_cost
     pool, val, test = cfg.data.pool_size, cfg.data.validation_size, cfg.data.test_size
     n, k = cfg.sampling.n, cfg.eval.n
     assert val > 0 and cfg.weighting.a == 1.0
-    cold, fresh_opens = finished_run_cost["seconds"], finished_run_cost["store_opens"]
+    fresh_opens = finished_run_cost["store_opens"]
     counts = _counts(cfg)
 
     assert [r["round"] for r in first] == [0, 1, 2]
@@ -74,12 +73,15 @@ def test_self_train_two_rounds_then_cached_rerun(finished_run, finished_run_cost
     assert (steps.step == "data").sum() == 1 and steps.step.str.startswith("record round").sum() == 3
     assert len(steps) == 1 + 2 + 9 + 2 + 2 + 6 + 3
 
-    t0, opened = time.time(), Store.opened
+    with Store(cfg.store_path) as s:
+        statuses = s.execute("SELECT step_key, status, updated_at FROM step_status ORDER BY step_key")
+    opened = Store.opened
     second = self_train(cfg)
-    cached, cached_opens = time.time() - t0, Store.opened - opened
+    cached_opens = Store.opened - opened
     assert _counts(cfg) == counts  # nothing regenerated, retrained or re-evaluated
+    with Store(cfg.store_path) as s:  # no step computed, none even marked again
+        assert s.execute("SELECT step_key, status, updated_at FROM step_status ORDER BY step_key") == statuses
     assert second == first
-    assert cached < 0.25 * cold, (cached, cold)
     # Store opens: two per computed step (look-up, commit) plus the chunks and reads of its work; one per cached
     # step.
     assert fresh_opens <= OPENS_FRESH and cached_opens <= OPENS_CACHED, (fresh_opens, cached_opens)
@@ -162,10 +164,12 @@ def test_a_round_with_nothing_to_train_on_is_one_message_exit_2_and_not_retried(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 
+    pool = 40  # and a small evaluation of the backbone before the round: nothing here needs more
     out = CliRunner().invoke(app, ["run", "--preset", "tiny-test", "--experiment", "empty", "--rounds", "1",
-                                   "--backend", "hf", "--data-dir", str(tmp_path), "--set", "sampling.max_tokens=1"])
+                                   "--backend", "hf", "--data-dir", str(tmp_path), "--set", "sampling.max_tokens=1",
+                                   *(f"--set={s}" for s in (f"data.pool_size={pool}", "data.test_size=10",
+                                                            "data.validation_size=8", "eval.n=0"))])
     assert out.exit_code == 2, out.output
-    pool = load_config("tiny-test").data.pool_size
     assert (f"empty: no training examples: every one of the {pool} pool questions was filtered out ({pool} no "
             "sample was correct: raise sampling.n or sampling.temperature") in " ".join(out.output.split())
     assert "Traceback" not in out.output
@@ -187,6 +191,7 @@ def test_label_free_auto_balanced_round_then_a_collapse_is_refused(tmp_path, pre
 
     temperatures = [0.6, 1.2]
     cfg = load_config("tiny-test", experiment="lf", rounds=1, data_dir=tmp_path, eval={"n": 0},
+                      data={"pool_size": 96, "test_size": 30, "validation_size": 10},  # smaller than the preset
                       weighting={"labels": "majority", "self_reward": "logprob"},
                       balance={"auto": True, "temperatures": temperatures, "probe_size": 24})
     records = self_train(cfg)

@@ -229,4 +229,4 @@ def test_doctor_says_one_line_per_check_in_seconds(tmp_path) -> None:
     assert all(line[:4] in ("ok  ", "warn", "FAIL") for line in lines)
     assert "none yet at" in lines[5] and "vLLM 0.32.0 (CPU build), torch" in lines[2]
     assert out.exit_code == (1 if any(line.startswith("FAIL") for line in lines) else 0)
-    assert seconds < 10
+    assert seconds < 30  # a few seconds, starting no engine; the margin is a loaded 2-core machine's

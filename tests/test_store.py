@@ -40,27 +40,31 @@ def test_a_locked_store_is_waited_for_then_opened(tmp_path) -> None:
     with Store(path, lock_timeout_s=30) as store:
         waited = time.monotonic() - t0
         assert store.execute("SELECT count(*) FROM held")[0][0] == 1  # the holder's write is there, whole
-    assert holder.wait(5) == 0 and 1.0 < waited < 10
+    assert holder.wait(5) == 0 and waited > 1.0  # it waited for the holder, short of its 30 s timeout
 
 
 def test_a_store_locked_too_long_is_a_clear_error_naming_the_holder(tmp_path) -> None:
     path = tmp_path / "east.duckdb"
-    holder = _hold(path, 3.0)
+    holder = _hold(path, 60.0)  # far longer than the timeout: the refusal cannot be the holder letting go
     t0 = time.monotonic()
-    with pytest.raises(UserError, match=rf"store {path} stayed locked by .*\(PID {holder.pid}\) for more than "
-                                        r"0.5s \(store.lock_timeout_s\)"):
-        Store(path, lock_timeout_s=0.5)
-    assert time.monotonic() - t0 < 2.0
-    holder.wait(10)
+    try:
+        with pytest.raises(UserError, match=rf"store {path} stayed locked by .*\(PID {holder.pid}\) for more than "
+                                            r"0.5s \(store.lock_timeout_s\)"):
+            Store(path, lock_timeout_s=0.5)
+        assert time.monotonic() - t0 < 0.5 + 20  # its timeout, with a loaded 2-core machine's margin
+    finally:
+        holder.kill()
+        holder.wait(10)
 
 
-def test_a_failure_inside_the_flow_is_told_once_on_the_console(tmp_path) -> None:
+def test_a_failure_inside_the_flow_is_told_once_on_the_console(tmp_path, prefect_server) -> None:
     """Refused by the flow's data step, where the task's log, the flow's, both runs' `Finished in state Failed(...)`
-    and the command each had a copy of the line: the console shows it once, the command's (the UI keeps the runs')."""
+    and the command each had a copy of the line: the console shows it once, the command's (the UI keeps the runs').
+    The run reports to the session's Prefect server."""
     empty = tmp_path / "empty"
     empty.mkdir()
     out = _east("run", "--preset", "tiny-test", "--data-dir", str(tmp_path / "data"), "--set", "data.source=gsm8k",
-                "--set", f"data.path={empty}")
+                "--set", f"data.path={empty}", env={**os.environ, "PREFECT_API_URL": prefect_server})
     both = out.stdout + out.stderr
     assert out.returncode == 2 and "Traceback" not in both and "| ERROR" not in both, both
     assert both.count(f"{empty}: no file for split 'train'") == 1, both
@@ -155,9 +159,9 @@ def test_export_writes_every_table_to_parquet_equal_to_the_store(tmp_path) -> No
     assert len(pd.read_parquet(tmp_path / "pq" / "experiment_rounds.parquet")) == 4
 
 
-def _east(*args: str) -> subprocess.CompletedProcess:
+def _east(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(Path(sys.executable).parent / "east"), *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=env)
 
 
 def _a_store(data: Path) -> Path:
@@ -206,7 +210,9 @@ def _one_red_line(out: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt block", "missing column", "newer schema"])
-def test_a_damaged_store_is_one_line_with_its_own_exit_code(tmp_path, damage) -> None:
+def test_a_damaged_store_is_one_line_with_its_own_exit_code(tmp_path, damage, prefect_server) -> None:
+    """Before anything loads: `east run` names the store in one line and exits 3 (2 for a store of a newer east).
+    The run is pointed at the session's Prefect server, which it would otherwise start before its first check."""
     import duckdb
 
     path = _a_store(tmp_path)
@@ -223,7 +229,7 @@ def test_a_damaged_store_is_one_line_with_its_own_exit_code(tmp_path, damage) ->
                     "UPDATE store_info SET value = '99' WHERE name = 'schema_version'")
         con.close()
     for command in (["run", "--preset", "tiny-test"], *([["store", "check"]] if damage == "truncated" else [])):
-        out = _east(*command, "--data-dir", str(tmp_path))
+        out = _east(*command, "--data-dir", str(tmp_path), env={**os.environ, "PREFECT_API_URL": prefect_server})
         line = _one_red_line(out)
         if damage == "newer schema":  # east is too old for it: the user upgrades east
             assert out.returncode == 2 and "schema version 99, written by a newer east" in line

@@ -149,7 +149,8 @@ def test_rounds_table_means_tiers_over_seeds() -> None:
 
 def test_sweep_shares_generations_and_reports(tmp_path, prefect_server) -> None:
     grid = SweepGrid(a_values=[0, 1], losses=["sft", "dpo"], strategies=["local"], seeds=[0])
-    overrides = {"data": {"pool_size": 64, "test_size": 40}, "backend": {"engine": "hf"}}
+    overrides = {"data": {"pool_size": 64, "test_size": 16, "validation_size": 16}, "eval": {"n": 2},
+                 "backend": {"engine": "hf"}}
     markdown = sweep("it", grid, "tiny-test", 1, tmp_path, overrides)
 
     with Store(tmp_path / "east.duckdb") as s:
