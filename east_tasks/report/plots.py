@@ -113,10 +113,17 @@ def plot_accuracy_vs_a(summary: pd.DataFrame, title: str, path: Path, backbone: 
     return _save_png(fig, path)
 
 
+def _vanilla_and_east(df: pd.DataFrame) -> pd.DataFrame:
+    """The vanilla and entropy-weighted settings, or every setting of a sweep that has neither (a learnability or a
+    band sweep alone)."""
+    east = df[(df.a == 0) | (df.strategy == "entropy")]
+    return east if len(east) else df
+
+
 def plot_accuracy_vs_round(df: pd.DataFrame, title: str, path: Path) -> Path:
     """Vanilla vs EAST (entropy weighting, each a), mean over seeds per round, SFT/DPO/KTO alike."""
     fig, ax = _new_axes()
-    east = df[(df.a == 0) | (df.strategy == "entropy")]
+    east = _vanilla_and_east(df)
     for keys, group in east.groupby(SETTING):
         r = pd.Series(dict(zip(SETTING, keys, strict=True)))
         curve = group.groupby("round").greedy_acc.agg(["mean", "std"]).reset_index()
@@ -131,7 +138,7 @@ def plot_tiers_vs_round(df: pd.DataFrame, title: str, path: Path) -> Path:
     """Greedy accuracy per round in each difficulty tier, vanilla vs EAST (entropy) settings, mean ± std over seeds."""
     import matplotlib.pyplot as plt
 
-    east = df[(df.a == 0) | (df.strategy == "entropy")]
+    east = _vanilla_and_east(df)
     names = tiers(east.by_tier)
     fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3), sharey=True, squeeze=False)
     for ax, t in zip(axes[0], names, strict=True):
