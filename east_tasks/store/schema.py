@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS step_status (
     -- the wall time of a step that computes on the GPU (generation, scoring, training) where one is visible; for
     -- another step, that of the GPU steps it computed inside it (east_tasks.cost)
     gpu_s DOUBLE,
-    -- what computing the step cost; NULL in stores from before it was recorded
+    -- what computing the step cost (east_tasks.cost); NULL in stores from before it was recorded
     tokens_generated BIGINT, tokens_trained BIGINT);
 -- Leases on the steps being computed (DuckLake backend, `Claim`): one worker computes a key while others wait.
 CREATE TABLE IF NOT EXISTS claims (
