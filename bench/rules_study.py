@@ -49,9 +49,11 @@ def sweep_rows(store: Store, regime: str) -> pd.DataFrame:
         return pd.DataFrame()
     rows = pd.concat(frames, ignore_index=True)
     keys = [k for k in rows.weight_key.dropna().unique()]
-    lucky = store.lucky_shares(keys) if keys else pd.DataFrame(columns=["weight_key", "tier", "lucky_share"])
+    lucky = store.lucky_shares(keys) if keys else pd.DataFrame(columns=["weight_key", "tier", "lucky_share",
+                                                                         "lucky_weight_share"])
     overall = lucky[lucky.tier == "all"].set_index("weight_key")
     rows["lucky_share"] = rows.weight_key.map(overall.lucky_share)
+    rows["lucky_weight_share"] = rows.weight_key.map(overall.lucky_weight_share)
     rows.attrs["lucky"] = lucky
     return rows
 
@@ -73,6 +75,8 @@ def records(rows: pd.DataFrame, regime: str) -> list[dict]:
                     "paired_validation": val_d[0] if rule != "vanilla" else 0.0,
                     "paired_validation_hw": val_d[1] if rule != "vanilla" else 0.0,
                     "lucky_share": None if g.lucky_share.isna().all() else float(g.lucky_share.mean()),
+                    "lucky_weight_share": (None if g.lucky_weight_share.isna().all() else
+                                           float(g.lucky_weight_share.mean())),
                     "kept": None if g.n_kept.isna().all() else float(g.n_kept.mean()), "chosen": False})
     final = [r for r in out if r["round"] == max(x["round"] for x in out)]
     if final:  # the rule validation picks at the last round, vanilla included (a rule must beat doing nothing)
@@ -92,7 +96,7 @@ def page(all_records: list[dict], lucky_by_tier: dict[str, pd.DataFrame]) -> str
              "embedded task, from the committed backbone). Paired: each rule minus vanilla of the same seed, in",
              "points, mean ± the half-width of the 95 % Student-t interval. The rule is chosen on validation at the",
              "last round; test is reported for it. Lucky share: the share of the round's training rows whose final",
-             "answer is right but whose steps are not (`steps_valid`).", ""]
+             "answer is right but whose steps are not (`steps_valid`), by count and by training weight.", ""]
     for regime, desc in REGIMES.items():
         recs = [r for r in all_records if r["regime"] == regime]
         if not recs:
@@ -100,10 +104,10 @@ def page(all_records: list[dict], lucky_by_tier: dict[str, pd.DataFrame]) -> str
         last = max(r["round"] for r in recs)
         lines += [f"## {regime}: {desc}", "",
                   f"Round {last}, seeds {', '.join(map(str, recs[0]['seeds']))}.", "",
-                  "| rule | test | paired, test | validation | paired, validation | lucky share | kept | chosen |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| rule | test | paired, test | validation | paired, validation | lucky share (rows / weight) | "
+                  "kept | chosen |", "|---|---|---|---|---|---|---|---|"]
         for r in (r for r in recs if r["round"] == last):
-            lucky = "-" if r["lucky_share"] is None else f"{r['lucky_share']:.3f}"
+            lucky = "-" if r["lucky_share"] is None else f"{r['lucky_share']:.3f} / {r['lucky_weight_share']:.3f}"
             kept = "-" if r["kept"] is None else f"{r['kept']:.0f}"
             paired_test = "" if r["rule"] == "vanilla" else fmt(r["paired_test"], r["paired_test_hw"])
             paired_val = "" if r["rule"] == "vanilla" else fmt(r["paired_validation"], r["paired_validation_hw"])

@@ -146,17 +146,19 @@ class Queries:
     def lucky_shares(self, weight_keys: list[str]) -> pd.DataFrame:
         """Per round's weight key, overall (tier 'all') and by tier: its training rows (the chosen response of each:
         SFT rows, DPO's chosen, KTO's desirable), those right by luck (correct against gold, steps not valid), and
-        their share. Rows without a steps check (real data, stores from before it) are not counted."""
+        their share, by count and by training weight (`lucky_weight_share`: where the weighting puts the lucky
+        rows). Rows without a steps check (real data, stores from before it) are not counted."""
         return self.query(
             """WITH r AS (
-                 SELECT t.weight_key, p.tier::VARCHAR AS tier, g.correct AND NOT g.steps_valid AS lucky
+                 SELECT t.weight_key, p.tier::VARCHAR AS tier, t.weight, g.correct AND NOT g.steps_valid AS lucky
                  FROM training_examples t
                  JOIN generations g USING (gen_key, problem_id, sample_idx)
                  JOIN (SELECT DISTINCT problem_id, tier FROM problems WHERE split = 'pool') p USING (problem_id)
                  WHERE list_contains(?, t.weight_key) AND t.label AND g.steps_valid IS NOT NULL)
                SELECT weight_key, tier, count(*)::INTEGER AS rows, (count(*) FILTER (lucky))::INTEGER AS lucky,
-                      avg(lucky::INTEGER) AS lucky_share
-               FROM (SELECT * FROM r UNION ALL SELECT weight_key, 'all' AS tier, lucky FROM r)
+                      avg(lucky::INTEGER) AS lucky_share,
+                      coalesce(sum(weight) FILTER (lucky), 0) / sum(weight) AS lucky_weight_share
+               FROM (SELECT * FROM r UNION ALL SELECT weight_key, 'all' AS tier, weight, lucky FROM r)
                GROUP BY weight_key, tier ORDER BY weight_key, tier != 'all', tier""",
             [weight_keys])
 
