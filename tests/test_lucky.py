@@ -17,7 +17,7 @@ def test_lucky_share_of_a_real_round(finished_run) -> None:
                            "DISTINCT problem_id, question FROM problems) p USING (problem_id)")
         rounds = store.round_table(cfg.experiment)
         weight_key = rounds.weight_key.dropna().iloc[0]
-        rows = store.query("SELECT g.text, g.correct, p.tier, p.question FROM training_examples t JOIN generations "
+        rows = store.query("SELECT g.text, g.correct, t.weight, p.tier, p.question FROM training_examples t JOIN generations "
                            "g USING (gen_key, problem_id, sample_idx) JOIN (SELECT DISTINCT problem_id, tier, question "
                            "FROM problems WHERE split = 'pool') p USING (problem_id) WHERE t.weight_key = ? AND "
                            "t.label", [weight_key])
@@ -30,6 +30,8 @@ def test_lucky_share_of_a_real_round(finished_run) -> None:
     lucky = rows.correct & ~pd.Series(valid, index=rows.index, dtype=bool)
     assert shares.loc["all", "rows"] == len(rows) and shares.loc["all", "lucky"] == lucky.sum()
     assert abs(shares.loc["all", "lucky_share"] - lucky.mean()) < 1e-12
+    weighted = rows.weight[lucky].sum() / rows.weight.sum()  # finished_run weights with a = 1: not the row share
+    assert abs(shares.loc["all", "lucky_weight_share"] - weighted) < 1e-12
     for tier, group in lucky.groupby(rows.tier):
         assert shares.loc[str(tier), "lucky"] == group.sum()
     # east report (and --json) carries it per round; round 0 trains on nothing
