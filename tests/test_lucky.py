@@ -17,10 +17,10 @@ def test_lucky_share_of_a_real_round(finished_run) -> None:
                            "DISTINCT problem_id, question FROM problems) p USING (problem_id)")
         rounds = store.round_table(cfg.experiment)
         weight_key = rounds.weight_key.dropna().iloc[0]
-        rows = store.query("SELECT g.text, g.correct, t.weight, p.tier, p.question FROM training_examples t JOIN generations "
-                           "g USING (gen_key, problem_id, sample_idx) JOIN (SELECT DISTINCT problem_id, tier, question "
-                           "FROM problems WHERE split = 'pool') p USING (problem_id) WHERE t.weight_key = ? AND "
-                           "t.label", [weight_key])
+        rows = store.query("SELECT g.text, g.correct, t.weight, p.tier, p.question FROM training_examples t "
+                           "JOIN generations g USING (gen_key, problem_id, sample_idx) "
+                           "JOIN (SELECT DISTINCT problem_id, tier, question FROM problems WHERE split = 'pool') p "
+                           "USING (problem_id) WHERE t.weight_key = ? AND t.label", [weight_key])
         shares = store.lucky_shares([weight_key]).set_index("tier")
         records = to_records(round_results(store, cfg.experiment))
     assert gens.steps_valid.notna().all()  # the embedded task: every sample checked
