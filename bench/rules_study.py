@@ -102,8 +102,8 @@ def page(all_records: list[dict], lucky_by_tier: dict[str, pd.DataFrame]) -> str
         if not recs:
             continue
         last = max(r["round"] for r in recs)
-        lines += [f"## {regime}: {desc}", "",
-                  f"Round {last}, seeds {', '.join(map(str, recs[0]['seeds']))}.", "",
+        seeds = sorted({x for r in recs if r["round"] == last for x in r["seeds"]})
+        lines += [f"## {regime}: {desc}", "", f"Round {last}, seeds {', '.join(map(str, seeds))}.", "",
                   "| rule | test | paired, test | validation | paired, validation | lucky share (rows / weight) | "
                   "kept | chosen |", "|---|---|---|---|---|---|---|---|"]
         for r in (r for r in recs if r["round"] == last):
