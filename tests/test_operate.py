@@ -23,6 +23,7 @@ from markdown_images import embedded_pngs
 from prefect_live import EAST, Live, free_port, prefect_env, start_server, stop
 
 from east_tasks.config import PRESETS, load_config
+from east_tasks.core.weighting import MAPPINGS, MEASURES
 from east_tasks.store import Store
 from flows.faults import FAIL_ONCE_ENV
 
@@ -73,7 +74,8 @@ def test_deploy_registers_typed_deployments_and_a_paused_schedule(live: Live) ->
     props = schema["properties"]
     assert props["preset"]["enum"] == list(PRESETS)  # a drop-down in the form
     assert props["loss"]["enum"] == ["sft", "dpo", "kto"]
-    assert props["strategy"]["enum"] == ["entropy", "local", "accuracy", "rejected"]
+    assert props["strategy"]["enum"] == list(MEASURES)  # the registry's rules
+    assert props["mapping"]["enum"] == list(MAPPINGS)
     assert "vanilla" in props["a"]["description"]
     assert props["prompt"]["anyOf"][0]["enum"] == ["auto", "chat", "fewshot", "zeroshot"]
     assert props["answer_style"]["anyOf"][0] == {"type": "string"}  # any style the config knows, checked there
