@@ -35,7 +35,10 @@ def downgrade_to_v0(path: Path) -> None:
         tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE "
                                             "table_catalog = current_database() AND table_schema = 'main'").fetchall()]
         for table in tables:
-            select = _CONVERTED.get(table, f"SELECT * FROM new.{table}")
+            columns = ", ".join(c for (c,) in con.execute(  # v0's columns: later ones (schema v4's) are left out
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_catalog = "
+                "current_database() AND table_schema = 'main' ORDER BY ordinal_position", [table]).fetchall())
+            select = _CONVERTED.get(table, f"SELECT {columns} FROM new.{table}")
             by_name = "" if table in ("generations", "training_examples") else "BY NAME "
             con.execute(f"INSERT INTO {table} {by_name}{select}")
         data_dir = str(path.parent.resolve())  # v0 recorded checkpoints by absolute path

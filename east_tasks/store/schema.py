@@ -178,7 +178,8 @@ ALTER TABLE training_examples RENAME TO training_examples_v0
 """
 _V0_TO_V1 = """
 INSERT INTO prompts SELECT DISTINCT md5(prompt), prompt FROM generations_v0;
-INSERT INTO generations SELECT gen_key, problem_id, sample_idx, md5(prompt), text, pred_answer, correct, num_tokens
+INSERT INTO generations (gen_key, problem_id, sample_idx, prompt_key, text, pred_answer, correct, num_tokens)
+    SELECT gen_key, problem_id, sample_idx, md5(prompt), text, pred_answer, correct, num_tokens
     FROM generations_v0 ORDER BY gen_key, problem_id, sample_idx;
 DROP TABLE generations_v0;
 INSERT INTO training_examples SELECT t.weight_key, t.example_idx, s.gen_key, t.problem_id, t.sample_idx, t.label,
