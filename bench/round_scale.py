@@ -54,7 +54,8 @@ def build(path: Path, questions: int, n: int, v0_layout: bool = False) -> float:
                   "ELSE ((hash(i * 31 + s) % 3 + 1) * 7)::VARCHAR END")
         prompt_col = "prompt" if v0_layout else "md5(prompt)"
         store.execute(f"""
-            INSERT INTO generations SELECT ?, problem_id, s, {prompt_col},
+            INSERT INTO generations (gen_key, problem_id, sample_idx, prompt_key, text, pred_answer, correct, num_tokens)
+            SELECT ?, problem_id, s, {prompt_col},
                    {_TEXT.format(digests=_digests("(i * 64 + s)::VARCHAR", 33), answer="coalesce(a, 'none')")},
                    a, coalesce(a = gold, false), 300
             FROM (SELECT *, {answer} AS a FROM (SELECT q.*, s, (hash(i * 131 + s) % 1000) / 1000.0 AS u
@@ -78,12 +79,12 @@ def child(work: Path) -> None:
     """The step in this fresh process: prints a JSON line with its time and peak RSS."""
     from east_tasks.config import load_config
     from east_tasks.steps import ModelRef, select_and_weight
-    from east_tasks.steps.keys import weight_key
+    from east_tasks.steps.keys import weight_key, weighting_fields
     from east_tasks.store import Store
 
     imports_gb = peak_rss_gb()
     cfg = load_config("tiny", data_dir=work)
-    key = weight_key(GEN_KEY, cfg.weighting.model_dump(), cfg.train.loss, cfg.balance.target_correct)
+    key = weight_key(GEN_KEY, weighting_fields(cfg.weighting), cfg.train.loss, cfg.balance.target_correct)
     with Store(cfg.store_path) as store:  # measure the computation, not a cache hit
         store.execute("DELETE FROM step_status WHERE step_key = ?", [key])
     t0 = time.time()
