@@ -54,7 +54,8 @@ def build(path: Path, questions: int, n: int, v0_layout: bool = False) -> float:
                   "ELSE ((hash(i * 31 + s) % 3 + 1) * 7)::VARCHAR END")
         prompt_col = "prompt" if v0_layout else "md5(prompt)"
         store.execute(f"""
-            INSERT INTO generations (gen_key, problem_id, sample_idx, prompt_key, text, pred_answer, correct, num_tokens)
+            INSERT INTO generations (gen_key, problem_id, sample_idx, prompt_key, text, pred_answer, correct,
+                                     num_tokens)
             SELECT ?, problem_id, s, {prompt_col},
                    {_TEXT.format(digests=_digests("(i * 64 + s)::VARCHAR", 33), answer="coalesce(a, 'none')")},
                    a, coalesce(a = gold, false), 300
