@@ -104,7 +104,7 @@ def test_best_on_validation_ignores_test_and_vanilla() -> None:
                        row("power", 1, 0, 0.60, 0.90), row("power", 1, 1, 0.62, 0.90),  # best on test only
                        row("exp", 2, 0, 0.64, 0.40), row("exp", 2, 1, 0.62, 0.40)])  # best on validation: 0.63
     best = best_on_validation(sweep_summary(df))
-    assert best == {"loss": "sft", "strategy": "entropy", "mapping": "exp", "a": 2.0,
+    assert best == {"loss": "sft", "strategy": "entropy", "mapping": "exp", "a": 2.0, "band": "",
                     "val_greedy_acc": pytest.approx(0.63)}
     assert best_on_validation(sweep_summary(df[df.a == 0])) is None
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from east_tasks.report.frames import sampled_ks, tiers
-from east_tasks.report.statistics import METRICS, SETTING, setting_name
+from east_tasks.report.statistics import METRICS, SETTING, setting_name, with_band
 
 MAX_EMBEDDED_BYTES = 512 * 1024
 
@@ -215,6 +215,7 @@ def paired_by_round_markdown(diffs: pd.DataFrame, sweep: str, ref: str) -> str:
 def rounds_markdown(df: pd.DataFrame, sweep: str) -> str:
     """Greedy accuracy per round, overall (mean ± std over seeds), per tier and on validation (means), for every
     setting of a sweep; the backbone (every setting's round 0) once."""
+    df = with_band(df)
     names = tiers(df.by_tier)
     lines = [f"### {sweep}: greedy accuracy per round (mean over seeds; test ± std)", "",
              "| setting | round | test | " + "".join(f"tier {t} | " for t in names) + "validation | seeds |",

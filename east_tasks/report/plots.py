@@ -10,7 +10,7 @@ import pandas as pd
 
 from east_tasks.io import atomic_write
 from east_tasks.report.frames import tiers
-from east_tasks.report.statistics import SETTING, setting_name
+from east_tasks.report.statistics import SETTING, setting_name, with_band
 
 
 def _new_axes():
@@ -116,6 +116,7 @@ def plot_accuracy_vs_a(summary: pd.DataFrame, title: str, path: Path, backbone: 
 def _vanilla_and_east(df: pd.DataFrame) -> pd.DataFrame:
     """The vanilla and entropy-weighted settings, or every setting of a sweep that has neither (a learnability or a
     band sweep alone)."""
+    df = with_band(df)
     east = df[(df.a == 0) | (df.strategy == "entropy")]
     return east if len(east) else df
 

@@ -19,11 +19,17 @@ def setting_name(r) -> str:
 
 def is_vanilla(df: pd.DataFrame) -> pd.Series:
     """Plain self-training: uniform weights (a = 0) and every pass rate kept (no band)."""
-    return (df.a == 0) & (df.band == "")
+    return (df.a == 0) & (with_band(df).band == "")
+
+
+def with_band(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with a `band` column: a frame of points from before bands were swept has none (every rate kept)."""
+    return df if "band" in df else df.assign(band="")
 
 
 def final_round(df: pd.DataFrame) -> pd.DataFrame:
     """Each experiment's last round, for experiments that reached the sweep's last round (others are unfinished)."""
+    df = with_band(df)
     last = df[df["round"] == df.groupby("experiment")["round"].transform("max")]
     return last[last["round"] == df["round"].max()]
 
@@ -100,6 +106,7 @@ def paired_by_round(df: pd.DataFrame, ref: pd.DataFrame, confidence: float = 0.9
     """Round by round, each setting of sweep `df` minus the same setting and seed of sweep `ref` (greedy accuracy
     on test and validation): two sweeps that differ in one config field, compared with their noise paired."""
     on = [*SETTING, "seed", "round"]
+    df, ref = with_band(df), with_band(ref)
     both = df.merge(ref, on=on, suffixes=("", "_ref"))
     rows = []
     for keys, group in both.groupby([*SETTING, "round"]):
