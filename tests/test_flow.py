@@ -1,6 +1,7 @@
 """The real `self_train` flow: real Prefect server, real vLLM CPU build, real DuckDB, the real backbone."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ def _counts(cfg) -> dict[str, int]:
         return {t: s.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
-def test_self_train_two_rounds_then_cached_rerun(finished_run, finished_run_cost) -> None:
+def test_self_train_two_rounds_then_cached_rerun(finished_run, finished_run_cost, tmp_path) -> None:
     """The shared `finished_run` (tiny-test, a = 1, MLflow) as it was computed, then rerun: nothing recomputed."""
     cfg, first = finished_run
     name = cfg.experiment
@@ -87,6 +88,8 @@ def test_self_train_two_rounds_then_cached_rerun(finished_run, finished_run_cost
     assert fresh_opens <= OPENS_FRESH and cached_opens <= OPENS_CACHED, (fresh_opens, cached_opens)
 
     # A store as the version before schema versions wrote it is migrated on open and found complete
+    shutil.copytree(cfg.data_dir, tmp_path / "v0")  # on a copy: later tests read the shared run as it is
+    cfg = cfg.model_copy(update={"data_dir": tmp_path / "v0"})
     with Store(cfg.store_path) as s:
         paths = s.execute("SELECT path FROM checkpoints ORDER BY ALL")
     downgrade_to_v0(cfg.store_path)  # with v0's absolute checkpoint paths
