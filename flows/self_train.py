@@ -199,7 +199,8 @@ def _round_run_name() -> str:
 def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key: str) -> ModelRef | State[ModelRef]:
     """One EAST round: sample the pool with the parent (at the auto-balanced temperature with balance.auto),
     weight (entropy or a baseline), fine-tune, evaluate. Ends Cached when the round's record was found in the
-    store (its key holds every step key of the round); the caller gets the model either way."""
+    store (its key holds every step key of the round); the caller gets the model either way. Fails with the
+    guard's line when its record step rejects it (`east_tasks.steps.guard`)."""
     supersede_earlier_attempts()  # a retried parent run: this run replaces the round's failed one
     if cfg.balance.auto:
         spec, probe_keys = choose_sampling(cfg, parent, dataset_key, round_).result().value
@@ -232,7 +233,11 @@ def self_train(cfg: ExperimentConfig, keep_engine: bool = False) -> list[dict]:
     steps.preflight(cfg)  # before anything is loaded or written
     try:
         dataset_key = data_in_store(cfg)  # bad data is refused before any model is built or loaded
-        steps.claim_experiment(cfg)  # the name is this configuration's now, also against runs started with it
+        # the name is this configuration's now, also against runs started with it; a moved model or data compares
+        # by content
+        steps.claim_experiment(cfg, dataset_key)
+        if off := steps.guard_off(cfg):  # no validation split to guard the rounds with: said once
+            get_run_logger().warning(off)
         ensure_backbone(cfg)
         model = resolve_model(cfg.base_model)
         evals = evaluate(cfg, model, dataset_key).result().value

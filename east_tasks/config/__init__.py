@@ -22,6 +22,7 @@ from east_tasks.config.schema import (
     BalanceConfig,
     EvalConfig,
     ExperimentConfig,
+    GuardConfig,
     LoraConfig,
     Loss,
     SamplingConfig,
@@ -36,7 +37,7 @@ from east_tasks.config.schema import (
 from east_tasks.core.styles import BUILTIN_ANSWER_STYLES
 
 __all__ = ["BUILTIN_ANSWER_STYLES", "DEFAULT_LR", "PRESETS", "SOURCE_DEFAULTS", "BackendConfig", "BalanceConfig",
-           "ColumnMap", "DataConfig", "EvalConfig", "ExperimentConfig", "LoraConfig", "Loss", "SamplingConfig",
-           "StoreConfig", "SweepFile", "SweepGrid", "TrackingConfig", "Tracker", "TrainConfig", "WeightingConfig",
-           "checked_config", "config_yaml", "default_ks", "load_config", "load_config_file", "load_sweep_file",
-           "merge_fields", "read_yaml", "write_config_file"]
+           "ColumnMap", "DataConfig", "EvalConfig", "ExperimentConfig", "GuardConfig", "LoraConfig", "Loss",
+           "SamplingConfig", "StoreConfig", "SweepFile", "SweepGrid", "TrackingConfig", "Tracker", "TrainConfig",
+           "WeightingConfig", "checked_config", "config_yaml", "default_ks", "load_config", "load_config_file",
+           "load_sweep_file", "merge_fields", "read_yaml", "write_config_file"]

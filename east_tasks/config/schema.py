@@ -300,6 +300,20 @@ class TrackingConfig(Section):
     tensorboard_dir: Path | None = Field(None, description="event files; default: <data_dir>/tensorboard")
 
 
+class GuardConfig(Section):
+    """What stops a round that wrecks the model before the experiment builds on it (east_tasks.core.guard). A
+    non-finite loss or gradient norm always fails the train step; this section is the check after evaluation. It
+    changes no step's result, only whether the round is accepted, so it is not part of an experiment's identity."""
+
+    max_val_drop: float | None = Field(5.0, ge=0.0, le=100.0, description="reject a round whose validation "
+                                       "greedy accuracy falls more than this many points (of 100) below its "
+                                       "parent's, and more than two standard errors of the difference (the noise "
+                                       "of the split): recorded as rejected, the run stops, the experiment stays at "
+                                       "its last accepted round. "
+                                       "null: accept every round. Needs data.validation_size > 0 (without a "
+                                       "validation split the check is off, with a warning)")
+
+
 class ExperimentConfig(Section):
     """One experiment: a preset's values with any overrides, recorded in the store under its name."""
 
@@ -322,6 +336,7 @@ class ExperimentConfig(Section):
     balance: BalanceConfig = BalanceConfig()
     store: StoreConfig = Field(default_factory=StoreConfig)  # built per config: $EAST_STORE_URL is read then
     tracking: TrackingConfig = TrackingConfig()
+    guard: GuardConfig = GuardConfig()
 
     @field_validator("data_dir")
     @classmethod

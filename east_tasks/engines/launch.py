@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from east_tasks.config import TrainConfig
-from east_tasks.engines.training import Examples, example_table, train_weighted
+from east_tasks.engines.training import Examples, NonFiniteTraining, example_table, train_weighted
 from east_tasks.io import atomic_write
 
 
@@ -37,6 +37,8 @@ def train_with_torchrun(base_model: str, examples: Examples, cfg: TrainConfig, o
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc_per_node}",
                "-m", "east_tasks.engines.launch", str(job)]
         done = subprocess.run(cmd, capture_output=True, text=True)
+        if (stopped := job / "non_finite.json").exists():  # a process's loss or gradient norm: not a crash
+            raise NonFiniteTraining(**json.loads(stopped.read_text()))
         if done.returncode:
             raise RuntimeError(f"torchrun training failed (exit {done.returncode}): {' '.join(cmd)}\n"
                                f"{done.stderr[-4000:]}")
@@ -45,9 +47,14 @@ def train_with_torchrun(base_model: str, examples: Examples, cfg: TrainConfig, o
 
 def _main(job: Path) -> None:
     spec = json.loads((job / "job.json").read_text())
-    summary = train_weighted(spec["base_model"], job / "examples.arrow",
-                             TrainConfig.model_validate(spec["train"]), Path(spec["out_dir"]), spec["max_len"],
-                             spec["trust_remote_code"], spec["tracking"])
+    try:
+        summary = train_weighted(spec["base_model"], job / "examples.arrow",
+                                 TrainConfig.model_validate(spec["train"]), Path(spec["out_dir"]), spec["max_len"],
+                                 spec["trust_remote_code"], spec["tracking"])
+    except NonFiniteTraining as err:  # every process meets it at the same step (DDP averages the gradients)
+        stopped = json.dumps({"what": err.what, "value": err.value, "step": err.step, "steps": err.steps})
+        atomic_write(job / "non_finite.json", lambda tmp: tmp.write_text(stopped))
+        sys.exit(1)
     if int(os.environ.get("RANK", "0")) == 0:
         atomic_write(job / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary)))
 

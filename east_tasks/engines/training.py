@@ -33,6 +33,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from east_tasks.config import TrainConfig
+from east_tasks.core.guard import non_finite
 from east_tasks.core.losses import IGNORE, LOSSES, sequence_logps
 from east_tasks.engines.lora import add_lora, merge_lora
 from east_tasks.faults import disk_full_if_asked, pause_if_asked
@@ -118,12 +119,39 @@ def collate(pad_id: int) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
     return _collate
 
 
+class NonFiniteTraining(ArithmeticError):
+    """The loss or the gradient norm of an optimizer step is NaN or infinite: the weights after it are garbage, and
+    training on would only hide it (transformers' Trainer replaces a NaN loss in its log by the running mean)."""
+
+    def __init__(self, what: str, value: float, step: int, steps: int):
+        super().__init__(f"the {what} became {value} at optimizer step {step} of {steps}")
+        self.what, self.value, self.step, self.steps = what, value, step, steps
+
+
 class WeightedTrainer(Trainer):
-    """`transformers.Trainer` whose loss is the weighted SFT, DPO or KTO loss; everything else is stock."""
+    """`transformers.Trainer` whose loss is the weighted SFT, DPO or KTO loss, and which stops at the first
+    non-finite loss or gradient norm (`NonFiniteTraining`); everything else is stock."""
 
     def __init__(self, *args, loss: str = "sft", beta: float = 0.1, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_type, self.beta = loss, beta
+
+    def _stop_if_non_finite(self, what: str, value: torch.Tensor | float | None) -> None:
+        if value is not None and non_finite(float(value)):
+            raise NonFiniteTraining(what, float(value), self.state.global_step + 1, self.state.max_steps)
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                      num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)  # forward and backward
+        self._stop_if_non_finite("loss", loss.detach())
+        return loss
+
+    def _get_grad_norm(self, model: torch.nn.Module, grad_norm: torch.Tensor | float | None = None) -> float | None:
+        """The step's gradient norm before clipping (clipping an infinite norm zeroes the gradients, so the
+        clipped ones look fine); the Trainer's one place for it, checked before the optimizer step."""
+        norm = super()._get_grad_norm(model, grad_norm)
+        self._stop_if_non_finite("gradient norm", norm)
+        return norm
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor | tuple:

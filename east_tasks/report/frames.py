@@ -55,6 +55,13 @@ def round_results(store: Store, experiment: str) -> pd.DataFrame:
     return _with_lucky(store, df)
 
 
+def rejected_records(store: Store, experiment: str) -> list[dict]:
+    """The rounds the guard rejected and no later run accepted, as `to_records` gives rounds, each with `rejected`:
+    the line its run stopped with (what fell, from what to what)."""
+    df = _with_lucky(store, _with_sampled(_with_tiers(store.rejected_round_table(experiment))))
+    return [{**r, "rejected": reason} for r, reason in zip(to_records(df), df.reason, strict=True)]
+
+
 def _with_lucky(store: Store, df: pd.DataFrame) -> pd.DataFrame:
     """`lucky_share` (the share of the round's training rows right by luck: the answer right, the steps not) and
     `lucky_by_tier`; None where no row's steps were checked (real data)."""

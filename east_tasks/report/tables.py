@@ -16,6 +16,13 @@ from east_tasks.report.markdown import fmt
 Column = tuple[str, list[str]]  # a result table's header and its cells, one per round
 
 
+def round_label(record: dict) -> str:
+    """backbone, the round's number, or its number and "rejected" (by the guard: no run builds on it)."""
+    if record["round"] == 0:
+        return "backbone"
+    return f"{record['round']} rejected" if record.get("rejected") else str(record["round"])
+
+
 def result_columns(records: list[dict]) -> tuple[list[Column], list[Column], list[Column]]:
     """The columns of an experiment's result table: the round and its results, the sampled test metrics, and the
     test accuracy by tier (the latter two tables of their own on a terminal too narrow for one)."""
@@ -29,7 +36,7 @@ def result_columns(records: list[dict]) -> tuple[list[Column], list[Column], lis
     names = {"pool_pass_at_n": "pass@n", "pool_balance": "balance", "label_accuracy": "labels",
              "lucky_share": "lucky"}
     pool = [m for m in names if any(r.get(m) is not None for r in records)]
-    main = [col("round", lambda r: "backbone" if r["round"] == 0 else str(r["round"])),
+    main = [col("round", round_label),
             col("test", lambda r: f"{r['greedy_acc']:.3f}"),
             col("val", lambda r: fmt(r.get("val_greedy_acc"))),
             col("kept", lambda r: str(r["n_kept"] or "-")),

@@ -11,6 +11,7 @@ from east_tasks.steps.data import ensure_backbone, preflight, prepare_data
 from east_tasks.steps.evaluation import EvalKeys, evaluate_model, evaluate_split
 from east_tasks.steps.experiments import claim_experiment
 from east_tasks.steps.generation import generate, prompter_for, run_shard
+from east_tasks.steps.guard import RoundRejected, guard_off
 from east_tasks.steps.model import ModelRef, model_ref
 from east_tasks.steps.record import record_round
 from east_tasks.steps.runner import StepResult, known_failure, retryable, run_step
@@ -20,7 +21,7 @@ from east_tasks.steps.training import train
 
 grading.install()  # the steps grade math and users' answer styles in the engines' bounded workers
 
-__all__ = ["EvalKeys", "ModelRef", "StepResult", "choose_sampling", "claim_experiment",
-           "ensure_backbone", "evaluate_model", "evaluate_split", "generate", "known_failure",
+__all__ = ["EvalKeys", "ModelRef", "RoundRejected", "StepResult", "choose_sampling", "claim_experiment",
+           "ensure_backbone", "evaluate_model", "evaluate_split", "generate", "guard_off", "known_failure",
            "model_ref", "nothing_to_train_on", "pool_spec", "preflight", "prepare_data", "prompter_for",
            "record_round", "response_logprobs", "retryable", "run_shard", "run_step", "select_and_weight", "train"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +31,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     """Checks that need the filesystem, before anything expensive: the base model is where it is said to
     be, the trackers asked for are installed, and an experiment name means one configuration (only `rounds`
     may grow), so results never mix."""
+    check_data_dir(cfg)
     check_answer_style(cfg)
     tracking.check_trackers(cfg)
     if (local := local_model_dir(cfg.base_model)) is not None:  # a hub name cannot be checked offline
@@ -36,6 +39,24 @@ def preflight(cfg: ExperimentConfig) -> None:
         check_model_dir(local, weights=not embedded or (local / "model.safetensors").exists())
         _check_free_disk(cfg, sum(f.stat().st_size for f in local.glob("*.safetensors")))
     check_experiment(cfg)  # claimed (atomically) once the data is in: flows/self_train.py
+
+
+def check_data_dir(cfg: ExperimentConfig) -> None:
+    """The data dir can be created and written, and so can the store file in it: a path that cannot work (under
+    /proc, on a read-only file system, not a directory) is one line (exit 3) before anything starts, not a
+    traceback from the first write."""
+    where, doing = cfg.data_dir, "created"
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        doing = "written"
+        with tempfile.TemporaryFile(dir=where):
+            pass
+        if cfg.store.url is None and cfg.store_path.exists():
+            os.close(os.open(cfg.store_path, os.O_RDWR))  # opening for writing fails on a read-only file system
+    except OSError as err:
+        raise EnvironmentFault(f"data_dir {where} cannot be {doing}: {err.strerror or err} "
+                               f"({err.filename or where}); give --data-dir a directory this user can write, on a "
+                               "writable file system") from None
 
 
 def check_answer_style(cfg: ExperimentConfig) -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 from east_tasks.config import ExperimentConfig
 from east_tasks.engines.generation import park_generator
 from east_tasks.engines.launch import train_with_torchrun
-from east_tasks.engines.training import train_weighted
+from east_tasks.engines.training import NonFiniteTraining, train_weighted
 from east_tasks.errors import UserError
 from east_tasks.io import hash_dir, writer_may_be_alive
 from east_tasks.paths import stored_checkpoint_path
@@ -35,6 +35,13 @@ def _score_references(cfg: ExperimentConfig, parent: ModelRef, rows_by_gen: dict
                              rows.dropna(subset=["rejected_idx"])[["problem_id", "rejected_idx"]]
                              .rename(columns={"rejected_idx": "sample_idx"})], ignore_index=True)
         response_logprobs(cfg, parent, gen_key, samples.astype({"sample_idx": int}))
+
+
+def non_finite_message(cfg: ExperimentConfig, ckpt_key: str, err: NonFiniteTraining) -> str:
+    """The one line for a training that stopped on a NaN or infinite number: which step, where, and what to change
+    (the learning rate is the usual cause; it is part of the experiment's configuration, hence a new name)."""
+    return (f"{cfg.experiment}: train [{ckpt_key}] stopped: {err}; nothing was saved: lower train.lr (now "
+            f"{cfg.train.lr:g}) and run it under a new --experiment name")
 
 
 def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int) -> StepResult[ModelRef]:
@@ -82,8 +89,11 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int)
                 store.write_training_rows(weight_keys, parent.hash if cfg.train.loss != "sft" else None, examples)
             with tracking.training_run(cfg, f"{cfg.experiment}-round-{round_}") as tracked:
                 launch = train_with_torchrun if cfg.train.launcher == "torchrun" else train_weighted
-                summary = launch(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
-                                 cfg.backend.trust_remote_code, tracked)
+                try:
+                    summary = launch(parent.path, examples, cfg.train, out_dir, cfg.backend.max_model_len,
+                                     cfg.backend.trust_remote_code, tracked)
+                except NonFiniteTraining as err:
+                    raise UserError(non_finite_message(cfg, ckpt_key, err)) from None
         checkpoint = {"ckpt_key": ckpt_key, "path": stored_checkpoint_path(ckpt_key),
                       "model_hash": summary["model_hash"], "parent_hash": parent.hash, "weight_key": weight_key,
                       "train_loss": summary["train_loss"], "created_at": time.time()}

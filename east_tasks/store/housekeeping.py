@@ -1,5 +1,5 @@
 """Housekeeping: checkpoints the store no longer needs and temp dirs killed runs left (`east gc`), the store's
-integrity (`east store check`) and a consistent copy of it (`east store backup`).
+integrity and its checkpoints' hashes (`east store check`) and a consistent copy of it (`east store backup`).
 
 `east gc` never removes what a run may be using: a live (or, for another host's writer, recently active) writer's
 temp dir, or the checkpoint of any recorded round, trained step, or started or claimed training step."""
@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from east_tasks.io import temp_target, writer_may_be_alive
+from east_tasks.io import hash_dir, is_model_file, temp_target, writer_may_be_alive
 from east_tasks.paths import CHECKPOINTS, STORE_FILE
 from east_tasks.store import SCHEMA_VERSION, TABLES, Store, as_store_fault
 from east_tasks.store.schema import stored_version
@@ -67,6 +68,27 @@ def check(store: Store, data_dir: Path) -> list[tuple[bool, str]]:
     out.append((not missing, f"checkpoints: {len(recorded) - len(missing)} of {len(recorded)} the store records are "
                              f"under {data_dir / CHECKPOINTS}" + (f"; missing: {', '.join(missing[:5])}" if missing
                                                                    else "")))
+    return out
+
+
+def verify_checkpoints(recorded: list[tuple[str, str, str]], data_dir: Path) -> list[tuple[bool, str]]:
+    """(ok, what) for the checkpoints of `recorded` (`Store.checkpoint_hashes`, read beforehand: hashing may take
+    minutes, and the store is not held meanwhile) that are on disk: each one's files hashed as the run that wrote
+    it hashed them (`io.hash_dir`). The last line says how many were hashed, how much, and in how long."""
+    t0, size, out, present = time.monotonic(), 0, [], 0
+    for key, stored, rounds in recorded:
+        where = data_dir / CHECKPOINTS / key
+        if not where.is_dir():  # `check` lists the missing ones
+            continue
+        present += 1
+        size += sum(f.stat().st_size for f in where.rglob("*") if is_model_file(f))
+        if (found := hash_dir(where)) != stored:
+            used = f" ({rounds})" if rounds else ""
+            out.append((False, f"checkpoint {where}{used}: its files hash to {found}, not the {stored} the store "
+                               "recorded (changed or damaged on disk); the next run of its experiment trains it "
+                               "again, or restore the directory from a backup"))
+    out.append((not out, f"checkpoint hashes: {present - len(out)} of {present} match the store ({size / 1e6:.1f} MB "
+                         f"hashed in {time.monotonic() - t0:.1f}s)"))
     return out
 
 

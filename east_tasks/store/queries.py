@@ -21,6 +21,19 @@ if TYPE_CHECKING:
     from east_tasks.cost import Cost
 
 
+# An experiment's rounds (of `rounds`: experiment_rounds, or rejected_rounds with more `columns`) with their test and
+# validation accuracy and their pool's monitor; the parameter: the experiment.
+_ROUND_TABLE = """
+SELECT r.round, r.n_kept, e.greedy_acc, e.maj_acc, e.pass_acc, e.k, e.n_questions, e.by_tier,
+       e.pass1, e.pass1_se, e.pass_at_k, e.maj_at_k, r.config,
+       v.greedy_acc AS val_greedy_acc, r.model_hash, r.model_path, r.weight_key,
+       m.pass_at_n AS pool_pass_at_n, m.balance AS pool_balance, m.label_accuracy{columns}
+FROM {rounds} r LEFT JOIN evaluations e USING (eval_key)
+LEFT JOIN evaluations v ON v.eval_key = r.val_eval_key
+LEFT JOIN round_monitor m ON m.weight_key = r.weight_key AND m.tier = 'all'
+WHERE r.experiment = ? {where} ORDER BY r.round"""
+
+
 # A selection's rows with their text (prompt and response from the generations they name) and a reference model's
 # log-probs (NULL without one); parameters: the reference model hash twice, then the weight keys.
 _TRAINING_ROWS = """
@@ -273,17 +286,32 @@ class Queries:
             "ORDER BY round", [experiment, before])]
 
     def round_table(self, experiment: str) -> pd.DataFrame:
-        return self.query(
-            """SELECT r.round, r.n_kept, e.greedy_acc, e.maj_acc, e.pass_acc, e.k, e.n_questions, e.by_tier,
-                      e.pass1, e.pass1_se, e.pass_at_k, e.maj_at_k, r.config,
-                      v.greedy_acc AS val_greedy_acc, r.model_hash, r.model_path, r.weight_key,
-                      m.pass_at_n AS pool_pass_at_n, m.balance AS pool_balance, m.label_accuracy
-               FROM experiment_rounds r LEFT JOIN evaluations e USING (eval_key)
-               LEFT JOIN evaluations v ON v.eval_key = r.val_eval_key
-               LEFT JOIN round_monitor m ON m.weight_key = r.weight_key AND m.tier = 'all'
-               WHERE r.experiment = ? ORDER BY r.round""",
-            [experiment],
-        )
+        return self.query(_ROUND_TABLE.format(columns="", rounds="experiment_rounds", where=""), [experiment])
+
+    def rejected_round_table(self, experiment: str) -> pd.DataFrame:
+        """The rounds the guard rejected, as `round_table` shows rounds, with why (`reason`) and the validation
+        accuracy they fell from; one a later run accepted (the guard relaxed) is a round of `round_table` instead."""
+        return self.query(_ROUND_TABLE.format(
+            columns=", r.reason, r.parent_val_acc, r.max_val_drop", rounds="rejected_rounds",
+            where="AND NOT EXISTS (SELECT 1 FROM experiment_rounds a WHERE a.experiment = r.experiment AND "
+                  "a.round = r.round)"), [experiment])
+
+    def record_rejected_round(self, experiment: str, round_: int, **fields: Any) -> None:
+        self.upsert("rejected_rounds", {"experiment": experiment, "round": round_, "updated_at": time.time(),
+                                        **fields})
+
+    def validation_accuracy(self, experiment: str, round_: int) -> float | None:
+        """The validation greedy accuracy of a recorded round; None without a validation split (or that round)."""
+        rows = self.execute("SELECT v.greedy_acc FROM experiment_rounds r JOIN evaluations v ON v.eval_key = "
+                            "r.val_eval_key WHERE r.experiment = ? AND r.round = ?", [experiment, round_])
+        return rows[0][0] if rows else None
+
+    def experiment_origin(self, experiment: str) -> tuple[str | None, str | None]:
+        """The content behind an experiment's round 0: its base model's hash and its data's dataset_key (None where
+        round 0 is not recorded), which a moved checkout or data directory keeps."""
+        rows = self.execute("SELECT r.model_hash, e.dataset_key FROM experiment_rounds r LEFT JOIN evaluations e "
+                            "USING (eval_key) WHERE r.experiment = ? AND r.round = 0", [experiment])
+        return rows[0] if rows else (None, None)
 
     def monitor_rounds(self, experiments: list[str]) -> pd.DataFrame:
         return self.query("SELECT r.experiment, r.round, m.* EXCLUDE (weight_key) FROM experiment_rounds r JOIN "
@@ -346,6 +374,14 @@ class Queries:
         in_rounds = set(self.query("SELECT model_path FROM experiment_rounds").model_path.dropna())
         orphans = set(self.query("SELECT path FROM checkpoints").path) - in_rounds  # trained, round not recorded
         return {Path(p).name for p in set(rounds.model_path.dropna()) | orphans} | self.started_steps()
+
+    def checkpoint_hashes(self) -> list[tuple[str, str, str]]:
+        """(ckpt_key, stored model hash, the rounds that use it as "experiment:round, ...", or "") of every
+        checkpoint a training step finished."""
+        return [tuple(r) for r in self.execute(
+            "SELECT c.ckpt_key, c.model_hash, coalesce(string_agg(r.experiment || ':' || r.round, ', ' ORDER BY "
+            "r.experiment, r.round), '') FROM checkpoints c LEFT JOIN experiment_rounds r ON r.round > 0 AND "
+            "r.model_path = c.path GROUP BY ALL ORDER BY c.ckpt_key")]
 
     def started_steps(self) -> set[str]:
         """Keys of the training steps a run has started and not finished, and of every step a live claim holds:

@@ -15,7 +15,7 @@ import re
 from east_tasks.errors import EnvironmentFault, UserError
 from east_tasks.io import fingerprint
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # A sample's text as the monitor compares responses (Python's str.strip on ASCII whitespace), of generations `g`.
 TRIMMED_TEXT = "trim(g.text, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))"
 
@@ -95,6 +95,16 @@ CREATE TABLE IF NOT EXISTS experiment_rounds (
     gen_key VARCHAR, weight_key VARCHAR, n_kept INTEGER, config JSON, updated_at DOUBLE,
     val_eval_key VARCHAR,  -- greedy accuracy on the validation split, where every choice is made
     step_keys JSON,  -- every step the round ran or reused
+    PRIMARY KEY (experiment, round));
+-- Rounds the guard rejected (guard.max_val_drop): trained and evaluated, but not recorded in experiment_rounds, so
+-- the experiment stays at its last accepted round and every later run builds on that. The row says what the
+-- experiment_rounds row would have said, and why not: its validation greedy accuracy (val_acc) against its
+-- parent's, under the limit in points, and the line the run stopped with.
+CREATE TABLE IF NOT EXISTS rejected_rounds (
+    experiment VARCHAR, round INTEGER, model_hash VARCHAR, model_path VARCHAR, eval_key VARCHAR,
+    gen_key VARCHAR, weight_key VARCHAR, n_kept INTEGER, config JSON, updated_at DOUBLE,
+    val_eval_key VARCHAR, step_keys JSON,
+    parent_val_acc DOUBLE, val_acc DOUBLE, max_val_drop DOUBLE, reason VARCHAR,
     PRIMARY KEY (experiment, round));
 -- One row per (sweep, experiment): which grid point an experiment is (results: experiment_rounds).
 CREATE TABLE IF NOT EXISTS sweep_runs (
@@ -226,6 +236,10 @@ ALTER TABLE question_stats ADD COLUMN IF NOT EXISTS majority_share DOUBLE;
 ALTER TABLE question_stats ADD COLUMN IF NOT EXISTS n_samples INTEGER;
 ALTER TABLE sweep_runs ADD COLUMN IF NOT EXISTS keep_pass_rate VARCHAR
 """
+
+
+# v4: no guard, so no rejected rounds; `rejected_rounds` is created by SCHEMA (CREATE TABLE IF NOT EXISTS), and the
+# rows of every other table are what v5 writes.
 
 
 def _run(execute, script: str) -> None:

@@ -145,3 +145,11 @@ def open_store(data_dir: Path) -> Store:
 
     with failures_in_one_line(data_dir):
         return connect_existing(StoreConfig(), data_dir)
+
+
+def check_data_dir(cfg: ExperimentConfig) -> None:
+    """A data dir that cannot be created or written is one line (exit 3) before the Prefect server starts."""
+    from east_tasks.steps.data import check_data_dir as check
+
+    with failures_in_one_line(cfg.data_dir):
+        check(cfg)

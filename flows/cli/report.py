@@ -26,7 +26,7 @@ def report(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Per-round test accuracy, read from the store; with --sweep, the sweep's Markdown table and PNG plots."""
-    from east_tasks.report.frames import round_results, sweep_results, to_records
+    from east_tasks.report.frames import rejected_records, round_results, sweep_results, to_records
     from east_tasks.report.markdown import chosen_line, paired_by_round_markdown
     from east_tasks.report.pages import cost_report, write_sweep_report
     from east_tasks.report.statistics import (
@@ -79,7 +79,7 @@ def report(
             console.print(f"[red]no experiment {experiment!r} in {store.location}[/red]; known: {listed}")
             raise typer.Exit(1)
         names = [experiment] if experiment else known
-        out = {name: to_records(round_results(store, name)) for name in names}
+        out = {name: to_records(round_results(store, name)) + rejected_records(store, name) for name in names}
         where = f"{store.backend} store: {store.location}"  # a lake's URL without its password
     if as_json:
         print(json.dumps(out, indent=2, default=str))
@@ -87,3 +87,5 @@ def report(
     console.print(where)
     for name, records in out.items():
         print_results(console, name, records)
+        for rejected in filter(None, (r.get("rejected") for r in records)):
+            console.print(rejected, markup=False, highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ from east_tasks.engines.reaper import ensure_reaper
 from flows.cli.common import (
     ConfigFile,
     DataDirOrSet,
+    check_data_dir,
     config_or_exit,
     console,
     data_dir_of,
@@ -52,6 +53,7 @@ def run(
     from flows.self_train import command_console, self_train
 
     t0 = time.time()
+    check_data_dir(cfg)
     ensure_reaper()  # a killed run leaves no engine or Prefect server behind
     with stops_on_ctrl_c(), failures_in_one_line(cfg.data_dir), command_console():
         preflight(cfg)

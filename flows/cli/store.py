@@ -37,18 +37,26 @@ def gc(
 
 
 @app.command("check")
-def store_check(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def store_check(data_dir: DataDir = DEFAULT_DATA_DIR,
+                quick: Annotated[bool, typer.Option("--quick", help="skip hashing the checkpoints' files")] = False,
+                ) -> None:
     """Opens the store (schema version and columns), reads back every table (DuckDB verifies each block's
-    checksum) and looks for the checkpoints it records; exit 3 if something cannot be read."""
-    from east_tasks.store.housekeeping import check
+    checksum), looks for the checkpoints it records and hashes each one's files against its stored hash (not with
+    --quick); exit 3 if something cannot be read or a checkpoint does not match."""
+    from east_tasks.store.housekeeping import check, verify_checkpoints
 
     with failures_in_one_line(data_dir), open_store(data_dir) as store:
         results = check(store, data_dir)
-    for ok, what in results:
+        recorded = [] if quick else store.checkpoint_hashes()
+    hashes = [(True, "checkpoint hashes: not checked (--quick)")] if quick else verify_checkpoints(recorded, data_dir)
+    for ok, what in results + hashes:
         typer.echo(f"{'ok     ' if ok else 'FAILED '} {what}")
     if not all(ok for ok, what in results[:-1]):  # missing checkpoints are recomputed by a rerun: a warning
         fail("the store cannot be read whole: restore it from a backup (`east store backup`), or move it aside "
              "and rerun", ENVIRONMENT_EXIT)
+    if not hashes[-1][0]:  # the first damaged checkpoint, and what to do
+        fail(hashes[0][1] + (f"; {len(hashes) - 2} more do not match either" if len(hashes) > 2 else ""),
+             ENVIRONMENT_EXIT)
 
 
 @app.command("backup")

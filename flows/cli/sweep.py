@@ -14,7 +14,15 @@ from east_tasks.core.weighting import MAPPINGS, MEASURES
 from east_tasks.engines.reaper import ensure_reaper
 from east_tasks.errors import USER_ERROR_EXIT, UserError, one_line
 from east_tasks.paths import DEFAULT_DATA_DIR
-from flows.cli.common import DataDirOrSet, console, data_dir_of, fail, failures_in_one_line, parse_sets
+from flows.cli.common import (
+    DataDirOrSet,
+    check_data_dir,
+    console,
+    data_dir_of,
+    fail,
+    failures_in_one_line,
+    parse_sets,
+)
 
 
 def _words(text: str) -> list[str]:
@@ -71,6 +79,7 @@ def sweep(
         fail(f"invalid sweep: {one_line(err) if isinstance(err, ValidationError) else err}", USER_ERROR_EXIT)
     console.print(f"sweep {name}: {len(points)} points: " + ", ".join(cfg.experiment for _, cfg in points))
     t0 = time.time()
+    check_data_dir(points[0][1])
     ensure_reaper()
     with stops_on_ctrl_c(), failures_in_one_line(data_dir), command_console():
         console.print(sweep_flow(name, grid, preset, rounds, data_dir, overrides, concurrent))
