@@ -16,6 +16,15 @@ from east_tasks.models.tiny import build_tokenizer
 grading.install()  # the core's math comparisons and users' styles run in the engines' bounded workers, as in a run
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, pyproject.toml): a module's tests stay
+    on one worker, so its module fixtures are built once, and so do all tests of the shared `finished_run`, built
+    once per worker that uses it."""
+    for item in items:
+        group = "finished_run" if "finished_run" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     corpus = [format_prompt(p.question) + format_completion(p.solution) for p in make_split("labelled", 300, seed=7)]

@@ -33,10 +33,10 @@ def _kill_when_paused(proc: subprocess.Popen, point: str) -> list[psutil.Process
     return children
 
 
-def _kill_at(data_dir, point: str) -> None:
-    """A run of its own Prefect server (as a person's `east run` is) SIGKILLed at `point`: whatever it had started
-    (its engine, its server) goes with it."""
-    left = _kill_when_paused(east_run(data_dir, pause_at=point), point)
+def _kill_at(data_dir, point: str, api_url: str | None = None) -> None:
+    """A run SIGKILLed at `point`: whatever it had started (its engine, and its own Prefect server unless `api_url`
+    names one, as a person's `east run` has) goes with it."""
+    left = _kill_when_paused(east_run(data_dir, pause_at=point, api_url=api_url), point)
     assert any(p.name().startswith("VLLM") for p in left) or point == "checkpoint-write"
     deadline = time.time() + 5
     while time.time() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in left):
@@ -49,7 +49,8 @@ def test_killed_runs_and_a_full_disk_leave_nothing_behind_and_resume_to_the_unin
         tmp_path, clean_dir, prefect_server) -> None:
     """One data dir, each run getting one step further than the one before it: killed mid pool generation (one chunk
     of three committed); failing to write the checkpoint as on a full disk; killed with the checkpoint half written;
-    killed mid evaluation of the trained model; then run to the end."""
+    killed mid evaluation of the trained model; then run to the end. The first run starts its own Prefect server
+    (that it goes with the run is checked once); the others use the session's."""
     faulty_dir = tmp_path / "faulty" / "data"
     _kill_at(faulty_dir, "generate pool round 1")
 
@@ -62,10 +63,10 @@ def test_killed_runs_and_a_full_disk_leave_nothing_behind_and_resume_to_the_unin
     assert "tokenizer.json" in said[0] and "Traceback" not in out
     assert "Retrying" not in out and "AwaitingRetry" not in out  # a retry could not have helped
 
-    _kill_at(faulty_dir, "checkpoint-write")
+    _kill_at(faulty_dir, "checkpoint-write", prefect_server)
     ckpts = list((faulty_dir / "checkpoints").iterdir())  # the half-written checkpoint: in its temp dir, not in place
     assert ckpts and all(p.name.startswith(".") and ".tmp-" in p.name for p in ckpts)
-    _kill_at(faulty_dir, "generate test greedy")
+    _kill_at(faulty_dir, "generate test greedy", prefect_server)
 
     code, out = finish(east_run(faulty_dir, api_url=prefect_server))
     assert code == 0, out[-3000:]

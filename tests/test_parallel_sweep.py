@@ -17,7 +17,7 @@ from east_tasks.store import LakeStore, Store
 SETS = [f"--set={s}" for s in ("backend.engine=hf", "data.pool_size=32", "data.validation_size=8",
                                 "data.test_size=24", "sampling.n=4", "sampling.chunk_size=16", "eval.n=0",
                                 "train.epochs=1")]
-SWEEP = ["sweep", "--name", "par", "--preset", "tiny-test", "--rounds", "1", "--a", "0,1", "--seeds", "0,1", *SETS]
+SWEEP = ["sweep", "--name", "par", "--preset", "tiny-test", "--rounds", "1", "--a", "0,1", "--seeds", "0", *SETS]
 COMPARED = ["experiment", "round", "n_kept", "greedy_acc", "val_greedy_acc", "weight_key"]
 AUTH = "east:test-auth-string"
 
@@ -61,11 +61,11 @@ def test_a_concurrent_sweep_on_two_workers_equals_the_sequential_single_file_swe
         assert concurrent.returncode == 0, concurrent.stdout[-3000:] + concurrent.stderr[-3000:]
         runs = live.api.post("/flow_runs/filter", json={"flow_runs": {"name": {"like_": "par-"}}}).json()
         points = [r for r in runs if r["deployment_id"]]
-        assert len(points) == 4 and {r["state_type"] for r in points} == {"COMPLETED"}
+        assert len(points) == 2 and {r["state_type"] for r in points} == {"COMPLETED"}
         spans = sorted((datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"]))
                        for r in points)
         assert any(later[0] < earlier[1] for earlier, later in pairwise(spans))  # side by side
-        assert len({r["infrastructure_pid"] for r in points}) == 4  # each point its own process
+        assert len({r["infrastructure_pid"] for r in points}) == 2  # each point its own process
 
         sequential = subprocess.run([*EAST, *SWEEP, "--data-dir", str(tmp_path / "file-run")],
                                     env={k: v for k, v in env.items() if k != "EAST_STORE_URL"},
@@ -104,6 +104,6 @@ def test_a_concurrent_sweep_on_two_workers_equals_the_sequential_single_file_swe
         merged = _generations(lake, pool_key)
     with Store(tmp_path / "file-run" / "east.duckdb") as store:  # sweep point s0 sampled the same pool whole
         assert merged == _generations(store, pool_key) and len(merged) == 32 * 4
-    assert len(expected) == 8  # 4 points x (round 0 + round 1)
+    assert len(expected) == 4  # 2 points x (round 0 + round 1)
     assert got.to_dict("records") == expected.to_dict("records")
     assert os.path.isdir(tmp_path / "lake-run" / "lake")
