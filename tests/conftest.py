@@ -16,13 +16,14 @@ from east_tasks.models.tiny import build_tokenizer
 grading.install()  # the core's math comparisons and users' styles run in the engines' bounded workers, as in a run
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, pyproject.toml): a module's tests stay
-    on one worker, so its module fixtures are built once, and so do all tests of the shared `finished_run`, built
-    once per worker that uses it."""
+    on one worker, so its module fixtures are built once, and so do all tests of each costly session fixture
+    (`finished_run`, `clean_dir`), which a worker builds for itself."""
     for item in items:
-        group = "finished_run" if "finished_run" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+        shared = [name for name in ("finished_run", "clean_dir") if name in item.fixturenames]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
 
 
 @pytest.fixture(scope="session")
