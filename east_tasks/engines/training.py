@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -30,7 +30,6 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.utils import logging as hf_logging
 
 from east_tasks.config import TrainConfig
@@ -125,6 +124,34 @@ def collate(pad_id: int) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
     return _collate
 
 
+class LengthGroupedBatches(Sampler[int]):
+    """An order of the items whose batches hold items of similar length (`train.group_by_length`), so little of a
+    batch is padding: each epoch the items are shuffled, cut into windows of `window` batches, each window sorted by
+    length (longest first) and cut into batches; the full batches are then shuffled, a last partial one kept last
+    (the DataLoader cuts the order into consecutive batches).
+
+    transformers' `LengthGroupedSampler` sorts windows of at most n / (4 * batch) batches instead, and keeps them in
+    order: on a round of a few hundred rows that leaves most of the padding."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
+        self.lengths, self.batch_size, self.window = lengths, batch_size, window
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        span = self.window * self.batch_size
+        batches = []
+        for start in range(0, len(order), span):
+            window = sorted(order[start:start + span], key=lambda i: -self.lengths[i])
+            batches += [window[i:i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        partial = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+        return iter([i for batch in shuffled + partial for i in batch])
+
+
 class NonFiniteTraining(ArithmeticError):
     """The loss or the gradient norm of an optimizer step is NaN or infinite: the weights after it are garbage, and
     training on would only hide it (transformers' Trainer replaces a NaN loss in its log by the running mean)."""
@@ -137,7 +164,7 @@ class NonFiniteTraining(ArithmeticError):
 class WeightedTrainer(Trainer):
     """`transformers.Trainer` whose loss is the weighted SFT, DPO or KTO loss, and which stops at the first
     non-finite loss or gradient norm (`NonFiniteTraining`); with `group_by_length`, batches of items of similar
-    length (transformers' `LengthGroupedSampler` on `WeightedDataset.lengths`); everything else is stock."""
+    length (`LengthGroupedBatches`); everything else is stock."""
 
     def __init__(self, *args, loss: str = "sft", beta: float = 0.1, group_by_length: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -147,9 +174,8 @@ class WeightedTrainer(Trainer):
         if not self.group_by_length:
             return super()._get_train_sampler(train_dataset)
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        # random megabatches of 50 batches, each sorted by length (the longest batch first): little padding
-        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                    lengths=dataset.lengths())
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return LengthGroupedBatches(dataset.lengths(), self.args.train_batch_size, seed)
 
     def _stop_if_non_finite(self, what: str, value: torch.Tensor | float | None) -> None:
         if value is not None and non_finite(float(value)):
