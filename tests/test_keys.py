@@ -44,7 +44,7 @@ def test_todays_key_rules_give_the_recorded_keys(tmp_path) -> None:
         weight_key = keys.weight_key(gen_key, keys.weighting_fields(cfg.weighting), cfg.train.loss,
                                      cfg.balance.target_correct)
         earlier = [e["weight_key"] for e in rounds[1:r["round"]]]  # tiny-test accumulates the rounds' data
-        ckpt_key = keys.checkpoint_key(parent, weight_key, cfg.train.model_dump(), earlier)
+        ckpt_key = keys.checkpoint_key(parent, weight_key, keys.train_fields(cfg.train), earlier)
         assert (gen_key, weight_key, ckpt_key) == (r["gen_key"], r["weight_key"], r["ckpt_key"])
         assert r["step_keys"] == [gen_key, weight_key, ckpt_key, greedy, sampled, r["eval_key"], validation,
                                   r["val_eval_key"]]

@@ -122,6 +122,9 @@ class TrainConfig(Section):
     # as Lee et al. 2025 (arXiv 2502.01612): the easy tiers are not forgotten as the frontier moves
     accumulate: bool = Field(False, description="round r trains on the kept examples of rounds 1..r (each "
                              "round's weights as they were), not on round r's alone")
+    # off by default: another data order trains another model (bench/trainer_vs_trl.py measures what it saves)
+    group_by_length: bool = Field(False, description="batches of rows of similar length (transformers' "
+                                  "LengthGroupedSampler): less padding to compute, in another order")
     lora: LoraConfig | None = Field(None, description="train LoRA adapters (then merge them) instead of all weights")
     seed: int = Field(0, description="the trainer's seed and data order (transformers' seed and data_seed)")
     launcher: Literal["inprocess", "torchrun"] = Field("inprocess", description="torchrun: train in nproc_per_node "

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -62,7 +62,7 @@ def example_table(examples: Examples) -> pa.Table:
 
 class WeightedDataset(Dataset):
     """One item per `training_examples` row, shaped for its loss, encoded when it is read (the rows stay in Arrow,
-    memory-mapped from the file the train step wrote; only their token counts are kept).
+    memory-mapped from the file the train step wrote; only their token counts are kept, one per item).
 
     sft: the response.  kto: the response, `label` (desirable?) and `ref_logp`.
     dpo: the response as chosen, `rejected` as rejected, and both reference log-probs.
@@ -70,14 +70,19 @@ class WeightedDataset(Dataset):
 
     def __init__(self, examples: Examples, tokenizer: PreTrainedTokenizerBase, max_len: int, loss: str = "sft"):
         self.rows, self.tokenizer, self.max_len, self.loss = example_table(examples), tokenizer, max_len, loss
-        self._tokens = sum(len(seq["input_ids"]) for i in range(len(self)) for seq in self[i]["seqs"])
+        self._lengths = np.fromiter((sum(len(seq["input_ids"]) for seq in self[i]["seqs"]) for i in range(len(self))),
+                                    dtype=np.int64, count=len(self))
 
     def __len__(self) -> int:
         return self.rows.num_rows
 
     def num_tokens(self) -> int:
         """Tokens one epoch feeds the model (prompt and response, every sequence of every item)."""
-        return self._tokens
+        return int(self._lengths.sum())
+
+    def lengths(self) -> list[int]:
+        """Each item's tokens (all its sequences): what `train.group_by_length` groups batches by."""
+        return self._lengths.tolist()
 
     def __getitem__(self, i: int) -> dict:
         ex = self.rows.slice(i, 1).to_pylist()[0]
@@ -119,6 +124,34 @@ def collate(pad_id: int) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
     return _collate
 
 
+class LengthGroupedBatches(Sampler[int]):
+    """An order of the items whose batches hold items of similar length (`train.group_by_length`), so little of a
+    batch is padding: each epoch the items are shuffled, cut into windows of `window` batches, each window sorted by
+    length (longest first) and cut into batches; the full batches are then shuffled, a last partial one kept last
+    (the DataLoader cuts the order into consecutive batches).
+
+    transformers' `LengthGroupedSampler` sorts windows of at most n / (4 * batch) batches instead, and keeps them in
+    order: on a round of a few hundred rows that leaves most of the padding."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
+        self.lengths, self.batch_size, self.window = lengths, batch_size, window
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        span = self.window * self.batch_size
+        batches = []
+        for start in range(0, len(order), span):
+            window = sorted(order[start:start + span], key=lambda i: -self.lengths[i])
+            batches += [window[i:i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        partial = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+        return iter([i for batch in shuffled + partial for i in batch])
+
+
 class NonFiniteTraining(ArithmeticError):
     """The loss or the gradient norm of an optimizer step is NaN or infinite: the weights after it are garbage, and
     training on would only hide it (transformers' Trainer replaces a NaN loss in its log by the running mean)."""
@@ -130,11 +163,19 @@ class NonFiniteTraining(ArithmeticError):
 
 class WeightedTrainer(Trainer):
     """`transformers.Trainer` whose loss is the weighted SFT, DPO or KTO loss, and which stops at the first
-    non-finite loss or gradient norm (`NonFiniteTraining`); everything else is stock."""
+    non-finite loss or gradient norm (`NonFiniteTraining`); with `group_by_length`, batches of items of similar
+    length (`LengthGroupedBatches`); everything else is stock."""
 
-    def __init__(self, *args, loss: str = "sft", beta: float = 0.1, **kwargs):
+    def __init__(self, *args, loss: str = "sft", beta: float = 0.1, group_by_length: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_type, self.beta = loss, beta
+        self.loss_type, self.beta, self.group_by_length = loss, beta, group_by_length
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> torch.utils.data.Sampler | None:
+        if not self.group_by_length:
+            return super()._get_train_sampler(train_dataset)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return LengthGroupedBatches(dataset.lengths(), self.args.train_batch_size, seed)
 
     def _stop_if_non_finite(self, what: str, value: torch.Tensor | float | None) -> None:
         if value is not None and non_finite(float(value)):
@@ -217,6 +258,45 @@ def score_responses(model_path: str, prompts: list[str], responses: list[str], m
     return out
 
 
+def weighted_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: WeightedDataset,
+                     cfg: TrainConfig, output_dir: str, tracking: dict | None = None) -> WeightedTrainer:
+    """The Trainer `train_weighted` runs (`bench/trainer_vs_trl.py` times it): its arguments from `cfg`, east's
+    collator and loss, and off a terminal `PlainProgress` in place of the dict printed at every logging step."""
+    # Under torchrun each of the WORLD_SIZE processes takes an equal share of the global batch_size; DDP averages
+    # their gradients, and each share's loss is a mean over its examples, so the step is the one-process step.
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    args = TrainingArguments(
+        output_dir=output_dir,
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size // world,
+        ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=math.ceil(cfg.warmup_ratio * cfg.epochs * math.ceil(len(dataset) / cfg.batch_size)),
+        lr_scheduler_type="cosine",
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=cfg.bf16,  # on CPU this is autocast over fp32 weights
+        use_cpu=not torch.cuda.is_available(),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=10,
+        save_strategy="no",
+        **(tracking or {"report_to": []}),
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=not on_terminal(),
+        **({"fsdp": cfg.fsdp} if cfg.fsdp else {}),
+        **({"deepspeed": str(cfg.deepspeed)} if cfg.deepspeed else {}),
+    )
+    trainer = WeightedTrainer(model=model, args=args, train_dataset=dataset,
+                              data_collator=collate(tokenizer.pad_token_id), loss=cfg.loss, beta=cfg.beta,
+                              group_by_length=cfg.group_by_length)
+    if args.disable_tqdm:
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(PlainProgress())
+    return trainer
+
+
 def train_weighted(base_model: str, examples: Examples, cfg: TrainConfig, out_dir: Path,
                    max_len: int = 256, trust_remote_code: bool = False, tracking: dict | None = None) -> dict:
     """Fine-tunes `base_model` on weighted examples with `cfg.loss`, writes `out_dir` atomically.
@@ -226,39 +306,9 @@ def train_weighted(base_model: str, examples: Examples, cfg: TrainConfig, out_di
     model = add_lora(model, cfg.lora)
     dataset = WeightedDataset(examples, tokenizer, max_len, cfg.loss)
     out_dir = Path(out_dir)
-    # Under torchrun each of the WORLD_SIZE processes takes an equal share of the global batch_size; DDP averages
-    # their gradients, and each share's loss is a mean over its examples, so the step is the one-process step.
     world = int(os.environ.get("WORLD_SIZE", "1"))
     with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            learning_rate=cfg.lr,
-            num_train_epochs=cfg.epochs,
-            per_device_train_batch_size=cfg.batch_size // world,
-            ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
-            weight_decay=cfg.weight_decay,
-            warmup_steps=math.ceil(cfg.warmup_ratio * cfg.epochs * math.ceil(len(dataset) / cfg.batch_size)),
-            lr_scheduler_type="cosine",
-            max_grad_norm=cfg.max_grad_norm,
-            bf16=cfg.bf16,  # on CPU this is autocast over fp32 weights
-            use_cpu=not torch.cuda.is_available(),
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            logging_steps=10,
-            save_strategy="no",
-            **(tracking or {"report_to": []}),
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            disable_tqdm=not on_terminal(),
-            **({"fsdp": cfg.fsdp} if cfg.fsdp else {}),
-            **({"deepspeed": str(cfg.deepspeed)} if cfg.deepspeed else {}),
-        )
-        trainer = WeightedTrainer(model=model, args=args, train_dataset=dataset,
-                                  data_collator=collate(tokenizer.pad_token_id), loss=cfg.loss, beta=cfg.beta)
-        if args.disable_tqdm:
-            trainer.remove_callback(PrinterCallback)
-            trainer.add_callback(PlainProgress())
-        result = trainer.train()
+        result = weighted_trainer(model, tokenizer, dataset, cfg, scratch, tracking).train()
     loss = float(result.training_loss)
     if world > 1:  # each process logged its own share's mean: the mean of equal shares is the batch's
         total = torch.tensor(loss, dtype=torch.float64)

@@ -5,7 +5,8 @@
                 (`style_key`; + the probe's question limit)
   weight_key  = gen_key + weighting fields + loss (the loss decides the rows: responses, pairs or singles) + the
                 monitor's target
-  ckpt_key    = parent model hash + weight_key + train fields (+ the earlier rounds' weight keys, accumulating)
+  ckpt_key    = parent model hash + weight_key + train fields (`train_fields`) (+ the earlier rounds' weight keys,
+                accumulating)
   eval_key    = the greedy and the sampled generation keys of a split
   logprobs    = scoring model hash + gen_key + the scored samples
   balance     = experiment + round (its rows are theirs) + the probes' gen keys + what scores them (weighting
@@ -30,7 +31,7 @@ from east_tasks.io import fingerprint
 from east_tasks.store.schema import record_key
 
 __all__ = ["backbone_key", "balance_key", "checkpoint_key", "eval_key", "gen_key", "logprob_key", "record_key",
-           "shard_key", "style_key", "weight_key", "weighting_fields"]
+           "shard_key", "style_key", "train_fields", "weight_key", "weighting_fields"]
 
 
 def style_key(style: str) -> str:
@@ -72,6 +73,15 @@ def weighting_fields(weighting: Any) -> dict[str, Any]:
     if (version := MEASURES.version(weighting.strategy)) is not None:
         fields["strategy_version"] = version
     return fields
+
+
+# Train fields added after keys were first recorded: like _ADDED_WEIGHTING, in the checkpoint key only when set.
+_ADDED_TRAIN = {"group_by_length": False}
+
+
+def train_fields(train: Any) -> dict[str, Any]:
+    """`train` (a TrainConfig) as the checkpoint key reads it: later fields only when set."""
+    return {k: v for k, v in train.model_dump().items() if k not in _ADDED_TRAIN or v != _ADDED_TRAIN[k]}
 
 
 def weight_key(gen_key: str, weighting: dict[str, Any], loss: str, monitor_target: int) -> str:

@@ -50,7 +50,7 @@ def train(cfg: ExperimentConfig, parent: ModelRef, weight_key: str, round_: int)
     trained (`check_collapse`). The step's value is the new model."""
     earlier_keys = list(parent.weight_keys) if cfg.train.accumulate else []
     weight_keys = [*earlier_keys, weight_key]
-    ckpt_key = keys.checkpoint_key(parent.hash, weight_key, cfg.train.model_dump(), earlier_keys)
+    ckpt_key = keys.checkpoint_key(parent.hash, weight_key, keys.train_fields(cfg.train), earlier_keys)
     out_dir = cfg.checkpoint_dir / ckpt_key
     trained_on = (*parent.weight_keys, weight_key)
 
