@@ -160,7 +160,7 @@ def run_shard_flow_runs(jobs: list[dict]) -> str:
 @task(name="generate-pool", cache_policy=NO_CACHE, **RETRY)
 def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int,
                   spec: SampleSpec) -> State[StepResult]:
-    """With sampling.adaptive: its first pass and its top-up."""
+    """The round's pool (with sampling.adaptive: its first pass, then its top-up, two steps)."""
     result = steps.sample_pool(cfg, model, dataset_key, round_, spec, run_shards=run_shard_flow_runs)
     _log(result)
     return ended(result)
