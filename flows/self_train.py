@@ -160,8 +160,8 @@ def run_shard_flow_runs(jobs: list[dict]) -> str:
 @task(name="generate-pool", cache_policy=NO_CACHE, **RETRY)
 def generate_pool(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, round_: int,
                   spec: SampleSpec) -> State[StepResult]:
-    result = steps.generate(cfg, model, dataset_key, "pool", spec, cfg.sampling.seed + round_,
-                            f"generate pool round {round_}", run_shards=run_shard_flow_runs)
+    """The round's pool (with sampling.adaptive: its first pass, then its top-up, two steps)."""
+    result = steps.sample_pool(cfg, model, dataset_key, round_, spec, run_shards=run_shard_flow_runs)
     _log(result)
     return ended(result)
 
@@ -207,13 +207,15 @@ def east_round(cfg: ExperimentConfig, round_: int, parent: ModelRef, dataset_key
         publish_probes(cfg, round_)
     else:
         spec, probe_keys = steps.pool_spec(cfg), []
-    gen_key = generate_pool(cfg, parent, dataset_key, round_, spec).result().key
+    pool = generate_pool(cfg, parent, dataset_key, round_, spec).result()
+    gen_key = pool.key
     weight_key = select_and_weight(cfg, gen_key, dataset_key, parent).result().key
     publish_selection(cfg, round_, weight_key)
     trained = train(cfg, parent, weight_key, round_).result()
     model = trained.value
     evals = evaluate(cfg, model, dataset_key).result().value
-    record = steps.record_round(cfg, round_, model, evals, gen_key, weight_key, trained.key, probe_keys)
+    record = steps.record_round(cfg, round_, model, evals, gen_key, weight_key, trained.key,
+                                [*probe_keys, *(part.key for part in pool.parts[:-1])])
     _log(record)
     publish_round(cfg, round_, weight_key)
     return Completed(data=model, name=CACHED) if record.cached else model

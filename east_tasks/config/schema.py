@@ -34,6 +34,26 @@ class SamplingConfig(Section):
     shards: int = Field(1, ge=1, description="a round's pool generation as this many flow runs of the "
                         "east-generate-shard deployment, each with its own engine on whichever worker takes it, "
                         "merged by key (a DuckLake store; east_tasks.engines.replicas)")
+    # DART-Math (arXiv 2407.13690) spends samples by difficulty; prime-rl and open-instruct stop solved prompts
+    adaptive: bool = Field(False, description="an adaptive budget: each pool question first gets n0 samples; one "
+                           "decided by them (every sample correct, so dropped as all_correct; with "
+                           "stop_none_correct also none correct) stops there, the rest are topped up to n (with "
+                           "max_n: in proportion to difficulty). Gold labels only (docs/concepts/algorithm.md)")
+    n0: int = Field(4, ge=1, le=256, description="adaptive: the first pass's samples per question (below n)")
+    stop_none_correct: bool = Field(False, description="adaptive: also stop a question none of whose n0 samples "
+                                    "is correct (dropped as no_correct), rather than topping it up")
+    max_n: int | None = Field(None, ge=1, le=256, description="adaptive: the samples the stopped questions did not "
+                              "take go to the undecided ones, in proportion to their first pass's fail rate "
+                              "(DART-Math), up to max_n per question; null: every undecided question gets n")
+
+    @model_validator(mode="after")
+    def _adaptive_budget(self) -> SamplingConfig:
+        if self.adaptive and self.n0 >= self.n:
+            raise ValueError(f"sampling.n0 {self.n0} must be below sampling.n {self.n}: the first pass is what "
+                             "adaptive sampling tops up from")
+        if self.max_n is not None and self.max_n < self.n:
+            raise ValueError(f"sampling.max_n {self.max_n} must be at least sampling.n {self.n}")
+        return self
 
 
 class WeightingConfig(Section):
@@ -340,6 +360,16 @@ class ExperimentConfig(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)  # built per config: $EAST_STORE_URL is read then
     tracking: TrackingConfig = TrackingConfig()
     guard: GuardConfig = GuardConfig()
+
+    @model_validator(mode="after")
+    def _adaptive_with_gold(self) -> ExperimentConfig:
+        """Adaptive sampling stops a question by its first pass's gold grading, and sets each count itself."""
+        if self.sampling.adaptive and self.weighting.labels != "gold":
+            raise ValueError("sampling.adaptive needs weighting.labels=gold: it stops a question by its first "
+                             "pass's gold grading, which a label-free round has not")
+        if self.sampling.adaptive and self.balance.auto and self.balance.sample_counts:
+            raise ValueError("sampling.adaptive spends the sample count itself: leave balance.sample_counts empty")
+        return self
 
     @field_validator("data_dir")
     @classmethod

@@ -69,15 +69,17 @@ def grade(preds: list[str | None], golds: list[str], style: str, texts: list[str
     return [h and next(matched) for h in has_gold]
 
 
-def _sample_chunk(cfg: ExperimentConfig, gen_key: str, generator: engines.Generator, prompter: Prompter,
-                  chunk: pd.DataFrame, spec: SampleSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One chunk of questions sampled and graded: its prompts (once each) and its samples."""
+def sample_chunk(cfg: ExperimentConfig, gen_key: str, generator: engines.Generator, prompter: Prompter,
+                 chunk: pd.DataFrame, spec: SampleSpec, seed: int, first: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One chunk of questions sampled and graded: its prompts (once each) and its samples, numbered from `first`.
+    A question's request is seeded with its seed + `first`: vLLM draws a request's sample j with its seed + j, so
+    samples `first`.. are those a request from 0 draws there (an adaptive pool's top-up, `steps.pool`)."""
     style = cfg.data.answer_style
     prompts = [prompter(q) for q in chunk.question]
-    outs = generator.generate(prompts, [prompt_seed(seed, p) for p in chunk.problem_id], spec)
+    outs = generator.generate(prompts, [prompt_seed(seed, p) + first for p in chunk.problem_id], spec)
     prompt_keys = [hashlib.md5(p.encode()).hexdigest() for p in prompts]
     samples = [(pid, i, pk, c, gold) for pid, pk, gold, completions in zip(
-        chunk.problem_id, prompt_keys, chunk.answer, outs, strict=True) for i, c in enumerate(completions)]
+        chunk.problem_id, prompt_keys, chunk.answer, outs, strict=True) for i, c in enumerate(completions, first)]
     texts = [c.text for _, _, _, c, _ in samples]
     preds = extract_answers(texts, style)
     rows = pd.DataFrame([(gen_key, pid, i, pk, c.text, pred, c.num_tokens)
@@ -92,7 +94,7 @@ def _sample_chunk(cfg: ExperimentConfig, gen_key: str, generator: engines.Genera
     return pd.DataFrame({"prompt_key": prompt_keys, "prompt": prompts}).drop_duplicates("prompt_key"), rows
 
 
-def _write_chunk(store: Store, prompts: pd.DataFrame, rows: pd.DataFrame) -> None:
+def write_chunk(store: Store, prompts: pd.DataFrame, rows: pd.DataFrame) -> None:
     store.insert_df("prompts", prompts)  # present prompts are kept: a key is its text's hash
     store.insert_df("generations", rows)
 
@@ -131,9 +133,9 @@ def generate(cfg: ExperimentConfig, model: ModelRef, dataset_key: str, split: st
             generator = get_generator(model.path, cfg.backend)
             engine = {"engine": engines.last_engine_event}
             for start in progress(range(0, len(todo), per_chunk), desc=step, unit="chunk"):
-                rows = _sample_chunk(cfg, key, generator, prompter, todo.iloc[start:start + per_chunk], spec, seed)
+                rows = sample_chunk(cfg, key, generator, prompter, todo.iloc[start:start + per_chunk], spec, seed)
                 # The store is opened per chunk, so readers (`east report`) can get in between chunks.
-                ctx.commit(lambda store, rows=rows: _write_chunk(store, *rows))
+                ctx.commit(lambda store, rows=rows: write_chunk(store, *rows))
                 n_rows, tokens = n_rows + len(rows[1]), tokens + int(rows[1].num_tokens.sum())
                 pause_if_asked(step)  # test hook (east_tasks/faults.py): a kill between committed chunks
         if runner:  # the shards wrote the rows

@@ -3,6 +3,7 @@
   dataset_key = hash of the problem rows (`east_tasks.data.sources.load_splits`)
   gen_key     = model hash + dataset_key + split + sampling fields + seed + backend + prompt template + answer style
                 (`style_key`; + the probe's question limit)
+  topup_key   = an adaptive pool's: its first pass's gen_key (n0 samples) + n + max_n + stop_none_correct
   weight_key  = gen_key + weighting fields + loss (the loss decides the rows: responses, pairs or singles) + the
                 monitor's target
   ckpt_key    = parent model hash + weight_key + train fields (`train_fields`) (+ the earlier rounds' weight keys,
@@ -31,7 +32,7 @@ from east_tasks.io import fingerprint
 from east_tasks.store.schema import record_key
 
 __all__ = ["backbone_key", "balance_key", "checkpoint_key", "eval_key", "gen_key", "logprob_key", "record_key",
-           "shard_key", "style_key", "train_fields", "weight_key", "weighting_fields"]
+           "shard_key", "style_key", "topup_key", "train_fields", "weight_key", "weighting_fields"]
 
 
 def style_key(style: str) -> str:
@@ -54,6 +55,12 @@ def gen_key(model_hash: str, dataset_key: str, split: str, spec: dict[str, Any],
     return fingerprint({"model": model_hash, "data": dataset_key, "split": split, "spec": spec, "seed": seed,
                         "backend": backend, "prompt": template, "style": style,
                         **({"limit": limit} if limit is not None else {})})
+
+
+def topup_key(first_key: str, n: int, max_n: int | None, stop_none_correct: bool) -> str:
+    """An adaptive pool's generation (`sampling.adaptive`): what its first pass sampled (n0 is in its spec), and how
+    the rest is spent. A fixed-n pool keeps its `gen_key`: these fields enter no other key."""
+    return fingerprint({"topup": first_key, "n": n, "max_n": max_n, "stop_none_correct": stop_none_correct})
 
 
 def shard_key(gen_key: str, shard: int, shards: int) -> str:

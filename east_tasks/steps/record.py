@@ -31,11 +31,12 @@ def _round_row(store: Store, cfg: ExperimentConfig, round_: int, model: ModelRef
 
 def record_round(cfg: ExperimentConfig, round_: int, model: ModelRef, evals: EvalKeys, gen_key: str | None = None,
                  weight_key: str | None = None, ckpt_key: str | None = None,
-                 probe_keys: Iterable[str] = ()) -> StepResult:
-    """Records round `round_` of the experiment (auto-balance's probe steps too), unless the guard rejects it
+                 earlier_keys: Iterable[str] = ()) -> StepResult:
+    """Records round `round_` of the experiment (with `earlier_keys`, the steps before its pool's generation:
+    auto-balance's probes, an adaptive pool's first pass), unless the guard rejects it
     (`steps.guard`: then it is recorded in `rejected_rounds` and `RoundRejected` raised, before the record step is
     marked running). A round found recorded was accepted by the run that recorded it, and stays so."""
-    steps = [k for k in (*probe_keys, gen_key, weight_key, ckpt_key, *evals.steps) if k]
+    steps = [k for k in (*earlier_keys, gen_key, weight_key, ckpt_key, *evals.steps) if k]
     key = keys.record_key(cfg.experiment, round_, model.hash, evals.test, evals.validation, gen_key, weight_key,
                           steps)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from east_tasks.store.schema import TABLES, TRIMMED_TEXT
+from east_tasks.store.schema import COLUMNS, TABLES, TRIMMED_TEXT
 
 if TYPE_CHECKING:
     from east_tasks.cost import Cost
@@ -115,6 +115,20 @@ class Queries:
         join = " JOIN prompts p USING (prompt_key)" if text == "full" else ""
         return self.query(f"SELECT g.problem_id, g.sample_idx, g.pred_answer, g.correct{extra} FROM generations g"
                           f"{join} WHERE g.gen_key = ? ORDER BY g.problem_id, g.sample_idx", [gen_key])
+
+    def correct_counts(self, gen_key: str) -> pd.DataFrame:
+        """Per question of a generation (problem_id order): its samples `n` and gold-correct ones `n_correct`."""
+        return self.query("SELECT problem_id, count(*)::INTEGER AS n, (count(*) FILTER (correct))::INTEGER AS "
+                          "n_correct FROM generations WHERE gen_key = ? GROUP BY problem_id ORDER BY problem_id",
+                          [gen_key])
+
+    def copy_samples(self, source: str, target: str, problem_ids: list[str]) -> None:
+        """The samples of `problem_ids` under generation `source` also under `target` (an adaptive pool holds its
+        first pass's samples)."""
+        cols = sorted(COLUMNS["generations"] - {"gen_key"})
+        self.insert_select("generations", ["gen_key", *cols], f"SELECT ? AS gen_key, {', '.join(cols)} FROM "
+                           "generations WHERE gen_key = ? AND list_contains(?, problem_id)",
+                           [target, source, problem_ids])
 
     def response_texts(self, gen_key: str, rows: pd.DataFrame) -> pd.DataFrame:
         """prompt and text of `rows`' (problem_id, sample_idx) samples of a generation, in their order."""
