@@ -16,14 +16,38 @@ from east_tasks.models.tiny import build_tokenizer
 grading.install()  # the core's math comparisons and users' styles run in the engines' bounded workers, as in a run
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+# Test modules whose tests share a costly session fixture: they run on one pytest-xdist worker, which builds the
+# fixture once (`pytest_collection_modifyitems` checks that every user of one is listed).
+SHARED_FIXTURES = {
+    "finished_run": {"test_config_files.py", "test_export.py", "test_flow.py", "test_guards.py", "test_lucky.py",
+                     "test_python_api.py"},
+    "clean_dir": {"test_faults.py", "test_interrupts.py"},
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (a dev dependency)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """The suite runs on two pytest-xdist workers (`-n 2`, pyproject.toml). Each module's tests stay on one worker
+    (its module fixtures are built once), and so do the modules of each `SHARED_FIXTURES` entry. (xdist's own
+    `--dist loadgroup` groups nothing under pytest 9: its marks never reach the node ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    group_of = {module: fixture for fixture, modules in SHARED_FIXTURES.items() for module in modules}
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return group_of.get(module.rsplit("/", 1)[-1], module)
+
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, pyproject.toml): a module's tests stay
-    on one worker, so its module fixtures are built once, and so do all tests of each costly session fixture
-    (`finished_run`, `clean_dir`), which a worker builds for itself."""
     for item in items:
-        shared = [name for name in ("finished_run", "clean_dir") if name in item.fixturenames]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
+        for fixture, modules in SHARED_FIXTURES.items():
+            if fixture in item.fixturenames and item.path.name not in modules:
+                raise pytest.UsageError(f"{item.nodeid} uses {fixture}: add {item.path.name} to SHARED_FIXTURES in "
+                                        "tests/conftest.py (its users run on one xdist worker)")
 
 
 @pytest.fixture(scope="session")

@@ -84,10 +84,18 @@ def _ctrl_c(proc: subprocess.Popen, at: Callable[[str], bool], presses: int = 1,
             proc.kill()
 
 
-def _stopped_with(out: str, line: str) -> None:
-    """The run's last line says how to resume; no traceback, and Prefect's server heard the crash reports."""
-    assert out.rstrip().splitlines()[-1] == line, out[-3000:]
+# What multiprocessing's resource tracker (a process of its own) may print after a run stopped at once.
+TRACKER = re.compile(r"resource_tracker: There appear to be|^\s*warnings\.warn\('resource_tracker")
+SLOW_CLEANUP = re.compile(r"^interrupted: cleaning up took over [\d.]+ s, stopped at once; " + re.escape(RESUME) + "$")
+
+
+def _stopped_with(out: str, line: str) -> bool:
+    """The run's last line says how to resume, and no traceback. On a loaded machine the first press's cleanup may
+    outlast its grace period: then the run stops at once and says so. Returns whether it cleaned up in time."""
+    last = [text for text in out.rstrip().splitlines() if not TRACKER.search(text)][-1]
+    assert last == line or (line == STOPPED and SLOW_CLEANUP.match(last)), out[-3000:]
     assert "Traceback" not in out and "Error logging to API" not in out, out[-3000:]
+    return last == line  # cleaned up within the grace period
 
 
 def test_ctrl_c_stops_the_run_within_seconds_and_the_rerun_resumes_to_the_uninterrupted_result(
@@ -108,8 +116,8 @@ def test_ctrl_c_stops_the_run_within_seconds_and_the_rerun_resumes_to_the_uninte
         code, gone, out, started = _ctrl_c(_east_run(data_dir, api_url=api_url), at)
         assert code == INTERRUPTED_EXIT and gone < STOPPED_S, (case, code, gone, out[-3000:])
         assert "VLLM::EngineCore" in started, (case, started)
-        _stopped_with(out, STOPPED)
-        assert re.search(r"Flow run 'fault' - Finished in state (Crashed|Failed)", out), out[-3000:]  # heard
+        if _stopped_with(out, STOPPED):  # Prefect heard of it (a run stopped at once ends without telling it)
+            assert re.search(r"Flow run 'fault' - Finished in state (Crashed|Failed)", out), out[-3000:]
         if case == "training":  # this run finished the pool the first one was interrupted in
             assert int(re.search(rows, out).group(1)) > 0, out[-3000:]
         print(f"Ctrl-C during {case}: stopped, nothing left running, in {gone:.2f} s")
