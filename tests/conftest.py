@@ -1,6 +1,11 @@
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 # Prefect keeps its SQLite database under PREFECT_HOME; never touch the user's.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="east-prefect-home-")
@@ -12,6 +17,8 @@ from east_tasks.data.arith import make_split
 from east_tasks.data.prompts import format_completion, format_prompt
 from east_tasks.engines import grading
 from east_tasks.models.tiny import build_tokenizer
+
+ROOT = Path(__file__).parents[1]
 
 grading.install()  # the core's math comparisons and users' styles run in the engines' bounded workers, as in a run
 
@@ -82,6 +89,39 @@ def postgres():
 def lake_url(postgres) -> str:
     """A DuckLake URL whose catalog is a fresh, empty PostgreSQL database."""
     return "ducklake:postgres:" + postgres.create_database(f"lake_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(scope="session")
+def second_clone(tmp_path_factory) -> "SecondClone":
+    """This checkout as a second machine or a Docker image has it: a `git clone` at another path (with the working
+    tree's uncommitted changes) and an environment of its own, made by uv from uv.lock and uv's cache, offline.
+    Its processes write bytecode (`env`), so that only the first compiles its imports. Skipped where this checkout
+    is no git clone or has no uv."""
+    uv = ROOT / ".uv" / "bin" / "uv"
+    uv = str(uv) if uv.exists() else shutil.which("uv")
+    if uv is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout and uv (make setup)")
+    clone = tmp_path_factory.mktemp("elsewhere") / "east"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    changed = subprocess.run(["git", "ls-files", "-m", "-o", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, changed):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    subprocess.run([uv, "sync", "-q", "--locked", "--offline", "--extra", "cpu", "--python", python], cwd=clone,
+                   check=True, env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"})
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
+    return SecondClone(clone, str(clone / ".venv" / "bin" / "python"), str(clone / ".venv" / "bin" / "east"), env)
+
+
+@dataclass(frozen=True)
+class SecondClone:
+    root: Path
+    python: str
+    east: str
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="session")

@@ -146,26 +146,29 @@ def test_without_a_validation_split_the_guard_says_once_that_it_is_off() -> None
 
 
 # --- 2. an identity that survives a move --------------------------------------------------------------------------
-def test_a_checkout_at_another_path_on_the_same_data_dir_is_a_full_cache_hit(finished_run, tmp_path) -> None:
-    """A second clone's committed backbone (here: its copy at another path) is the same base model: the finished
-    experiment, run from there, finds every step and reports the same rounds."""
+def test_a_second_clone_with_its_own_environment_on_the_same_data_dir_is_a_full_cache_hit(
+        finished_run, second_clone, prefect_server, tmp_path) -> None:
+    """A clone at another path, its own venv, its own committed backbone (the default base model): the finished
+    experiment, run from there, finds every step, rewrites nothing and reports the same rounds."""
     cfg, records = finished_run
     data = _copy(finished_run, tmp_path)
-    clone = tmp_path / "clone" / "east_tasks" / "models" / "backbone"
-    shutil.copytree(BACKBONE_DIR, clone)
 
     def stored() -> tuple[list, list]:
         with Store(data / "east.duckdb") as s:
             return (s.execute("SELECT step_key, status, updated_at FROM step_status ORDER BY step_key"),
                     s.execute("SELECT round, model_hash, step_keys, updated_at FROM experiment_rounds ORDER BY round"))
 
+    def east_there(*args: str | Path) -> subprocess.CompletedProcess:
+        return subprocess.run([second_clone.east, *map(str, args)], cwd=second_clone.root, capture_output=True,
+                              text=True, timeout=600, env={**second_clone.env, "PREFECT_API_URL": prefect_server})
+
     before = stored()
-    code, output = _east("run", "--preset", "tiny-test", "--experiment", "finished", "--a", "1.0", "--data-dir", data,
-                         "--set", f"base_model={clone}")
-    assert code == 0, output
+    ran = east_there("run", "--preset", "tiny-test", "--experiment", "finished", "--a", "1.0", "--data-dir", data)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]
     assert stored() == before  # nothing computed, nothing rewritten
-    code, as_json = _east("report", "--json", "--experiment", "finished", "--data-dir", data)
-    assert json.loads(as_json)["finished"] == json.loads(json.dumps(records, default=str))
+    report = east_there("report", "--json", "--experiment", "finished", "--data-dir", data)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert json.loads(report.stdout)["finished"] == json.loads(json.dumps(records, default=str))
 
 
 def test_a_moved_model_or_data_is_compared_by_content(tmp_path) -> None:

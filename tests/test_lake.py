@@ -19,11 +19,12 @@ from lake_worker import sample, worker_config
 from pydantic import ValidationError
 
 from east_tasks import steps
-from east_tasks.config import ExperimentConfig, StoreConfig
+from east_tasks.config import ExperimentConfig, StoreConfig, load_config
 from east_tasks.engines.generation import release_generator
 from east_tasks.engines.replicas import replica_devices
 from east_tasks.errors import UserError
 from east_tasks.io import mask_url
+from east_tasks.paths import BACKBONE_DIR
 from east_tasks.store import KEYS, TABLES, Claim, LakeStore, Store, connect
 
 WORKER = Path(__file__).with_name("lake_worker.py")
@@ -116,10 +117,12 @@ def test_a_claim_waits_while_its_holder_renews_and_is_taken_over_once_the_holder
 
 
 def _worker(data_dir: Path, url: str, shard: tuple[int, int] | None = None, lease_s: float = 60.0,
-            **env: str) -> subprocess.Popen:
+            clone=None, **env: str) -> subprocess.Popen:
+    """A worker process of this checkout, or of `clone` (the `second_clone` fixture: another path, its own venv)."""
     args = json.dumps({"data_dir": str(data_dir), "url": url, "lease_s": lease_s, "shard": shard})
-    return subprocess.Popen([sys.executable, str(WORKER), args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    python, root, environ = (clone.python, clone.root, clone.env) if clone else (sys.executable, ROOT, os.environ)
+    return subprocess.Popen([python, str(root / "tests" / WORKER.name), args], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**environ, **env})
 
 
 def _generations(store: Store, gen_key: str) -> list:
@@ -272,3 +275,30 @@ def test_one_experiment_one_configuration_on_a_lake_when_claimed_at_once(lake_ur
     assert said[:2] == (["claimed", "claimed"] if a == 0 else [said[0]] * 2) and said[0] != said[2]
     refused = [s for s in said if s.startswith("refused")]
     assert len(refused) == (1 if a == 0 else 2) and all("weighting.a" in s for s in refused)
+
+
+def test_workers_whose_repositories_sit_at_different_paths_share_one_lake(lake_url, tmp_path, single_file_run,
+                                                                         second_clone) -> None:
+    """A clone at another path, with its own environment, shares the lake with this checkout: its experiment
+    (whose default base model is its own copy of the backbone) is this one's, and the two workers' shards make one
+    generation equal to a single-worker run."""
+    gen_key, reference = single_file_run
+    workers = [_worker(tmp_path, lake_url, (0, 2)), _worker(tmp_path, lake_url, (1, 2), clone=second_clone)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(err[-3000:] for _, err in outputs)
+    assert [json.loads(out.strip().splitlines()[-1])["key"] for out, _ in outputs] == [
+        f"{gen_key}/shard-0-of-2", f"{gen_key}/shard-1-of-2"]
+    cfg = worker_config(str(tmp_path), lake_url)
+    assert sample(cfg).info["new_questions"] == 0  # the merge: both shards were there
+    with connect(cfg.store, tmp_path) as store:
+        assert _generations(store, gen_key) == reference
+
+    args = {"data_dir": str(tmp_path), "a": 0.0, "url": lake_url, "data_path": str(tmp_path / "lake")}
+    steps.claim_experiment(load_config("tiny-test", experiment="shared", data_dir=tmp_path, weighting={"a": 0.0},
+                                       store={"url": lake_url, "data_path": args["data_path"]}))
+    there = subprocess.run([second_clone.python, "-c", CLAIM_NAME, json.dumps(args)], input="go\n", text=True,
+                           capture_output=True, cwd=second_clone.root, env=second_clone.env, timeout=300)
+    assert there.stdout.split()[-1:] == ["claimed"], there.stdout + there.stderr[-3000:]
+    with LakeStore(lake_url, args["data_path"]) as store:
+        (config,), = store.execute("SELECT config FROM experiments WHERE experiment = 'shared'")
+    assert json.loads(config)["base_model"] == str(BACKBONE_DIR)  # this checkout's path; the clone's run shares it
