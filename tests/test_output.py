@@ -152,6 +152,20 @@ def test_the_engine_starts_with_the_preloads_and_this_process_keeps_its_environm
     assert vllm_env.preload_libraries()[0] == []  # given already
 
 
+
+def test_an_engine_without_its_preloads_says_in_one_line_how_to_get_them(monkeypatch, caplog) -> None:
+    monkeypatch.delenv("EAST_NO_PRELOAD", raising=False)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setattr(vllm_env, "_first", lambda dirs, names: "/v/libiomp5.so" if "libiomp5.so" in names else None)
+    with caplog.at_level(logging.WARNING), vllm_env.engine_environment(cpu=True):
+        assert "LD_PRELOAD" not in os.environ  # both or neither
+    (line,) = [r.getMessage() for r in caplog.records if "preload" in r.getMessage()]
+    assert "not found: tcmalloc (apt-get install libtcmalloc-minimal4))" in line and "libiomp5" not in line
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), vllm_env.engine_environment(cpu=False):  # a GPU wants none
+        pass
+    assert not caplog.records
+
 # Two rounds with every column a table can have: 6 tiers, k > 0, the pool's monitor (numbers checked by hand).
 TIERS = {str(t): {"greedy_acc": round(0.95 - 0.125 * t, 3)} for t in range(1, 7)}
 RECORDS = [dict(round=0, greedy_acc=0.5111, k=4, pass1=0.4667, pass1_se=0.0456, maj_acc=0.5, pass_acc=0.6222,

@@ -174,9 +174,12 @@ def engine_environment(cpu: bool) -> Iterator[None]:
     before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "TORCH_CPP_LOG_LEVEL", ENGINE_PROCESS, WORKER_GRACE)}
     os.environ[ENGINE_PROCESS] = "1"
     os.environ.setdefault(WORKER_GRACE, str(WORKER_GRACE_S))
-    libraries = preload_libraries()[0] if cpu else []
+    libraries, found = preload_libraries() if cpu else ([], "")
     if libraries:
         os.environ["LD_PRELOAD"] = ":".join([*libraries, *filter(None, [before["LD_PRELOAD"]])])
+    elif found.startswith("not found"):  # vLLM's own warning says what is missing, not how to get it
+        logging.getLogger(__name__).warning("vLLM's CPU engine starts without the tcmalloc and Intel OpenMP it asks "
+                                            "for (%s); once installed, east preloads them (docs/output.md)", found)
     if not user_asked():  # e.g. the worker's "NUMA binding: Using MEMBIND policy ..." from vLLM's C++ side
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     try:
