@@ -1,7 +1,7 @@
 """Where `make demo`'s time goes, from a fresh `git clone`: setup, the CLI's start, Prefect's temporary server, the
 engine's start, and per round the pool, selection, training, evaluation and the record, read from the demo's own log.
 
-    .venv/bin/python bench/demo_time.py [--repo .] [--workdir /tmp/east-demo-time] [--make-args ...]
+    .venv/bin/python bench/demo_time.py [--repo .] [--workdir /tmp/east-demo-time] [--uv-cache warm|cold]
 
 The clone is of `--repo`'s HEAD (commit first). Setup is `make setup` in the clone (uv from its cache where warm:
 say which); the demo is `make demo`, timed from the command's start to its exit. Last line:
@@ -23,7 +23,7 @@ from benchmarks import record
 STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) \| \w+ +\| (.*)$")
 COMPUTED = re.compile(r"- (.+?) \[[0-9a-f]+\]: computed in ([\d.]+)s(?: \((.*)\))?$")
 ENGINE_START = re.compile(r"engine=started in ([\d.]+)s")
-STEP_PHASE = [(r"^(generate|top up) pool round (\d+)$", "pool"), (r"^select\+weight", "selection"),
+STEP_PHASE = [(r"^data$", "data"), (r"^(generate|top up) pool round (\d+)$", "pool"), (r"^select\+weight", "selection"),
               (r"^train", "training"), (r"^(generate|evaluate) (test|validation)", "evaluation"),
               (r"^record round (\d+)$", "record")]
 
