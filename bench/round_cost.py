@@ -42,15 +42,18 @@ def configs(args: argparse.Namespace, seed: int) -> dict[str, ExperimentConfig]:
 
 
 def measured(store: Store, experiments: list[str]) -> pd.DataFrame:
-    """Per experiment and round: the pool's samples, its generation seconds, kept rows and greedy test accuracy."""
+    """Per experiment and round: the pool's samples, its generation seconds (as computed, by whichever run computed
+    the steps: a run finds another's steps by key), whether this run computed them, kept rows and test accuracy."""
     rounds = store.query("SELECT r.experiment, r.round, r.n_kept, e.greedy_acc, (SELECT count(*) FROM generations g "
                          "WHERE g.gen_key = r.gen_key) AS samples FROM experiment_rounds r LEFT JOIN evaluations e "
                          "USING (eval_key) WHERE r.round > 0 AND list_contains(?, r.experiment)", [experiments])
-    steps = store.query("SELECT experiment, step, wall_s FROM step_status WHERE list_contains(?, experiment)",
+    steps = store.query("SELECT r.experiment, r.round, s.step, s.wall_s, s.experiment = r.experiment AS computed "
+                        "FROM experiment_rounds r JOIN step_status s ON list_contains(from_json(r.step_keys, "
+                        "'[\"VARCHAR\"]'), s.step_key) WHERE r.round > 0 AND list_contains(?, r.experiment)",
                         [experiments])
-    pool = steps.step.str.extract(POOL_STEPS)[1].dropna()
-    gen_s = steps.loc[pool.index].assign(round=pool.astype(int)).groupby(["experiment", "round"]).wall_s.sum()
-    return rounds.merge(gen_s.rename("gen_s").reset_index(), on=["experiment", "round"], how="left")
+    pool = steps[steps.step.str.fullmatch(POOL_STEPS)].groupby(["experiment", "round"])
+    gen = pool.agg(gen_s=("wall_s", "sum"), computed=("computed", "all")).reset_index()
+    return rounds.merge(gen, on=["experiment", "round"], how="left")
 
 
 def main() -> None:
@@ -89,9 +92,12 @@ def main() -> None:
     per_round = df.groupby("arm").samples.mean()
     fixed, adaptive = per_round["fixed"], per_round["adaptive"]
     cfg = configs(args, seeds[0])["adaptive"]
+    found = df[~df.computed.astype(bool)].groupby("arm").size().to_dict()
     lines = [f"{args.preset}, {args.rounds} rounds, seeds {args.seeds}, backend {cfg.backend.engine}; fixed n = "
              f"{cfg.sampling.n}, adaptive n0 = {args.n0}, stop_none_correct = {args.stop_none_correct}, max_n = "
              f"{args.max_n}; means over seeds",
+             "pools found in the store, computed by an earlier run (their generation seconds are as it measured "
+             "them): " + (", ".join(f"{arm} {k} of {len(df[df.arm == arm])}" for arm, k in found.items()) or "none"),
              "arm      | round | pool samples | generation s | kept rows | samples / kept row | test greedy",
              *(f"{arm:8s} | {r:5d} | {t.samples:12.0f} | {t.gen_s:12.1f} | {t.n_kept:9.0f} | {t.per_row:18.2f} | "
                f"{t.greedy_acc:.4f}" for (arm, r), t in table.iterrows()),
