@@ -91,8 +91,18 @@ def lake_url(postgres) -> str:
     return "ducklake:postgres:" + postgres.create_database(f"lake_{uuid.uuid4().hex[:10]}")
 
 
+@dataclass(frozen=True)
+class SecondClone:
+    """A checkout at another path with its own venv: its `python`, its `east`, and the environment to run them in."""
+
+    root: Path
+    python: str
+    east: str
+    env: dict[str, str]
+
+
 @pytest.fixture(scope="session")
-def second_clone(tmp_path_factory) -> "SecondClone":
+def second_clone(tmp_path_factory) -> SecondClone:
     """This checkout as a second machine or a Docker image has it: a `git clone` at another path (with the working
     tree's uncommitted changes) and an environment of its own, made by uv from uv.lock and uv's cache, offline.
     Its processes write bytecode (`env`), so that only the first compiles its imports. Skipped where this checkout
@@ -109,19 +119,11 @@ def second_clone(tmp_path_factory) -> "SecondClone":
         if (ROOT / name).is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, clone / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     subprocess.run([uv, "sync", "-q", "--locked", "--offline", "--extra", "cpu", "--python", python], cwd=clone,
-                   check=True, env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"})
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
+                   check=True, env=env)
     return SecondClone(clone, str(clone / ".venv" / "bin" / "python"), str(clone / ".venv" / "bin" / "east"), env)
-
-
-@dataclass(frozen=True)
-class SecondClone:
-    root: Path
-    python: str
-    east: str
-    env: dict[str, str]
 
 
 @pytest.fixture(scope="session")
