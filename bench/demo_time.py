@@ -57,19 +57,21 @@ def phases(log: str, demo_s: float) -> tuple[list[tuple[str, str, float]], float
         steps.append((current, next((name for pattern, name in STEP_PHASE if re.search(pattern, step)), "other"),
                       seconds))
 
-    def between(first: str, last: str, latest: bool = False) -> float:
-        a = next(at for at, text in stamps if first in text)
-        b = (max if latest else next)(at for at, text in stamps if last in text)
+    def first(marker: str) -> datetime:
+        return next(at for at, text in stamps if marker in text)
+
+    def seconds(a: datetime, b: datetime) -> float:
         return (b - a + timedelta(days=1 if b < a else 0)).total_seconds()  # a run past midnight
 
-    server_to_end = between("Starting temporary server", "", latest=True)
-    flow_s = between("Beginning flow run", "record round", latest=True)
-    return [("-", "CLI start (by difference)", demo_s - server_to_end),
-            ("-", "Prefect server start", between("Starting temporary server", "Beginning flow run")),
+    server, flow = first("Starting temporary server"), first("Beginning flow run")
+    last_record = max(at for at, text in stamps if "record round" in text)
+    server_s, flow_s = seconds(server, flow), seconds(flow, last_record)
+    return [("-", "CLI start (by difference)", demo_s - seconds(server, stamps[-1][0])),
+            ("-", "Prefect server start", server_s),
             *steps,
             ("-", "Prefect between steps (by difference)", flow_s - sum(s for _, _, s in steps)),
-            ("-", "after the last round: tables, plots, engine and server stop", server_to_end - flow_s
-             - between("Starting temporary server", "Beginning flow run"))], flow_s
+            ("-", "after the last round: tables, plots, engine and server stop", seconds(last_record, stamps[-1][0]))
+            ], flow_s
 
 
 def main() -> None:
